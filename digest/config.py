@@ -1,0 +1,419 @@
+"""``digest.toml`` → a typed, validated ``Config``.
+
+The file is read and checked once; every problem becomes a ``ConfigError``
+that names the file, the key and what is wrong. Secrets come from the
+environment (``DIGEST_SMTP_PASSWORD``, ``DIGEST_SECRET``), never the file.
+Relative paths in the file are relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import ConfigError
+from digest.models import (
+    DEFAULT_TEXT_RECORD,
+    ListingFormat,
+    Selectors,
+    Source,
+    SourceKind,
+    Theme,
+)
+
+CONFIG_ENV = "DIGEST_CONFIG"
+DEFAULT_CONFIG = "digest.toml"
+RECORD_PARTS = frozenset({"title", "link", "authors", "date", "summary"})
+_SCHEDULE_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSettings:
+    title: str = "Weekly Digest"
+    timezone: str = "UTC"
+    schedule: str = "mon 08:00"
+    database: str = "sqlite:///digest.db"
+    base_url: str = "http://127.0.0.1:8025"
+    min_entries: int = 1
+    secret: str = ""
+    list_id: str = ""
+    templates: Path | None = None
+    subscribers: Path | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def schedule_parts(self) -> tuple[str, int, int]:
+        """``("mon", 8, 0)`` for ``"mon 08:00"``."""
+        m = _SCHEDULE_RE.match(self.schedule)
+        assert m is not None  # validated on load
+        return m.group(1), int(m.group(2)), int(m.group(3))
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    connect_timeout: float = 10.0
+    deadline: float = 30.0
+    max_bytes: int = 10_000_000
+    max_redirects: int = 5
+    concurrency: int = 8
+    user_agent: str = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
+    broken_ratio: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    from_: str = "Weekly Digest <digest@example.org>"
+    transport: str = "maildir"
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: str = "none"
+    username: str = ""
+    password: str = ""
+    connections: int = 4
+    rate: float = 0.0
+    maildir: Path = Path("outbox")
+    per_connection: int = 100
+    unsubscribe_mailto: str = ""
+    dkim_selector: str = ""
+    dkim_key: Path | None = None
+    resend_unknown: bool = False
+    max_attempts: int = 5
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. Only ``pipeline``, ``cli`` and ``schedule`` see it."""
+
+    path: Path
+    digest: DigestSettings = field(default_factory=DigestSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    sender: SenderSettings = field(default_factory=SenderSettings)
+    sources: tuple[Source, ...] = ()
+    themes: tuple[Theme, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.digest.templates or self.base_dir / "templates"
+
+    @property
+    def subscribers_dir(self) -> Path:
+        return self.digest.subscribers or self.base_dir / "subscribers"
+
+
+def find_config(explicit: str | os.PathLike[str] | None) -> Path:
+    """The config path: the argument, else ``$DIGEST_CONFIG``, else ``./digest.toml``."""
+    raw = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+    return Path(raw).expanduser().resolve()
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
+    """Read and validate ``path``; raise ``ConfigError`` naming file, key, problem."""
+    env = dict(os.environ) if env is None else env
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (run `digest init` or pass --config)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return _Reader(path, env).config(data)
+
+
+class _Reader:
+    """Walks the TOML tree, remembering where it is for error messages."""
+
+    def __init__(self, path: Path, env: dict[str, str]) -> None:
+        self.path = path
+        self.env = env
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: {problem}")
+
+    def table(self, data: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}", "unknown key")
+        return value
+
+    def get(self, data: dict[str, Any], where: str, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in data:
+            return default
+        value = data[key]
+        # bool is an int in Python; a bool where a number is wanted is a mistake.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(f"{where}.{key}", f"must be {names}, got {value!r}")
+        return value
+
+    def strings(self, data: dict[str, Any], where: str, key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{where}.{key}", "must be a list of strings")
+        return tuple(v.strip() for v in value if v.strip())
+
+    def local_path(self, raw: str) -> Path:
+        p = Path(raw).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+    def config(self, data: dict[str, Any]) -> Config:
+        unknown = sorted(set(data) - {"digest", "fetch", "sender", "sources", "themes"})
+        if unknown:
+            raise self.fail(unknown[0], "unknown section")
+        digest = self.digest(data)
+        themes = self.themes(data.get("themes", []))
+        sources = self.sources(data.get("sources", []), {t.name for t in themes})
+        return Config(
+            path=self.path,
+            digest=digest,
+            fetch=self.fetch(data),
+            sender=self.sender(data),
+            sources=sources,
+            themes=themes,
+        )
+
+    def digest(self, data: dict[str, Any]) -> DigestSettings:
+        d = DigestSettings()
+        t = self.table(data, "digest", set(DigestSettings.__slots__))  # type: ignore[attr-defined]
+        w = "digest"
+        tz = self.get(t, w, "timezone", str, d.timezone)
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail("digest.timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
+        schedule = self.get(t, w, "schedule", str, d.schedule).strip().lower()
+        if not _SCHEDULE_RE.match(schedule):
+            raise self.fail("digest.schedule", f"must look like 'mon 08:00', got {schedule!r}")
+        database = self.get(t, w, "database", str, d.database)
+        database = self._database_url(database)
+        base_url = self.get(t, w, "base_url", str, d.base_url).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            raise self.fail("digest.base_url", f"must be an http(s) URL, got {base_url!r}")
+        min_entries = self.get(t, w, "min_entries", int, d.min_entries)
+        if min_entries < 0:
+            raise self.fail("digest.min_entries", "must be 0 or more")
+        templates = self.get(t, w, "templates", str, None)
+        subscribers = self.get(t, w, "subscribers", str, None)
+        title = self.get(t, w, "title", str, d.title).strip()
+        if not title:
+            raise self.fail("digest.title", "must not be empty")
+        return DigestSettings(
+            title=title,
+            timezone=tz,
+            schedule=schedule,
+            database=database,
+            base_url=base_url,
+            min_entries=min_entries,
+            secret=self.env.get("DIGEST_SECRET") or self.get(t, w, "secret", str, ""),
+            list_id=self.get(t, w, "list_id", str, ""),
+            templates=self.local_path(templates) if templates else None,
+            subscribers=self.local_path(subscribers) if subscribers else None,
+        )
+
+    def _database_url(self, url: str) -> str:
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url.removeprefix("sqlite:///")
+            if rel and rel != ":memory:":
+                return "sqlite:///" + str(self.local_path(rel))
+        if "://" not in url:
+            raise self.fail("digest.database", f"must be a database URL like sqlite:///digest.db, got {url!r}")
+        return url
+
+    def fetch(self, data: dict[str, Any]) -> FetchSettings:
+        d = FetchSettings()
+        t = self.table(data, "fetch", set(FetchSettings.__slots__))  # type: ignore[attr-defined]
+        num = (int, float)
+        s = FetchSettings(
+            connect_timeout=float(self.get(t, "fetch", "connect_timeout", num, d.connect_timeout)),
+            deadline=float(self.get(t, "fetch", "deadline", num, d.deadline)),
+            max_bytes=self.get(t, "fetch", "max_bytes", int, d.max_bytes),
+            max_redirects=self.get(t, "fetch", "max_redirects", int, d.max_redirects),
+            concurrency=self.get(t, "fetch", "concurrency", int, d.concurrency),
+            user_agent=self.get(t, "fetch", "user_agent", str, d.user_agent),
+            broken_ratio=float(self.get(t, "fetch", "broken_ratio", num, d.broken_ratio)),
+        )
+        for key in ("connect_timeout", "deadline", "max_bytes", "concurrency"):
+            if getattr(s, key) <= 0:
+                raise self.fail(f"fetch.{key}", "must be greater than 0")
+        if not 0 <= s.max_redirects <= 20:
+            raise self.fail("fetch.max_redirects", "must be between 0 and 20")
+        return s
+
+    def sender(self, data: dict[str, Any]) -> SenderSettings:
+        d = SenderSettings()
+        known = {k for k in SenderSettings.__slots__ if k not in ("from_", "password")} | {"from"}  # type: ignore[attr-defined]
+        t = self.table(data, "sender", known)
+        w = "sender"
+        from_ = self.get(t, w, "from", str, d.from_)
+        if "@" not in from_:
+            raise self.fail("sender.from", f"must be an address like 'Name <digest@example.org>', got {from_!r}")
+        transport = self.get(t, w, "transport", str, d.transport)
+        if transport not in ("smtp", "maildir"):
+            raise self.fail("sender.transport", f"must be 'smtp' or 'maildir', got {transport!r}")
+        security = self.get(t, w, "security", str, d.security)
+        if security not in ("none", "starttls", "tls"):
+            raise self.fail("sender.security", f"must be 'none', 'starttls' or 'tls', got {security!r}")
+        port = self.get(t, w, "port", int, d.port)
+        if not 0 < port < 65536:
+            raise self.fail("sender.port", f"must be a TCP port, got {port}")
+        connections = self.get(t, w, "connections", int, d.connections)
+        if connections < 1:
+            raise self.fail("sender.connections", "must be at least 1")
+        rate = float(self.get(t, w, "rate", (int, float), d.rate))
+        if rate < 0:
+            raise self.fail("sender.rate", "must be 0 (no limit) or more")
+        dkim_key = self.get(t, w, "dkim_key", str, "")
+        dkim_selector = self.get(t, w, "dkim_selector", str, "")
+        if bool(dkim_key) != bool(dkim_selector):
+            raise self.fail("sender.dkim_key", "dkim_key and dkim_selector go together")
+        return SenderSettings(
+            from_=from_,
+            transport=transport,
+            host=self.get(t, w, "host", str, d.host),
+            port=port,
+            security=security,
+            username=self.get(t, w, "username", str, d.username),
+            password=self.env.get("DIGEST_SMTP_PASSWORD", ""),
+            connections=connections,
+            rate=rate,
+            maildir=self.local_path(self.get(t, w, "maildir", str, str(d.maildir))),
+            per_connection=self.get(t, w, "per_connection", int, d.per_connection),
+            unsubscribe_mailto=self.get(t, w, "unsubscribe_mailto", str, ""),
+            dkim_selector=dkim_selector,
+            dkim_key=self.local_path(dkim_key) if dkim_key else None,
+            resend_unknown=self.get(t, w, "resend_unknown", bool, d.resend_unknown),
+            max_attempts=self.get(t, w, "max_attempts", int, d.max_attempts),
+            timeout=float(self.get(t, w, "timeout", (int, float), d.timeout)),
+        )
+
+    def themes(self, raw: Any) -> tuple[Theme, ...]:
+        if not isinstance(raw, list):
+            raise self.fail("themes", "must be an array of tables ([[themes]])")
+        out: list[Theme] = []
+        seen: set[str] = set()
+        for i, t in enumerate(raw):
+            w = f"themes[{i}]"
+            if not isinstance(t, dict):
+                raise self.fail(w, "must be a table")
+            unknown = sorted(set(t) - {"name", "keywords", "phrases", "categories", "sources"})
+            if unknown:
+                raise self.fail(f"{w}.{unknown[0]}", "unknown key")
+            name = self.get(t, w, "name", str, "").strip()
+            if not name:
+                raise self.fail(f"{w}.name", "is required")
+            if name.casefold() in seen:
+                raise self.fail(f"{w}.name", f"theme {name!r} is defined twice")
+            seen.add(name.casefold())
+            theme = Theme(
+                name=name,
+                keywords=self.strings(t, w, "keywords"),
+                phrases=self.strings(t, w, "phrases"),
+                categories=self.strings(t, w, "categories"),
+                sources=self.strings(t, w, "sources"),
+            )
+            if not (theme.keywords or theme.phrases or theme.categories or theme.sources):
+                raise self.fail(w, f"theme {name!r} can never match: give keywords, phrases, categories or sources")
+            out.append(theme)
+        return tuple(out)
+
+    def sources(self, raw: Any, themes: set[str]) -> tuple[Source, ...]:
+        if not isinstance(raw, list):
+            raise self.fail("sources", "must be an array of tables ([[sources]])")
+        out: list[Source] = []
+        names: set[str] = set()
+        known = {"name", "kind", "url", "format", "theme", "selectors", "date_format", "record"}
+        for i, s in enumerate(raw):
+            w = f"sources[{i}]"
+            if not isinstance(s, dict):
+                raise self.fail(w, "must be a table")
+            unknown = sorted(set(s) - known)
+            if unknown:
+                raise self.fail(f"{w}.{unknown[0]}", "unknown key")
+            name = self.get(s, w, "name", str, "").strip()
+            if not name:
+                raise self.fail(f"{w}.name", "is required")
+            if name in names:
+                raise self.fail(f"{w}.name", f"source {name!r} is defined twice")
+            names.add(name)
+            kind_raw = self.get(s, w, "kind", str, "feed")
+            try:
+                kind = SourceKind(kind_raw)
+            except ValueError:
+                raise self.fail(f"{w}.kind", f"must be 'feed' or 'listing', got {kind_raw!r}") from None
+            url = self.get(s, w, "url", str, "").strip()
+            if not url:
+                raise self.fail(f"{w}.url", "is required")
+            if "://" in url:
+                if not url.startswith(("http://", "https://")):
+                    raise self.fail(f"{w}.url", f"only http(s) URLs or local paths are allowed, got {url!r}")
+            else:
+                url = str(self.local_path(url))
+            fmt: ListingFormat | None = None
+            selectors: Selectors | None = None
+            if kind is SourceKind.LISTING:
+                fmt_raw = self.get(s, w, "format", str, "html")
+                try:
+                    fmt = ListingFormat(fmt_raw)
+                except ValueError:
+                    raise self.fail(f"{w}.format", f"must be 'html' or 'text', got {fmt_raw!r}") from None
+                if fmt is ListingFormat.HTML:
+                    selectors = self.selectors(s.get("selectors"), f"{w}.selectors")
+            elif "format" in s or "selectors" in s:
+                raise self.fail(f"{w}.format", "format and selectors apply to kind = 'listing' only")
+            record = self.strings(s, w, "record") or DEFAULT_TEXT_RECORD
+            bad = [p for p in record if p not in RECORD_PARTS]
+            if bad or "date" not in record or len(set(record)) != len(record):
+                raise self.fail(
+                    f"{w}.record",
+                    f"must list each of {sorted(RECORD_PARTS)} at most once and include 'date', got {list(record)!r}",
+                )
+            theme = self.get(s, w, "theme", str, None)
+            out.append(
+                Source(
+                    name=name,
+                    kind=kind,
+                    url=url,
+                    format=fmt,
+                    theme=theme,
+                    selectors=selectors,
+                    date_format=self.get(s, w, "date_format", str, None),
+                    record=record,
+                )
+            )
+        return tuple(out)
+
+    def selectors(self, raw: Any, w: str) -> Selectors:
+        if not isinstance(raw, dict) or "item" not in raw:
+            raise self.fail(f"{w}.item", "an html listing needs [sources.selectors] with at least item")
+        fields = ("item", "title", "link", "date", "summary", "author")
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise self.fail(f"{w}.{unknown[0]}", "unknown selector")
+        values = {k: self.get(raw, w, k, str, None) for k in fields}
+        from lxml.cssselect import CSSSelector, SelectorError  # lxml is slow to import; only here
+
+        for k, v in values.items():
+            if v is not None:
+                try:
+                    CSSSelector(v)
+                except SelectorError as exc:
+                    raise self.fail(f"{w}.{k}", f"invalid CSS selector {v!r}: {exc}") from exc
+        return Selectors(**values)

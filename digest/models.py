@@ -1,0 +1,309 @@
+"""Plain values passed between the pipeline stages.
+
+Everything here is a frozen, slotted dataclass with no I/O. Datetimes are
+always timezone-aware. Stages take and return these; none of them knows the
+whole ``Config``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+OTHER_THEME = "Other"
+
+_WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+class SourceKind(StrEnum):
+    FEED = "feed"
+    LISTING = "listing"
+
+
+class ListingFormat(StrEnum):
+    HTML = "html"
+    TEXT = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Selectors:
+    """CSS selectors for an HTML listing; all but ``item`` are optional.
+
+    Each optional selector is evaluated inside one matched item. ``link``
+    takes the ``href`` of the matched element (or of its first ``a``);
+    ``date`` takes a ``datetime`` attribute when present, else the text.
+    """
+
+    item: str
+    title: str | None = None
+    link: str | None = None
+    date: str | None = None
+    summary: str | None = None
+    author: str | None = None
+
+
+#: The default record shape of a text listing: author lines, then the date
+#: line that anchors the entry, then summary lines.
+DEFAULT_TEXT_RECORD: tuple[str, ...] = ("authors", "date", "summary")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One configured source of entries.
+
+    ``url`` is an http(s) URL or an absolute local path. ``record`` gives the
+    order of line groups in a text listing (``title``, ``link``,
+    ``authors``, ``date``, ``summary``); the ``date`` line anchors each entry.
+    """
+
+    name: str
+    kind: SourceKind
+    url: str
+    format: ListingFormat | None = None
+    theme: str | None = None
+    selectors: Selectors | None = None
+    date_format: str | None = None
+    record: tuple[str, ...] = DEFAULT_TEXT_RECORD
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """A byline: ``name`` and, when the source says, ``affiliation``."""
+
+    name: str
+    affiliation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item gathered from a source.
+
+    ``id`` is stable across fetches (see ``sources.ids``). ``summary`` is plain
+    text; ``content`` is the source's HTML, unsanitised (render sanitises).
+    ``title_derived`` is true when the source gave no title and ``title`` was
+    made from the summary. ``first_seen`` is set by the store.
+    """
+
+    id: str
+    source: str
+    title: str
+    link: str | None = None
+    summary: str = ""
+    content: str = ""
+    authors: tuple[Author, ...] = ()
+    published: dt.datetime | None = None
+    tags: tuple[str, ...] = ()
+    title_derived: bool = False
+    first_seen: dt.datetime | None = None
+
+    def when(self) -> dt.datetime:
+        """The date that places this entry in a week: published, else first seen."""
+        when = self.published or self.first_seen
+        if when is None:
+            raise ValueError(f"entry {self.id} has neither published nor first_seen")
+        return when
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class IsoWeek:
+    """An ISO 8601 week (Monday to Sunday), e.g. ``IsoWeek(2018, 2)``.
+
+    ``str(week)`` is ``"2018-W02"``; ``IsoWeek.parse("2018-W02")`` reverses it.
+    ``start`` and ``end`` are the Monday and Sunday; ``bounds(tz)`` gives the
+    half-open interval of aware datetimes in that time zone.
+    """
+
+    year: int
+    week: int
+
+    def __post_init__(self) -> None:
+        # Raises ValueError for week 53 of a 52-week year, and the like.
+        dt.date.fromisocalendar(self.year, self.week, 1)
+
+    def __str__(self) -> str:
+        return f"{self.year:04d}-W{self.week:02d}"
+
+    @classmethod
+    def parse(cls, text: str) -> IsoWeek:
+        m = _WEEK_RE.match(text.strip())
+        if not m:
+            raise ValueError(f"not an ISO week like 2018-W02: {text!r}")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @classmethod
+    def of(cls, when: dt.datetime | dt.date, tz: ZoneInfo | None = None) -> IsoWeek:
+        """The week containing ``when``; an aware datetime is first put in ``tz``."""
+        if isinstance(when, dt.datetime):
+            if tz is not None:
+                when = when.astimezone(tz)
+            when = when.date()
+        iso = when.isocalendar()
+        return cls(iso.year, iso.week)
+
+    @property
+    def start(self) -> dt.date:
+        return dt.date.fromisocalendar(self.year, self.week, 1)
+
+    @property
+    def end(self) -> dt.date:
+        return dt.date.fromisocalendar(self.year, self.week, 7)
+
+    def bounds(self, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+        start = dt.datetime.combine(self.start, dt.time(), tzinfo=tz)
+        after = dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+        return start, after
+
+    def previous(self) -> IsoWeek:
+        return IsoWeek.of(self.start - dt.timedelta(days=7))
+
+    def next(self) -> IsoWeek:
+        return IsoWeek.of(self.start + dt.timedelta(days=7))
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    """A theme rule. Rules are tried in config order; the first match wins.
+
+    ``keywords`` match whole words, ``phrases`` whole word sequences, both
+    case-insensitively; ``categories`` match feed tags; ``sources`` match
+    source names.
+    """
+
+    name: str
+    keywords: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """The entries of one theme in one week, in display order."""
+
+    theme: str
+    week: IsoWeek
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One issue of the digest: the weeks it covers and its sections.
+
+    ``key`` names the issue in the store and in files: ``"2018-W02"`` for
+    one week, ``"2018-W01..2018-W03"`` for a range. Sections are ordered by
+    week (newest first), then by theme in config order, ``Other`` last.
+    """
+
+    key: str
+    title: str
+    weeks: tuple[IsoWeek, ...]
+    sections: tuple[Section, ...]
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        return tuple(e for s in self.sections for e in s.entries)
+
+    @property
+    def themes(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for s in self.sections:
+            seen.setdefault(s.theme)
+        return tuple(seen)
+
+
+class SubscriberStatus(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A recipient. ``themes`` empty means every theme."""
+
+    email: str
+    name: str = ""
+    themes: frozenset[str] = field(default_factory=frozenset)
+    timezone: str | None = None
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+
+    def wants(self, theme: str) -> bool:
+        return not self.themes or theme in self.themes
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One rendered variant of an issue (one distinct theme selection).
+
+    ``html`` is already CSS-inlined. ``html`` and ``text`` may hold the
+    per-subscriber placeholders of ``render.PLACEHOLDERS``; compose fills them.
+    """
+
+    issue_key: str
+    variant: str
+    themes: tuple[str, ...]
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers of a source between fetches."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    item_count: int | None = None
+    failures: int = 0
+
+
+class FetchStatus(StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+    BROKEN = "broken"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceResult:
+    """The outcome of gathering one source.
+
+    ``state`` is the new state to store; for ``failed`` and ``broken`` it is
+    ``None`` and the store keeps the old state (only counting the failure).
+    """
+
+    source: str
+    status: FetchStatus
+    entries: tuple[Entry, ...] = ()
+    state: SourceState | None = None
+    error: str = ""
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One finished message: envelope and the exact bytes (CRLF line ends)."""
+
+    issue_key: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+class Delivery(StrEnum):
+    """States of a row in the send ledger (one row per issue and subscriber)."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED_PERMANENT = "failed-permanent"
+    FAILED_TEMPORARY = "failed-temporary"
+    UNKNOWN = "unknown"
+    SKIPPED = "skipped"

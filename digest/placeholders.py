@@ -1,0 +1,44 @@
+"""Per-subscriber placeholders: rendered once per variant, filled per subscriber.
+
+Render puts these tokens where per-subscriber values go, so each variant is
+rendered and CSS-inlined once; compose fills them for each subscriber. The
+tokens are plain ASCII that neither Jinja2 autoescaping, premailer, quoted-
+printable nor base64 line folding alters (no ``<>&"'=``, no spaces).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+
+NAME = "DIGESTxNAMEx7f3a"
+EMAIL = "DIGESTxEMAILx7f3a"
+GREETING = "DIGESTxGREETINGx7f3a"
+UNSUBSCRIBE_URL = "DIGESTxUNSUBx7f3a"
+
+#: The template variables render binds to the tokens.
+PLACEHOLDERS: Mapping[str, str] = {
+    "name": NAME,
+    "email": EMAIL,
+    "greeting": GREETING,
+    "unsubscribe_url": UNSUBSCRIBE_URL,
+}
+
+
+def greeting(name: str) -> str:
+    """The salutation line for a subscriber: ``Hello Ann,`` or ``Hello,``."""
+    return f"Hello {name}," if name else "Hello,"
+
+
+def values_for(name: str, email: str, unsubscribe_url: str) -> dict[str, str]:
+    """The values for one subscriber, keyed like ``PLACEHOLDERS``."""
+    return {"name": name, "email": email, "greeting": greeting(name), "unsubscribe_url": unsubscribe_url}
+
+
+def fill(text: str, values: Mapping[str, str], *, escape_html: bool) -> str:
+    """Replace every token in ``text``; values are HTML-escaped when asked."""
+    for key, token in PLACEHOLDERS.items():
+        if token in text:
+            value = values[key]
+            text = text.replace(token, html.escape(value, quote=True) if escape_html else value)
+    return text
