@@ -1,0 +1,12 @@
+"""Preview pages and the one-click unsubscribe endpoint (a Starlette app).
+
+The app sees the rest of digest only through the ``Backend`` seam; see
+``seam`` for the values it exchanges and ``app`` for the routes.
+"""
+
+from __future__ import annotations
+
+from digest.web.app import create_app, serve
+from digest.web.seam import Backend, Preview, PreviewSubscriber, PreviewVariant
+
+__all__ = ["Backend", "Preview", "PreviewSubscriber", "PreviewVariant", "create_app", "serve"]

@@ -1,0 +1,120 @@
+"""The stylesheet and script of the web pages, served from ``/_static/``.
+
+They are served as files rather than inlined so the pages' Content-Security-
+Policy can allow ``'self'`` and nothing inline.
+"""
+
+from __future__ import annotations
+
+SITE_CSS = """\
+:root {
+  --fg: #1d2330; --muted: #5d6677; --line: #dde1e8; --bg: #f5f6f8; --panel: #fff;
+  --accent: #2456c7; --warn-bg: #fff6db; --warn-line: #e8c55a; --err-bg: #fdecec; --err-line: #d9534f;
+  font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+}
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); }
+a { color: var(--accent); }
+.card { max-width: 32rem; margin: 12vh auto 0; padding: 2rem 2.25rem; background: var(--panel);
+  border: 1px solid var(--line); border-radius: 10px; }
+.card h1 { margin: 0 0 .75rem; font-size: 1.35rem; }
+.card p { margin: .5rem 0; }
+.card .muted { color: var(--muted); font-size: .9rem; }
+button, .button { font: inherit; padding: .5rem 1.1rem; border-radius: 6px; border: 1px solid var(--accent);
+  background: var(--accent); color: #fff; cursor: pointer; text-decoration: none; display: inline-block; }
+button.secondary, .button.secondary { background: var(--panel); color: var(--accent); }
+form.confirm { margin-top: 1.25rem; }
+
+/* Preview */
+.preview { display: flex; flex-direction: column; height: 100vh; }
+.bar { display: flex; flex-wrap: wrap; gap: .5rem 1.25rem; align-items: center; padding: .6rem 1rem;
+  background: var(--panel); border-bottom: 1px solid var(--line); }
+.bar h1 { font-size: 1rem; margin: 0; white-space: nowrap; }
+.bar h1 small { color: var(--muted); font-weight: normal; }
+.bar form { display: flex; flex-wrap: wrap; gap: .5rem .9rem; align-items: center; margin: 0; }
+.bar label { color: var(--muted); font-size: .85rem; display: flex; gap: .35rem; align-items: center; }
+.bar select { font: inherit; font-size: .9rem; padding: .25rem .4rem; border: 1px solid var(--line);
+  border-radius: 5px; background: #fff; color: var(--fg); max-width: 22rem; }
+.views { display: inline-flex; border: 1px solid var(--line); border-radius: 6px; overflow: hidden; }
+.views button { border: 0; border-radius: 0; background: #fff; color: var(--fg); padding: .25rem .75rem;
+  font-size: .9rem; }
+.views button + button { border-left: 1px solid var(--line); }
+.views button[aria-pressed="true"] { background: var(--accent); color: #fff; }
+.status { margin-left: auto; font-size: .8rem; color: var(--muted); white-space: nowrap; }
+.status.down { color: var(--err-line); }
+.meta { padding: .6rem 1rem; background: var(--panel); border-bottom: 1px solid var(--line);
+  display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; font-size: .9rem; }
+.meta dt { color: var(--muted); }
+.meta dd { margin: 0; overflow-wrap: anywhere; }
+.meta .subject { font-weight: 600; }
+.notice { margin: .75rem 1rem 0; padding: .6rem .9rem; border-radius: 6px; border: 1px solid var(--line);
+  background: var(--panel); }
+.notice.warn { background: var(--warn-bg); border-color: var(--warn-line); }
+.notice.error { background: var(--err-bg); border-color: var(--err-line); font-weight: 600; }
+.notice.error code { display: block; margin-top: .3rem; font-weight: normal; white-space: pre-wrap; }
+.notice ul { margin: .25rem 0 0; padding-left: 1.2rem; }
+.stage { flex: 1; min-height: 0; padding: 1rem; display: flex; }
+.stage iframe { flex: 1; width: 100%; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
+.stage.text iframe, .stage.source iframe { background: #fcfcfd; }
+"""
+
+PREVIEW_JS = """\
+"use strict";
+(function () {
+  var body = document.body;
+  var shown = body.getAttribute("data-fingerprint");
+  var form = document.getElementById("switcher");
+  var frame = document.getElementById("mail");
+  var status = document.getElementById("status");
+  var scrollKey = "digest-preview-scroll:" + location.search;
+
+  // Switching a select shows the new choice at once; the button is for no-JS use.
+  if (form) {
+    form.querySelectorAll("select").forEach(function (el) {
+      el.addEventListener("change", function () { form.submit(); });
+    });
+    var go = form.querySelector(".go");
+    if (go) { go.hidden = true; }
+  }
+
+  // Keep the reader's place in the message across automatic reloads.
+  if (frame) {
+    frame.addEventListener("load", function () {
+      var y = sessionStorage.getItem(scrollKey);
+      if (y === null) { return; }
+      sessionStorage.removeItem(scrollKey);
+      try { frame.contentWindow.scrollTo(0, Number(y)); } catch (e) { /* cross-origin */ }
+    });
+  }
+
+  function reload() {
+    if (frame) {
+      try {
+        sessionStorage.setItem(scrollKey, String(frame.contentWindow.scrollY));
+      } catch (e) { /* cross-origin */ }
+    }
+    location.reload();
+  }
+
+  function setStatus(text, down) {
+    if (!status) { return; }
+    status.textContent = text;
+    status.classList.toggle("down", down);
+  }
+
+  function poll() {
+    fetch("/_fingerprint", { cache: "no-store" }).then(function (r) {
+      if (!r.ok) { throw new Error(String(r.status)); }
+      return r.text();
+    }).then(function (now) {
+      if (now.trim() !== shown) { setStatus("Reloading\\u2026", false); reload(); return; }
+      setStatus("Live: reloads on changes", false);
+      setTimeout(poll, 1000);
+    }).catch(function () {
+      setStatus("Server unreachable, retrying\\u2026", true);
+      setTimeout(poll, 1000);
+    });
+  }
+  setTimeout(poll, 1000);
+})();
+"""
