@@ -1,0 +1,46 @@
+"""The send stage: hand finished messages to the mail system, once each.
+
+``Sender`` is the protocol the pipeline calls; ``SmtpSender`` delivers over
+a pool of SMTP connections and ``MaildirSender`` writes files to a Maildir
+(demo, dry runs). Both keep the delivery ``Ledger`` up to date message by
+message, so a killed run neither loses nor repeats a delivery.
+``make_sender`` picks one from ``[sender]`` settings.
+
+    >>> sender = make_sender(config.sender)
+    >>> report = sender.send(outgoing, store, clock=lambda: now)
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from digest.config import SenderSettings
+from digest.errors import ConfigError
+from digest.send.base import Ledger, Problem, SendAborted, Sender, SendEvent, SendReport, TokenBucket
+from digest.send.maildir import MaildirSender
+from digest.send.smtp import SmtpSender
+
+__all__ = [
+    "Ledger",
+    "MaildirSender",
+    "Problem",
+    "SendAborted",
+    "SendEvent",
+    "SendReport",
+    "Sender",
+    "SmtpSender",
+    "TokenBucket",
+    "make_sender",
+]
+
+
+def make_sender(settings: SenderSettings) -> Sender:
+    """The sender for ``settings.transport``: ``"smtp"`` or ``"maildir"``."""
+    if settings.transport == "maildir":
+        return MaildirSender(settings.maildir)
+    if settings.transport == "smtp":
+        address = parseaddr(settings.from_)[1]
+        if "@" not in address:
+            raise ConfigError(f"sender.from: no address in {settings.from_!r}")
+        return SmtpSender(settings, address)
+    raise ConfigError(f"sender.transport: must be 'smtp' or 'maildir', got {settings.transport!r}")
