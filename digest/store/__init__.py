@@ -1,0 +1,88 @@
+"""The store: everything digest remembers between runs, in one SQL database.
+
+It owns the entries gathered from sources and each source's fetch state, the
+frozen issues, the send ledger, subscribers' status and the run lock. It uses
+SQLAlchemy Core on SQLite (a file, WAL) by default, and the same code runs on
+PostgreSQL (``postgresql+psycopg://...``). Opening a store creates and
+migrates its tables. Database failures surface as ``StoreError``.
+
+    with Store.open("sqlite:////srv/digest/digest.db") as store:
+        counts = store.record_fetch(result, now)
+
+The parts live in ``entries``, ``issues``, ``ledger``, ``subscribers`` and
+``lock``; ``schema`` holds the tables and the migrations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import TracebackType
+
+from digest.store.base import BUSY_TIMEOUT_S, make_engine
+from digest.store.entries import EntriesMixin, FetchCounts, content_hash
+from digest.store.issues import FrozenIssue, IssuesMixin
+from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
+from digest.store.lock import LockMixin
+from digest.store.schema import MIGRATIONS, Migration, migrate
+from digest.store.subscribers import SubscribersMixin, normalise
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "MIGRATIONS",
+    "STALE_CLAIM_ERROR",
+    "DeliveryRow",
+    "FetchCounts",
+    "FrozenIssue",
+    "Migration",
+    "Store",
+    "content_hash",
+    "normalise",
+]
+
+
+class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
+    """A connection pool to the database plus the operations digest needs.
+
+    Thread-safe: one ``Store`` may be shared by several threads.
+    """
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        now: dt.datetime | None = None,
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> Store:
+        """Connect to ``url``, create or migrate the tables, and return the store.
+
+        ``now`` stamps newly applied migrations (default: the clock, since
+        this records when the schema changed rather than pipeline data).
+        """
+        engine, label = make_engine(url)
+        store = cls(engine, label)
+        try:
+            with store._connect_for_write() as conn:
+                migrate(conn, now or dt.datetime.now(dt.UTC), migrations)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.label!r})"

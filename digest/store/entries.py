@@ -1,0 +1,215 @@
+"""Entries and source state: what was gathered, and what to ask a source next time.
+
+An entry is keyed by its stable id. Re-fetching an entry whose content hash
+is unchanged writes nothing; a changed one is updated in place, keeping its
+``first_seen``. A source's etag and item count are only replaced by a fetch
+that worked; a failed one only counts the failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, select
+
+from digest.models import Author, Entry, FetchStatus, SourceResult, SourceState
+from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import entries as t_entries
+from digest.store.schema import sources as t_sources
+from digest.store.schema import utc_text
+
+_FAILED = frozenset({FetchStatus.FAILED, FetchStatus.BROKEN})
+
+
+@dataclass(frozen=True, slots=True)
+class FetchCounts:
+    """What one ``record_fetch`` did to the stored entries."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _authors_json(authors: Iterable[Author]) -> str:
+    return _dumps([{"name": a.name, "affiliation": a.affiliation} for a in authors])
+
+
+def content_hash(entry: Entry) -> str:
+    """sha256 over the fields a reader sees; ``first_seen`` is the store's, not the source's."""
+    published = None if entry.published is None else entry.published.isoformat()
+    parts = [
+        entry.source,
+        entry.title,
+        entry.link,
+        entry.summary,
+        entry.content,
+        [[a.name, a.affiliation] for a in entry.authors],
+        published,
+        list(entry.tags),
+        entry.title_derived,
+    ]
+    return hashlib.sha256(_dumps(parts).encode("utf-8")).hexdigest()
+
+
+def _offset_seconds(when: dt.datetime | None) -> int | None:
+    if when is None:
+        return None
+    offset = when.utcoffset()
+    if offset is None:
+        raise ValueError(f"the store takes timezone-aware datetimes only, got {when!r}")
+    return int(offset.total_seconds())
+
+
+def _entry_row(entry: Entry, digest: str, first_seen: dt.datetime, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "source": entry.source,
+        "title": entry.title,
+        "link": entry.link,
+        "summary": entry.summary,
+        "content": entry.content,
+        "authors": _authors_json(entry.authors),
+        "tags": _dumps(list(entry.tags)),
+        "published": entry.published,
+        "published_offset": _offset_seconds(entry.published),
+        "first_seen": first_seen,
+        "updated_at": now,
+        "sort_at": entry.published or first_seen,
+        "title_derived": entry.title_derived,
+        "content_hash": digest,
+    }
+
+
+def _entry_from_row(row: Row[Any]) -> Entry:
+    published: dt.datetime | None = row.published
+    if published is not None and row.published_offset is not None:
+        published = published.astimezone(dt.timezone(dt.timedelta(seconds=row.published_offset)))
+    return Entry(
+        id=row.id,
+        source=row.source,
+        title=row.title,
+        link=row.link,
+        summary=row.summary,
+        content=row.content,
+        authors=tuple(Author(a["name"], a.get("affiliation", "")) for a in json.loads(row.authors)),
+        published=published,
+        tags=tuple(json.loads(row.tags)),
+        title_derived=bool(row.title_derived),
+        first_seen=row.first_seen,
+    )
+
+
+class EntriesMixin(StoreBase):
+    """Entries and per-source fetch state."""
+
+    def source_states(self) -> dict[str, SourceState]:
+        """The remembered state of every source that was ever fetched, by name."""
+        with self._read() as conn:
+            rows = conn.execute(select(t_sources)).all()
+        return {
+            r.name: SourceState(
+                etag=r.etag, last_modified=r.last_modified, item_count=r.item_count, failures=r.failures
+            )
+            for r in rows
+        }
+
+    def record_fetch(self, result: SourceResult, now: dt.datetime) -> FetchCounts:
+        """Store one source's outcome in one transaction; return what changed.
+
+        New entries get ``first_seen=now``; an entry whose content changed is
+        updated in place; unchanged rows are not touched. A working fetch
+        stores ``result.state`` and resets the failure count; a failed or
+        broken one adds one failure and keeps the etag and item count.
+        """
+        utc_text(now)  # refuse a naive ``now`` before touching anything
+        unique: dict[str, Entry] = {}
+        for entry in result.entries:
+            unique[entry.id] = entry  # the last copy of a repeated id wins
+        hashes = {eid: content_hash(e) for eid, e in unique.items()}
+        with self._write() as conn:
+            known: dict[str, tuple[str, dt.datetime]] = {}
+            for ids in chunked(list(unique), 500):
+                query = select(t_entries.c.id, t_entries.c.content_hash, t_entries.c.first_seen)
+                for eid, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
+                    known[eid] = (old_hash, first_seen)
+            rows: list[dict[str, Any]] = []
+            new = updated = 0
+            for eid, entry in unique.items():
+                old = known.get(eid)
+                if old is None:
+                    new += 1
+                    rows.append(_entry_row(entry, hashes[eid], now, now))
+                elif old[0] != hashes[eid]:
+                    updated += 1
+                    rows.append(_entry_row(entry, hashes[eid], old[1], now))
+            if rows:
+                stmt = upsert_into(conn, t_entries)
+                keep = {"id", "first_seen"}
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[t_entries.c.id],
+                    set_={c.name: stmt.excluded[c.name] for c in t_entries.columns if c.name not in keep},
+                    where=t_entries.c.content_hash != stmt.excluded.content_hash,
+                )
+                for batch in chunked(rows, 2000):
+                    conn.execute(stmt, list(batch))
+            self._record_source(conn, result, now)
+        return FetchCounts(new=new, updated=updated, unchanged=len(unique) - new - updated)
+
+    def _record_source(self, conn: Connection, result: SourceResult, now: dt.datetime) -> None:
+        stmt = upsert_into(conn, t_sources)
+        if result.status in _FAILED:
+            stmt = stmt.values(name=result.source, failures=1, last_error=result.error, last_fetch=now)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t_sources.c.name],
+                set_={
+                    "failures": t_sources.c.failures + 1,
+                    "last_error": stmt.excluded.last_error,
+                    "last_fetch": stmt.excluded.last_fetch,
+                },
+            )
+        else:
+            values: dict[str, Any] = {"failures": 0, "last_ok": now, "last_error": None, "last_fetch": now}
+            if result.state is not None:
+                values.update(
+                    etag=result.state.etag,
+                    last_modified=result.state.last_modified,
+                    item_count=result.state.item_count,
+                )
+            stmt = stmt.values(name=result.source, **values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t_sources.c.name], set_={k: stmt.excluded[k] for k in values}
+            )
+        conn.execute(stmt)
+
+    def entries(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        source: str | None = None,
+    ) -> list[Entry]:
+        """Stored entries with ``since <= entry.when() < until``, by when, then id."""
+        query = select(t_entries)
+        if since is not None:
+            query = query.where(t_entries.c.sort_at >= since)
+        if until is not None:
+            query = query.where(t_entries.c.sort_at < until)
+        if source is not None:
+            query = query.where(t_entries.c.source == source)
+        query = query.order_by(t_entries.c.sort_at, t_entries.c.id)
+        with self._read() as conn:
+            return [_entry_from_row(row) for row in conn.execute(query)]
+
+    def entry_count(self) -> int:
+        """How many entries are stored."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(t_entries)).scalar_one())

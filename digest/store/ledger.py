@@ -1,0 +1,266 @@
+"""The send ledger: one row per (issue, address), so each message goes out once.
+
+A row moves ``pending`` → ``claimed`` → ``sent`` (or ``failed-temporary``,
+``failed-permanent``, ``unknown``, ``skipped``). Claiming is one atomic
+``UPDATE ... WHERE state IN (...)`` whose row count says who won, so two
+threads or two processes never both claim a row; the claim is committed
+before the message is handed to the server. A claim left by a run that died
+becomes ``unknown``: the server may or may not have taken the message, and
+only the operator may choose to resend those.
+
+Addresses are kept exactly as given; the caller uses one spelling per
+subscriber. Every method is safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, or_, select, update
+
+from digest.errors import StoreError
+from digest.models import Delivery
+from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import deliveries as t_deliveries
+from digest.store.schema import utc_text
+
+_IN_CHUNK = 500
+_INSERT_CHUNK = 5000
+STALE_CLAIM_ERROR = "claimed by a run that did not finish; the server may or may not have taken it"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One ledger row."""
+
+    issue_key: str
+    email: str
+    variant: str
+    state: Delivery
+    attempts: int
+    next_attempt: dt.datetime | None
+    last_code: int | None
+    last_error: str | None
+
+
+def _row(r: Row[Any]) -> DeliveryRow:
+    return DeliveryRow(
+        issue_key=r.issue_key,
+        email=r.email,
+        variant=r.variant,
+        state=Delivery(r.state),
+        attempts=r.attempts,
+        next_attempt=r.next_attempt,
+        last_code=r.last_code,
+        last_error=r.last_error,
+    )
+
+
+def _due(now: dt.datetime, include_unknown: bool) -> ColumnElement[bool]:
+    """Rows a run may (re)send now."""
+    c = t_deliveries.c
+    states = [Delivery.PENDING.value] + ([Delivery.UNKNOWN.value] if include_unknown else [])
+    retry = and_(
+        c.state == Delivery.FAILED_TEMPORARY.value,
+        or_(c.next_attempt.is_(None), c.next_attempt <= now),
+    )
+    return or_(c.state.in_(states), retry)
+
+
+def _one(issue_key: str, email: str) -> ColumnElement[bool]:
+    return and_(t_deliveries.c.issue_key == issue_key, t_deliveries.c.email == email)
+
+
+class LedgerMixin(StoreBase):
+    """Planning, claiming and recording deliveries."""
+
+    def plan_deliveries(self, issue_key: str, rows: Iterable[tuple[str, str]], now: dt.datetime) -> int:
+        """Add a ``pending`` row for each ``(email, variant)`` not in the ledger yet.
+
+        Existing rows are left alone, whatever their state; a repeated address
+        keeps its first variant. Returns how many rows were added.
+        """
+        utc_text(now)
+        wanted: dict[str, str] = {}
+        for email, variant in rows:
+            wanted.setdefault(email, variant)
+        with self._write() as conn:
+            have = conn.execute(select(t_deliveries.c.email).where(t_deliveries.c.issue_key == issue_key))
+            existing = set(have.scalars())
+            new = [
+                {
+                    "issue_key": issue_key,
+                    "email": email,
+                    "variant": variant,
+                    "state": Delivery.PENDING.value,
+                    "attempts": 0,
+                    "updated_at": now,
+                }
+                for email, variant in wanted.items()
+                if email not in existing
+            ]
+            # DO NOTHING: on PostgreSQL another process may plan the same rows concurrently.
+            stmt = upsert_into(conn, t_deliveries).on_conflict_do_nothing(
+                index_elements=[t_deliveries.c.issue_key, t_deliveries.c.email]
+            )
+            for batch in chunked(new, _INSERT_CHUNK):
+                conn.execute(stmt, list(batch))
+        return len(new)
+
+    def due_deliveries(
+        self, issue_key: str, now: dt.datetime, *, include_unknown: bool = False
+    ) -> list[DeliveryRow]:
+        """Rows to send now: pending, failed-temporary whose ``next_attempt`` has come,
+        and unknown ones when ``include_unknown``. Ordered by address."""
+        c = t_deliveries.c
+        query = select(t_deliveries).where(c.issue_key == issue_key, _due(now, include_unknown))
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query.order_by(c.email))]
+
+    def claim(self, issue_key: str, email: str, now: dt.datetime, *, include_unknown: bool = False) -> bool:
+        """Atomically take a due row for sending (attempts + 1); committed on return.
+
+        False if the row is missing, done, claimed by another run, or not due yet.
+        ``unknown`` rows are claimable only with ``include_unknown``.
+        """
+        c = t_deliveries.c
+        stmt = (
+            update(t_deliveries)
+            .where(_one(issue_key, email), _due(now, include_unknown))
+            .values(state=Delivery.CLAIMED.value, attempts=c.attempts + 1, updated_at=now)
+        )
+        with self._write() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def claim_many(
+        self, issue_key: str, emails: Iterable[str], now: dt.datetime, *, include_unknown: bool = False
+    ) -> list[str]:
+        """``claim`` for many rows at once; returns the addresses claimed, in the given order."""
+        wanted = list(dict.fromkeys(emails))
+        c = t_deliveries.c
+        won: set[str] = set()
+        with self._write() as conn:
+            for batch in chunked(wanted, _IN_CHUNK):
+                stmt = (
+                    update(t_deliveries)
+                    .where(c.issue_key == issue_key, c.email.in_(batch), _due(now, include_unknown))
+                    .values(state=Delivery.CLAIMED.value, attempts=c.attempts + 1, updated_at=now)
+                    .returning(c.email)
+                )
+                won.update(conn.execute(stmt).scalars())
+        return [e for e in wanted if e in won]
+
+    def _not_planned(self, issue_key: str, email: str) -> StoreError:
+        return StoreError(f"database {self.label}: no delivery of issue {issue_key} to {email} is planned")
+
+    def _mark(self, conn: Connection, issue_key: str, email: str, values: dict[str, Any]) -> None:
+        # A row proven sent stays sent: a late failure report must not undo it.
+        stmt = (
+            update(t_deliveries)
+            .where(_one(issue_key, email), t_deliveries.c.state != Delivery.SENT.value)
+            .values(**values)
+        )
+        if conn.execute(stmt).rowcount == 0:
+            exists = conn.execute(select(t_deliveries.c.state).where(_one(issue_key, email))).first()
+            if exists is None:
+                raise self._not_planned(issue_key, email)
+
+    def mark_sent(self, issue_key: str, email: str, now: dt.datetime) -> None:
+        """The server accepted the message."""
+        utc_text(now)
+        with self._write() as conn:
+            stmt = (
+                update(t_deliveries)
+                .where(_one(issue_key, email))
+                .values(state=Delivery.SENT.value, next_attempt=None, last_error=None, updated_at=now)
+            )
+            if conn.execute(stmt).rowcount == 0:
+                raise self._not_planned(issue_key, email)
+
+    def mark_sent_many(self, issue_key: str, emails: Iterable[str], now: dt.datetime) -> int:
+        """``mark_sent`` for many rows in one transaction; returns how many rows were updated."""
+        utc_text(now)
+        c = t_deliveries.c
+        done = 0
+        with self._write() as conn:
+            for batch in chunked(list(dict.fromkeys(emails)), _IN_CHUNK):
+                stmt = (
+                    update(t_deliveries)
+                    .where(c.issue_key == issue_key, c.email.in_(batch))
+                    .values(state=Delivery.SENT.value, next_attempt=None, last_error=None, updated_at=now)
+                )
+                done += conn.execute(stmt).rowcount
+        return done
+
+    def mark_failed(
+        self,
+        issue_key: str,
+        email: str,
+        now: dt.datetime,
+        *,
+        permanent: bool,
+        code: int | None,
+        error: str,
+        next_attempt: dt.datetime | None,
+    ) -> None:
+        """The server refused the message; a temporary failure is due again at ``next_attempt``."""
+        utc_text(now)
+        state = Delivery.FAILED_PERMANENT if permanent else Delivery.FAILED_TEMPORARY
+        values = {
+            "state": state.value,
+            "last_code": code,
+            "last_error": error,
+            "next_attempt": None if permanent else next_attempt,
+            "updated_at": now,
+        }
+        with self._write() as conn:
+            self._mark(conn, issue_key, email, values)
+
+    def mark_unknown(self, issue_key: str, email: str, now: dt.datetime, error: str) -> None:
+        """The connection broke after the message was handed over: it may have gone out."""
+        utc_text(now)
+        values = {"state": Delivery.UNKNOWN.value, "last_error": error, "updated_at": now}
+        with self._write() as conn:
+            self._mark(conn, issue_key, email, values)
+
+    def mark_skipped(self, issue_key: str, email: str, now: dt.datetime, reason: str) -> None:
+        """Not sent on purpose (e.g. the address unsubscribed during the run)."""
+        utc_text(now)
+        values = {"state": Delivery.SKIPPED.value, "last_error": reason, "updated_at": now}
+        with self._write() as conn:
+            self._mark(conn, issue_key, email, values)
+
+    def release_stale_claims(self, issue_key: str, now: dt.datetime) -> int:
+        """Turn the claims of a run that died into ``unknown``; returns how many.
+
+        Call it only while holding the send lock, so no live run owns a claim.
+        """
+        stmt = (
+            update(t_deliveries)
+            .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state == Delivery.CLAIMED.value)
+            .values(state=Delivery.UNKNOWN.value, last_error=STALE_CLAIM_ERROR, updated_at=now)
+        )
+        with self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def delivery_counts(self, issue_key: str) -> dict[Delivery, int]:
+        """How many rows of the issue are in each state (every state is present, maybe 0)."""
+        c = t_deliveries.c
+        query = select(c.state, func.count()).where(c.issue_key == issue_key).group_by(c.state)
+        counts = dict.fromkeys(Delivery, 0)
+        with self._read() as conn:
+            for state, n in conn.execute(query):
+                counts[Delivery(state)] = int(n)
+        return counts
+
+    def deliveries(self, issue_key: str, state: Delivery | None = None) -> list[DeliveryRow]:
+        """The issue's rows, optionally in one state, ordered by address."""
+        c = t_deliveries.c
+        query = select(t_deliveries).where(c.issue_key == issue_key)
+        if state is not None:
+            query = query.where(c.state == state.value)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query.order_by(c.email))]

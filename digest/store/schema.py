@@ -1,0 +1,226 @@
+"""Tables of the store and the numbered migrations that create them.
+
+Types are chosen to work unchanged on SQLite and PostgreSQL: text, integers,
+booleans, and JSON kept as text. Every timestamp is stored as fixed-width UTC
+ISO 8601 text (``2018-01-09T03:04:05.000000+00:00``), so SQL comparisons and
+ordering are plain string comparisons on both databases; ``UtcDateTime``
+converts on the way in and out and refuses naive datetimes.
+
+Each migration runs in one transaction together with the row that records its
+number in ``migrations``, so a crash leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+_UTC = dt.UTC
+
+
+def utc_text(when: dt.datetime) -> str:
+    """``when`` as the stored form: UTC, microseconds, fixed width."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"the store takes timezone-aware datetimes only, got {when!r}")
+    return when.astimezone(_UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "+00:00"
+
+
+def from_utc_text(raw: str) -> dt.datetime:
+    """The aware UTC datetime of a stored timestamp."""
+    return dt.datetime.fromisoformat(raw).astimezone(_UTC)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime stored as sortable UTC text (see the module docstring)."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> str | None:
+        return None if value is None else utc_text(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else from_utc_text(value)
+
+
+metadata = MetaData()
+
+migrations = Table(
+    "migrations",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", UtcDateTime, nullable=False),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("item_count", Integer),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("last_ok", UtcDateTime),
+    Column("last_error", Text),
+    Column("last_fetch", UtcDateTime),
+)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("link", Text),
+    Column("summary", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("authors", Text, nullable=False),  # JSON list of {name, affiliation}
+    Column("tags", Text, nullable=False),  # JSON list of strings
+    Column("published", UtcDateTime),
+    # The publisher's UTC offset in seconds, so ``published`` comes back
+    # with the offset it was given (the JSON output shows it).
+    Column("published_offset", Integer),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Entry.when(): published, else first_seen; kept so filters and ordering use an index.
+    Column("sort_at", UtcDateTime, nullable=False),
+    Column("title_derived", Boolean, nullable=False, default=False),
+    Column("content_hash", String(64), nullable=False),
+    Index("ix_entries_sort_at", "sort_at"),
+    Index("ix_entries_source", "source"),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("payload", Text, nullable=False),
+    Column("frozen_at", UtcDateTime, nullable=False),
+)
+
+variants = Table(
+    "variants",
+    metadata,
+    Column("issue_key", String(100), ForeignKey("issues.key", ondelete="CASCADE"), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("themes", Text, nullable=False),  # JSON list of theme names
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    PrimaryKeyConstraint("issue_key", "variant"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue_key", String(100), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UtcDateTime),
+    Column("last_code", Integer),
+    Column("last_error", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("issue_key", "email"),
+    Index("ix_deliveries_issue_state", "issue_key", "state"),
+)
+
+subscriber_status = Table(
+    "subscriber_status",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("changed_at", UtcDateTime, nullable=False),
+    Column("how", Text, nullable=False),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ttl_seconds", Float, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change; ``apply`` runs inside the caller's transaction."""
+
+    number: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _initial(conn: Connection) -> None:
+    # Creates the tables as defined above. When a later migration changes a
+    # table, freeze its first shape here before editing the definition above.
+    for table in (sources, entries, issues, variants, deliveries, subscriber_status, locks):
+        table.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial),)
+
+# Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
+_PG_MIGRATION_LOCK = 0x6469676573740001
+
+
+def _serialise(conn: Connection) -> None:
+    """Make concurrent migrators take turns (SQLite already does: BEGIN IMMEDIATE)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+
+
+def applied_numbers(conn: Connection) -> set[int]:
+    """Numbers of the migrations already applied (empty for a new database)."""
+    if not conn.dialect.has_table(conn, migrations.name):
+        return set()
+    return set(conn.execute(select(migrations.c.number)).scalars())
+
+
+def migrate(conn: Connection, now: dt.datetime, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the steps not yet recorded, each in its own transaction; return their numbers.
+
+    ``conn`` must not be in a transaction; on SQLite it must begin its
+    transactions with ``BEGIN IMMEDIATE`` so migrators take turns.
+    """
+    with conn.begin():
+        pending = [m for m in steps if m.number not in applied_numbers(conn)]
+    done: list[int] = []
+    for step in pending:
+        with conn.begin():
+            _serialise(conn)
+            migrations.create(conn, checkfirst=True)
+            # Another process may have applied it while we waited for the lock.
+            if step.number in applied_numbers(conn):
+                continue
+            step.apply(conn)
+            conn.execute(insert(migrations).values(number=step.number, name=step.name, applied_at=now))
+            done.append(step.number)
+    return done

@@ -1,0 +1,76 @@
+"""Subscribers' status: who is active, unsubscribed or bounced.
+
+The subscriber lists are files the editor keeps; the store only keeps each
+address's status, keyed by the lowercased address. Unsubscribing always
+wins: a list import or a re-subscribe cannot silently re-activate an
+address that asked to leave; only ``force=True`` can.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from digest.models import SubscriberStatus
+from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import subscriber_status as t_status
+from digest.store.schema import utc_text
+
+
+def normalise(email: str) -> str:
+    """The key an address is stored under."""
+    return email.strip().lower()
+
+
+class SubscribersMixin(StoreBase):
+    """Status per subscriber address."""
+
+    def subscriber_status(self, emails: Iterable[str] | None = None) -> dict[str, SubscriberStatus]:
+        """Stored statuses (of ``emails`` only, when given), keyed by lowercased address.
+
+        Addresses without a stored status are absent from the result.
+        """
+        c = t_status.c
+        out: dict[str, SubscriberStatus] = {}
+        with self._read() as conn:
+            if emails is None:
+                for email, status in conn.execute(select(c.email, c.status)):
+                    out[email] = SubscriberStatus(status)
+                return out
+            for batch in chunked(sorted({normalise(e) for e in emails}), 500):
+                for email, status in conn.execute(select(c.email, c.status).where(c.email.in_(batch))):
+                    out[email] = SubscriberStatus(status)
+        return out
+
+    def set_status(
+        self, email: str, status: SubscriberStatus, now: dt.datetime, how: str, *, force: bool = False
+    ) -> bool:
+        """Record ``status`` for ``email``; True if the stored status changed.
+
+        ``how`` says what caused it (``"link"``, ``"cli"``, ``"bounce"``...).
+        An unsubscribed address stays unsubscribed unless ``force`` is true.
+        """
+        utc_text(now)
+        key = normalise(email)
+        with self._write() as conn:
+            current = conn.execute(select(t_status.c.status).where(t_status.c.email == key)).scalar()
+            if current == status.value:
+                return False
+            if current == SubscriberStatus.UNSUBSCRIBED.value and not force:
+                return False
+            stmt = upsert_into(conn, t_status).values(email=key, status=status.value, changed_at=now, how=how)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t_status.c.email],
+                set_={k: stmt.excluded[k] for k in ("status", "changed_at", "how")},
+            )
+            conn.execute(stmt)
+        return True
+
+    def unsubscribed(self) -> set[str]:
+        """Every address that unsubscribed (lowercased)."""
+        c = t_status.c
+        with self._read() as conn:
+            rows = conn.execute(select(c.email).where(c.status == SubscriberStatus.UNSUBSCRIBED.value))
+            return set(rows.scalars())
