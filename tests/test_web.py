@@ -248,6 +248,7 @@ def test_preview_page_shows_the_next_issue(client: httpx.Client) -> None:
     assert "source &#x27;blog&#x27; failed: HTTP 503" in page  # the warning
     assert "Variant: All themes" in page
     assert "Bob &lt;bob@example.org&gt; – AI" in page
+    assert ">cy@example.org – no message<" in page
     assert 'data-fingerprint="fp-1"' in page
 
 

@@ -13,10 +13,11 @@ SITE_CSS = """\
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; background: var(--bg); }
 a { color: var(--accent); }
-.card { max-width: 32rem; margin: 12vh auto 0; padding: 2rem 2.25rem; background: var(--panel);
-  border: 1px solid var(--line); border-radius: 10px; }
+.card { max-width: 32rem; width: calc(100% - 2rem); margin: 12vh auto 0; padding: 2rem 2.25rem;
+  background: var(--panel); border: 1px solid var(--line); border-radius: 10px; }
 .card h1 { margin: 0 0 .75rem; font-size: 1.35rem; }
 .card p { margin: .5rem 0; }
 .card .muted { color: var(--muted); font-size: .9rem; }
@@ -42,7 +43,7 @@ form.confirm { margin-top: 1.25rem; }
 .views button[aria-pressed="true"] { background: var(--accent); color: #fff; }
 .status { margin-left: auto; font-size: .8rem; color: var(--muted); white-space: nowrap; }
 .status.down { color: var(--err-line); }
-.meta { padding: .6rem 1rem; background: var(--panel); border-bottom: 1px solid var(--line);
+.meta { margin: 0; padding: .6rem 1rem; background: var(--panel); border-bottom: 1px solid var(--line);
   display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; font-size: .9rem; }
 .meta dt { color: var(--muted); }
 .meta dd { margin: 0; overflow-wrap: anywhere; }

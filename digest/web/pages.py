@@ -32,6 +32,7 @@ def layout(title: str, body: str, *, body_attrs: str = "", script: str | None = 
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="robots" content="noindex">\n'
+        '<link rel="icon" href="data:,">\n'  # no favicon request to 404
         f"<title>{_e(title)}</title>\n"
         f'<link rel="stylesheet" href="/_static/site.css">{tag}\n'
         f"</head>\n<body{body_attrs}>\n{body}\n</body>\n</html>\n"
@@ -137,7 +138,8 @@ def _switcher(preview: Preview, week: str | None, choice: Choice, view: str) -> 
     subs = [
         (
             f"sub:{s.email}",
-            f"{s.name or s.email} <{s.email}> – "
+            (f"{s.name} <{s.email}>" if s.name else s.email)
+            + " – "
             + (labels.get(s.variant, s.variant) if s.variant is not None else "no message"),
         )
         for s in preview.subscribers
