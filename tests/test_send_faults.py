@@ -1,0 +1,175 @@
+"""How the SMTP sender classifies refusals and broken connections (real aiosmtpd, injected faults)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+
+from digest.errors import SendError
+from digest.models import Delivery
+from digest.send import SendAborted, SmtpSender
+from tests.fixtures.smtp_server import DISCONNECT, DISCONNECT_AFTER_DOT, SmtpServer
+from tests.test_send import NOW, BatchLedger, MemoryLedger, clock, message, settings_for, smtp
+
+A, B, C = "user0@example.org", "user1@example.org", "user2@example.org"
+
+
+def test_451_on_rcpt_is_retried_then_sent(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("RCPT", 451, recipient=B)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server).send([message(i) for i in range(3)], ledger, clock=clock)
+
+    assert report.sent == 3 and report.failed == 0
+    assert report.attempts == 4
+    assert smtp_server.count("RCPT", B) == 2
+    assert len(smtp_server.received(B)) == 1
+    assert ledger.of(B) is Delivery.SENT
+
+
+def test_temporary_failure_gives_up_after_max_attempts_with_a_next_attempt(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("RCPT", 451, recipient=A, times=None)
+    ledger = MemoryLedger()
+    sender = SmtpSender(settings_for(smtp_server, max_attempts=3), "b@example.org", backoff=0.001)
+    report = sender.send([message(0), message(1)], ledger, clock=clock)
+
+    assert (report.sent, report.failed_temporary) == (1, 1)
+    assert smtp_server.count("RCPT", A) == 3
+    assert ledger.of(A) is Delivery.FAILED_TEMPORARY
+    failure = ledger.failures[("2018-W02", A)]
+    assert failure["code"] == 451
+    assert failure["next_attempt"] == NOW + timedelta(seconds=sender.delay(3))
+    assert report.problems[0][:2] == (A, 451)
+
+
+@pytest.mark.parametrize("command", ["RCPT", "DATA"])
+def test_550_is_permanent_and_never_retried(smtp_server: SmtpServer, command: str) -> None:
+    smtp_server.inject(command, 550, recipient=A)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server).send([message(0), message(1)], ledger, clock=clock)
+
+    assert (report.sent, report.failed_permanent, report.failed_temporary) == (1, 1, 0)
+    assert smtp_server.count(command, A) == 1
+    assert smtp_server.received(A) == []
+    assert ledger.of(A) is Delivery.FAILED_PERMANENT
+    assert ledger.failures[("2018-W02", A)]["next_attempt"] is None
+    assert ledger.of(B) is Delivery.SENT
+
+
+def test_552_is_treated_as_temporary(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("DATA", 552, recipient=A)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server).send([message(0)], ledger, clock=clock)
+
+    assert report.sent == 1
+    assert smtp_server.count("DATA", A) == 2
+    assert len(smtp_server.received(A)) == 1
+
+
+def test_disconnect_before_the_dot_is_retried(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("DATA", DISCONNECT, recipient=A)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server, connections=1).send([message(0), message(1)], ledger, clock=clock)
+
+    assert report.sent == 2 and report.unknown == 0
+    assert smtp_server.count("DATA", A) == 2
+    assert len(smtp_server.received(A)) == 1
+    assert smtp_server.connections == 2  # the lost session was replaced
+    assert ledger.of(A) is Delivery.SENT
+
+
+def test_disconnect_after_the_dot_is_unknown_and_not_resent(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("DATA", DISCONNECT_AFTER_DOT, recipient=A)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server, connections=1).send([message(0), message(1)], ledger, clock=clock)
+
+    assert (report.sent, report.unknown) == (1, 1)
+    received = smtp_server.received(A)
+    assert len(received) == 1 and received[0].replied is False  # the server did take it
+    assert smtp_server.count("DATA", A) == 1
+    assert ledger.of(A) is Delivery.UNKNOWN
+    assert ledger.of(B) is Delivery.SENT
+    assert report.problems[0][0] == A
+
+
+def test_rset_after_a_failed_transaction_lets_the_next_one_through(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("RCPT", 550, recipient=A)
+    smtp_server.inject("DATA", 554, recipient=B)
+    msgs = [message(i) for i in range(3)]
+    report = smtp(smtp_server, connections=1).send(msgs, MemoryLedger(), clock=clock)
+
+    assert (report.sent, report.failed_permanent) == (1, 2)
+    assert smtp_server.connections == 1
+    assert smtp_server.count("RSET") == 2
+    assert len(smtp_server.received(C)) == 1
+
+
+def test_421_drops_the_session_and_retries_on_a_new_one(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("MAIL", 421, nth=1)
+    report = smtp(smtp_server, connections=1).send([message(0)], MemoryLedger(), clock=clock)
+
+    assert report.sent == 1 and report.attempts == 2
+    assert len(smtp_server.received(A)) == 1
+
+
+def test_login_with_good_credentials_sends(smtp_server_factory: Callable[..., SmtpServer]) -> None:
+    server = smtp_server_factory(auth=("editor", "s3cret"))
+    sender = smtp(server, username="editor", password="s3cret")
+    report = sender.send([message(0), message(1)], MemoryLedger(), clock=clock)
+
+    assert report.sent == 2 and len(server.messages) == 2
+
+
+def test_refused_login_is_one_clear_error_for_the_run(smtp_server_factory: Callable[..., SmtpServer]) -> None:
+    server = smtp_server_factory(auth=("editor", "s3cret"))
+    ledger = MemoryLedger()
+    with pytest.raises(SendError) as info:
+        sender = smtp(server, username="editor", password="wrong")
+        sender.send([message(i) for i in range(5)], ledger, clock=clock)
+
+    assert "login as 'editor' refused" in str(info.value)
+    assert info.value.code == 535
+    assert ledger.claims == []  # nothing claimed: every message stays due
+    assert server.messages == []
+
+
+def test_missing_login_stops_the_run_failing_no_one(smtp_server_factory: Callable[..., SmtpServer]) -> None:
+    server = smtp_server_factory(auth=("editor", "s3cret"))
+    ledger = BatchLedger()
+    with pytest.raises(SendAborted) as info:
+        SmtpSender(settings_for(server, connections=1), "b@example.org", batch=4).send(
+            [message(i) for i in range(4)], ledger, clock=clock
+        )
+
+    assert info.value.code == 530
+    assert ledger.count(Delivery.FAILED_PERMANENT) == 0
+    # The one tried and the claimed rest are released for the next run.
+    assert ledger.count(Delivery.FAILED_TEMPORARY) == 4
+    assert all(f["next_attempt"] == NOW for f in ledger.failures.values())
+    assert info.value.report.failed_temporary == 4
+
+
+def test_sender_refused_at_mail_stops_the_run(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("MAIL", 550, times=None)
+    ledger = MemoryLedger()
+    with pytest.raises(SendAborted) as info:
+        smtp(smtp_server, connections=1).send([message(i) for i in range(5)], ledger, clock=clock)
+
+    assert info.value.code == 550
+    assert smtp_server.count("MAIL") == 1
+    assert ledger.count(Delivery.FAILED_PERMANENT) == 0
+    assert ledger.claims == [A]
+
+
+def test_unreachable_server_stops_the_run_without_claiming() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    server = SmtpServer()
+    server.port = port
+    ledger = MemoryLedger()
+    with pytest.raises(SendAborted, match="cannot connect"):
+        smtp(server, max_attempts=2).send([message(0), message(1)], ledger, clock=clock)
+    assert ledger.claims == []
