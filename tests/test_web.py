@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from digest.errors import ConfigError, SubscriberError
+from digest.errors import ConfigError, StoreError, SubscriberError
 from digest.web import Preview, PreviewSubscriber, PreviewVariant, create_app
 from digest.web.forms import form_fields, is_one_click
 from digest.web.pages import mask_email
@@ -65,6 +65,7 @@ class FakeBackend:
         self.unsubscribed: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
         self.fp = "fp-1"
+        self.fp_error = ""
         self.previews: dict[str | None, Preview] = {
             None: sample_preview("2018-W02"),
             "2018-W02": sample_preview("2018-W02"),
@@ -81,6 +82,8 @@ class FakeBackend:
 
     def fingerprint(self) -> str:
         with self._lock:
+            if self.fp_error:
+                raise StoreError(self.fp_error)
             return self.fp
 
     def check_token(self, token: str) -> str:
@@ -321,6 +324,9 @@ def test_fingerprint_endpoint_follows_the_backend(client: httpx.Client, backend:
     backend.change(sample_preview("2018-W02", tag="edited"), "fp-2")
     assert client.get("/_fingerprint").text == "fp-2"
     assert "quantum sandworms edited" in client.get("/preview/next/all.html").text
+    backend.fp_error = "database is locked"
+    down = client.get("/_fingerprint")
+    assert down.status_code == 503 and down.text == "database is locked"
 
 
 @pytest.mark.parametrize(
