@@ -1,7 +1,7 @@
-"""SMTP delivery: a pool of reused connections fed from one work queue.
+"""SMTP delivery: a pool of reused sessions fed from one work queue.
 
 Each message is claimed in the ledger (committed) before any SMTP traffic,
-then sent in one transaction. Replies are classified once, here:
+then sent in one transaction (``session.py``). Outcomes:
 
 - 2xx after the final dot: sent (ledger marked at once, or per small batch
   when the ledger offers ``mark_sent_many``);
@@ -19,8 +19,6 @@ unreachable, the sender address refused) stop the run with ``SendAborted``.
 from __future__ import annotations
 
 import queue
-import re
-import smtplib
 import ssl
 import threading
 import time
@@ -33,189 +31,7 @@ from digest.config import SenderSettings
 from digest.errors import SendError
 from digest.models import Delivery, Outgoing
 from digest.send.base import Ledger, SendAborted, SendEvent, SendReport, Tally, TokenBucket
-
-_DOTS = re.compile(rb"(?m)^\.")
-_CRLF = b"\r\n"
-
-
-class _Fatal(SendError):
-    """Stops the run: nothing later in it can succeed."""
-
-
-class _ConnectFailed(SendError):
-    """No session could be opened; temporary, and fatal once retries run out."""
-
-
-class _AfterDot(SendError):
-    """The data and the final dot went out but no reply came back."""
-
-
-def _text(raw: bytes | str) -> str:
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-
-
-def _refused(stage: str, code: int, text: bytes | str) -> SendError:
-    msg = f"{stage} refused: {code} {_text(text)}".strip()
-    if code == 530 or (stage == "MAIL" and code >= 500 and code != 552):
-        # About the sender or the session, not this recipient: failing every
-        # subscriber permanently would be wrong.
-        return _Fatal(msg, code=code, permanent=True)
-    return SendError(msg, code=code, permanent=code >= 500 and code != 552)
-
-
-class _Connection:
-    """One worker's SMTP session, opened lazily and reused up to ``per_connection``."""
-
-    def __init__(self, sender: SmtpSender) -> None:
-        self.s = sender
-        self.client: smtplib.SMTP | None = None
-        self.used = 0
-        self.pipelining = False
-        self.utf8 = False
-        self.eightbit = False
-
-    def ensure(self) -> smtplib.SMTP:
-        if self.client is not None and self.used >= self.s.settings.per_connection:
-            self.quit()
-        if self.client is None:
-            self.client = self._open()
-            self.used = 0
-        return self.client
-
-    def _open(self) -> smtplib.SMTP:
-        st = self.s.settings
-        where = f"{st.host}:{st.port}"
-        try:
-            client: smtplib.SMTP
-            if st.security == "tls":
-                client = smtplib.SMTP_SSL(
-                    st.host,
-                    st.port,
-                    local_hostname=self.s.local_hostname,
-                    timeout=st.timeout,
-                    context=self.s.tls,
-                )
-            else:
-                client = smtplib.SMTP(
-                    st.host, st.port, local_hostname=self.s.local_hostname, timeout=st.timeout
-                )
-            try:
-                client.ehlo()
-                if st.security == "starttls":
-                    client.starttls(context=self.s.tls)
-                    client.ehlo()
-                if st.username:
-                    client.login(st.username, st.password)
-            except BaseException:
-                client.close()
-                raise
-        except smtplib.SMTPAuthenticationError as exc:
-            text = _text(exc.smtp_error)
-            raise _Fatal(
-                f"{where}: login as {st.username!r} refused: {exc.smtp_code} {text}", code=exc.smtp_code
-            ) from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            raise _Fatal(f"{where}: {exc} (check sender.security and sender.username)") from exc
-        except ssl.SSLError as exc:
-            raise _Fatal(f"{where}: TLS failed: {exc}") from exc
-        except smtplib.SMTPResponseException as exc:
-            text = _text(exc.smtp_error)
-            raise _ConnectFailed(f"{where}: {exc.smtp_code} {text}", code=exc.smtp_code) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise _ConnectFailed(f"cannot connect to {where}: {exc}") from exc
-        self.pipelining = client.has_extn("pipelining")
-        self.utf8 = client.has_extn("smtputf8")
-        self.eightbit = client.has_extn("8bitmime")
-        return client
-
-    def deliver(self, msg: Outgoing) -> None:
-        """One transaction; raises SendError, or ``_AfterDot`` when the reply was lost."""
-        client = self.ensure()
-        self.used += 1
-        options = b""
-        try:
-            rcpt = msg.recipient.encode("ascii")
-        except UnicodeEncodeError:
-            if not self.utf8:
-                raise SendError(
-                    f"{msg.recipient}: the server does not take non-ASCII addresses (no SMTPUTF8)",
-                    permanent=True,
-                ) from None
-            rcpt = msg.recipient.encode("utf-8")
-            options = b" SMTPUTF8"
-        data = msg.data
-        if self.eightbit and not data.isascii():
-            options += b" BODY=8BITMIME"
-        mail = b"MAIL FROM:<" + self.s.envelope_from + b">" + options + _CRLF
-        rcpt_cmd = b"RCPT TO:<" + rcpt + b">" + _CRLF
-        try:
-            if self.pipelining:
-                self._pipelined(client, mail, rcpt_cmd)
-            else:
-                self._step(client, "MAIL", mail, (250,))
-                self._step(client, "RCPT", rcpt_cmd, (250, 251))
-                self._step(client, "DATA", b"DATA\r\n", (354,))
-            payload = _DOTS.sub(b"..", data)
-            if not payload.endswith(_CRLF):
-                payload += _CRLF
-            client.send(payload + b".\r\n")
-        except (smtplib.SMTPException, OSError) as exc:
-            self.drop()
-            raise SendError(f"connection lost before the end of the message: {exc}") from exc
-        try:
-            code, text = client.getreply()
-        except (smtplib.SMTPException, OSError) as exc:
-            self.drop()
-            raise _AfterDot(f"connection lost after the message was sent, before the reply: {exc}") from exc
-        if not 200 <= code < 300:
-            raise _refused("message", code, text)
-
-    def _step(self, client: smtplib.SMTP, stage: str, line: bytes, ok: tuple[int, ...]) -> None:
-        client.send(line)
-        code, text = client.getreply()
-        if code not in ok:
-            raise _refused(stage, code, text)
-
-    def _pipelined(self, client: smtplib.SMTP, mail: bytes, rcpt: bytes) -> None:
-        # RFC 2920: MAIL, RCPT and DATA in one write, then their three replies.
-        client.send(mail + rcpt + b"DATA\r\n")
-        replies = [client.getreply() for _ in range(3)]
-        failed = [
-            (s, c, t) for s, (c, t) in zip(("MAIL", "RCPT"), replies, strict=False) if c not in (250, 251)
-        ]
-        if replies[2][0] == 354 and not failed:
-            return
-        if replies[2][0] == 354:  # a server that opened DATA anyway: end it empty
-            client.send(b".\r\n")
-            client.getreply()
-        stage, code, text = failed[0] if failed else ("DATA", *replies[2])
-        raise _refused(stage, code, text)
-
-    def reset(self) -> None:
-        """RSET after a failed transaction; a session that cannot is dropped."""
-        if self.client is None:
-            return
-        try:
-            code, _ = self.client.rset()
-        except (smtplib.SMTPException, OSError):
-            code = 0
-        if code != 250:
-            self.drop()
-
-    def drop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    def quit(self) -> None:
-        if self.client is not None:
-            try:
-                self.client.quit()
-            except (smtplib.SMTPException, OSError):
-                pass  # a closing session that fails to say goodbye changes nothing
-            finally:
-                self.client.close()
-                self.client = None
+from digest.send.session import AfterDot, ConnectFailed, Fatal, SmtpSession
 
 
 class SmtpSender:
@@ -333,7 +149,7 @@ class _Run:
         return False
 
     def worker(self) -> None:
-        conn = _Connection(self.s)
+        conn = SmtpSession(self.s.settings, self.s.envelope_from, self.s.local_hostname, self.s.tls)
         try:
             while not self.stop.is_set():
                 try:
@@ -353,7 +169,7 @@ class _Run:
             else:
                 conn.quit()
 
-    def chunk(self, conn: _Connection, chunk: list[Outgoing]) -> None:
+    def chunk(self, conn: SmtpSession, chunk: list[Outgoing]) -> None:
         wanted: list[Outgoing] = []
         for msg in chunk:
             if self.should_send is None or self.should_send(msg):
@@ -383,24 +199,24 @@ class _Run:
                     continue
                 try:
                     self.one(conn, msg, sent)
-                except _Fatal:
+                except Fatal:
                     self.release(todo[i + 1 :] if self.claim_many is not None else [])
                     raise
         finally:
             if sent and self.mark_sent_many is not None:
                 self.mark_sent_many(key, sent, self.clock())
 
-    def open(self, conn: _Connection) -> None:
+    def open(self, conn: SmtpSession) -> None:
         for attempt in range(1, self.s.max_attempts + 1):
             try:
                 conn.ensure()
                 return
-            except _ConnectFailed as exc:
+            except ConnectFailed as exc:
                 if attempt == self.s.max_attempts:
-                    raise _Fatal(str(exc), code=exc.code) from exc
+                    raise Fatal(str(exc), code=exc.code) from exc
                 self.s.sleep(self.s.delay(attempt))
 
-    def one(self, conn: _Connection, msg: Outgoing, sent: list[str]) -> None:
+    def one(self, conn: SmtpSession, msg: Outgoing, sent: list[str]) -> None:
         """Deliver one claimed message, retrying temporary failures, and record the outcome."""
         key, email = msg.issue_key, msg.recipient
         attempt = 0
@@ -410,18 +226,18 @@ class _Run:
                 self.s.bucket.acquire()
             try:
                 conn.deliver(msg)
-            except _AfterDot as exc:
+            except AfterDot as exc:
                 self.ledger.mark_unknown(key, email, self.clock(), str(exc))
                 self.tally.add(Delivery.UNKNOWN, email, None, str(exc), attempt)
                 return
-            except _Fatal as exc:
+            except Fatal as exc:
                 # Not this recipient's fault: free the row for a later run.
                 self.fail(msg, exc, attempt, now_retry=True)
                 raise
-            except _ConnectFailed as exc:
+            except ConnectFailed as exc:
                 if attempt >= self.s.max_attempts:
                     self.fail(msg, exc, attempt, now_retry=True)
-                    raise _Fatal(str(exc), code=exc.code) from exc
+                    raise Fatal(str(exc), code=exc.code) from exc
             except SendError as exc:
                 conn.reset()
                 if exc.permanent or attempt >= self.s.max_attempts:
