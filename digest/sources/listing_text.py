@@ -1,0 +1,220 @@
+"""Text listings: entries copied from a web page as plain lines.
+
+A text listing is a run of records, one a line group, in the order the
+source's ``record`` gives (default ``("authors", "date", "summary")``)::
+
+    Lu Chen, Consultant, United Nations        ← authors of entry 2
+    Jan 08, 2018                               ← date: anchors entry 2
+    The key to which country currently …       ← summary of entry 2
+    Lu Chuanying, Fellow and …, SIIS           ← authors of entry 3
+    Dec 29, 2017                               ← …
+
+Date lines (see ``dates.parse_date_line``) anchor the entries. The lines
+between two date lines hold the parts after the first date (``record``
+after ``date``) and the parts before the second (``record`` before
+``date``). The parts before a date are taken from the end of that stretch,
+the parts after a date from its start; the last part after the date takes
+whatever is left. Lines before the first date that are not the first
+entry's parts are leftovers of an entry cut off by the copy, and dropped.
+
+How a part takes lines:
+
+- ``title``: one line; ``link``: one line, only if it is an http(s) URL;
+- ``authors``: a run of author lines (``is_author_line``);
+- ``summary``: a run of lines that are neither author lines nor URLs, or
+  everything left when it is the last part to fill.
+
+The author-line rule (a heuristic; prose and bylines look different):
+an author line has at most 200 characters and 30 words, does not end like a
+sentence (``.``, ``!``, ``?``, ``…``, unless the last word is an
+abbreviation such as "Inc."), holds no second sentence, and starts with a
+name: 1–5 capitalised words (particles such as "van" or "de" allowed), no
+digits, at most 50 characters, followed by a comma, " at ", a dash or a bar
+and an affiliation; a bare name of 2–4 words also counts. Anything else is
+summary. ``parse_author`` splits such a line into name and affiliation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from zoneinfo import ZoneInfo
+
+from digest.models import Author, Entry, Source
+from digest.sources.dates import parse_date_line
+from digest.sources.ids import IdInput, assign_ids, is_url
+from digest.sources.text import clean_line, collapse, derive_title, words
+
+_PARTICLES = words("van von der den de del della da di du la le bin binti al el ibn dos das ter ten")
+_NOT_NAMES = words("read more continue reading share comments click here next previous back top home")
+_ABBREV_END = words("inc. ltd. co. corp. jr. sr. ph.d. llc. plc. s.a. ag. gmbh. esq. univ. dept.")
+_NAME_WORD = re.compile(r"^[A-Z][\w'’.\-]*$")
+_SEPARATORS = re.compile(r",|\s+at\s+|\s+[-–—|]\s+")
+_BY = re.compile(r"^(?:by|written by|author:?)\s+", re.I)
+_SECOND_SENTENCE = re.compile(r"[a-z)][.!?]\s+[A-Z]")
+
+
+def _is_name(text: str, *, min_names: int = 1) -> bool:
+    names = text.split()
+    if not min_names <= len(names) <= 5 or len(text) > 50 or any(c.isdigit() for c in text):
+        return False
+    if names[0].lower() in _PARTICLES or not _NAME_WORD.match(names[0]):
+        return False
+    return all(_NAME_WORD.match(w) or w.lower() in _PARTICLES for w in names) and not any(
+        w.lower() in _NOT_NAMES for w in names
+    )
+
+
+def is_author_line(line: str) -> bool:
+    """Whether ``line`` is a byline like "Name, Role, Organisation" (rule in the module docstring)."""
+    text = _BY.sub("", collapse(line))
+    if not text or len(text) > 200 or len(text.split()) > 30:
+        return False
+    if text[-1] in ".!?…" and text.split()[-1].lower() not in _ABBREV_END:
+        return False
+    if _SECOND_SENTENCE.search(text):
+        return False
+    m = _SEPARATORS.search(text)
+    if m is None:
+        return _is_name(text, min_names=2)
+    return _is_name(text[: m.start()]) and bool(text[m.end() :].strip())
+
+
+def parse_author(line: str) -> Author:
+    """Split a byline: "Name, Role, Org" → ``Author("Name", "Role, Org")``.
+
+    The name ends at the first comma, " at ", or spaced dash or bar; the rest
+    is the affiliation. A lone name has no affiliation.
+    """
+    text = _BY.sub("", collapse(line))
+    m = _SEPARATORS.search(text)
+    if m is None:
+        return Author(name=text)
+    return Author(name=text[: m.start()].strip(), affiliation=text[m.end() :].strip(" ,"))
+
+
+@dataclass(slots=True)
+class TextRecord:
+    """The parts of one text-listing entry, as read (not yet an ``Entry``)."""
+
+    published: dt.datetime
+    title: str = ""
+    link: str | None = None
+    authors: list[Author] = field(default_factory=list)
+    summary_lines: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        return " ".join(line for line in (clean_line(x) for x in self.summary_lines) if line)
+
+
+def _run(lines: list[str], test: Callable[[str], bool], *, from_end: bool) -> int:
+    """How many lines at one end of ``lines`` pass ``test``."""
+    n = 0
+    seq = reversed(lines) if from_end else iter(lines)
+    for line in seq:
+        if not test(line):
+            break
+        n += 1
+    return n
+
+
+def _is_prose(line: str) -> bool:
+    return not is_author_line(line) and not is_url(line.strip())
+
+
+def _take(part: str, lines: list[str], *, from_end: bool, last: bool) -> tuple[list[str], list[str]]:
+    """Split ``lines`` into (taken by ``part``, rest), taking from the start or the end."""
+    if not lines:
+        return [], lines
+    if last:
+        n = len(lines)
+    elif part == "title":
+        n = 1
+    elif part == "link":
+        n = 1 if is_url((lines[-1] if from_end else lines[0]).strip()) else 0
+    elif part == "authors":
+        n = _run(lines, is_author_line, from_end=from_end)
+    else:
+        n = _run(lines, _is_prose, from_end=from_end)
+    if from_end:
+        return lines[len(lines) - n :], lines[: len(lines) - n]
+    return lines[:n], lines[n:]
+
+
+def _fill(record: TextRecord, part: str, lines: list[str]) -> None:
+    if part == "title":
+        record.title = clean_line(" ".join(lines))
+    elif part == "link":
+        record.link = lines[0].strip() if lines else None
+    elif part == "authors":
+        record.authors.extend(parse_author(line) for line in lines)
+    elif part == "summary":
+        record.summary_lines.extend(lines)
+
+
+def read_records(
+    text: str, tz: ZoneInfo, record: Sequence[str], date_format: str | None = None
+) -> list[TextRecord]:
+    """The entries of a text listing, in file order (see the module docstring)."""
+    lines = [line.strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    anchors = [(i, d) for i, line in enumerate(lines) if (d := parse_date_line(line, tz, date_format))]
+    if not anchors:
+        return []
+    at = record.index("date")
+    before, after = list(record[:at]), list(record[at + 1 :])
+    records = [TextRecord(published=d) for _, d in anchors]
+    bounds = [-1, *(i for i, _ in anchors), len(lines)]
+    for k in range(len(anchors) + 1):
+        stretch = lines[bounds[k] + 1 : bounds[k + 1]]
+        # Parts before the next date come from the end of the stretch…
+        if k < len(anchors):
+            for n, part in enumerate(reversed(before)):
+                # The first entry's leftovers are dropped, so nothing is "last" there;
+                # elsewhere the earliest before-part takes all when no after-part is waiting.
+                last = k > 0 and not after and n == len(before) - 1
+                taken, stretch = _take(part, stretch, from_end=True, last=last)
+                _fill(records[k], part, taken)
+        # …and the parts after the previous date from its start.
+        if k > 0:
+            for n, part in enumerate(after):
+                taken, stretch = _take(part, stretch, from_end=False, last=n == len(after) - 1)
+                _fill(records[k - 1], part, taken)
+    return records
+
+
+def parse_text_listing(source: Source, text: str, tz: ZoneInfo, base_url: str | None = None) -> list[Entry]:
+    """The entries of a text listing; titles are derived from summaries when missing.
+
+    ``base_url`` resolves relative links (``link`` lines must be absolute
+    http(s) URLs to be recognised, so it rarely matters).
+    """
+    records = read_records(text, tz, source.record, source.date_format)
+    drafts: list[Entry] = []
+    for rec in records:
+        summary = rec.summary
+        title = rec.title
+        derived = not title
+        if derived:
+            title = derive_title(summary) if summary else rec.published.strftime("%d %B %Y").lstrip("0")
+        drafts.append(
+            Entry(
+                id="",
+                source=source.name,
+                title=title,
+                link=rec.link,
+                summary=summary,
+                authors=tuple(rec.authors),
+                published=rec.published,
+                title_derived=derived,
+            )
+        )
+    ids = assign_ids(
+        source.name,
+        [IdInput(None, e.link, "" if e.title_derived else e.title, e.summary, e.published) for e in drafts],
+        [base_url or ""],
+    )
+    return [replace(e, id=i) for e, i in zip(drafts, ids, strict=True)]
