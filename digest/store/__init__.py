@@ -53,14 +53,17 @@ class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin)
         *,
         now: dt.datetime | None = None,
         migrations: tuple[Migration, ...] = MIGRATIONS,
+        busy_timeout: float = BUSY_TIMEOUT_S,
     ) -> Store:
         """Connect to ``url``, create or migrate the tables, and return the store.
 
         ``now`` stamps newly applied migrations (default: the clock, since
         this records when the schema changed rather than pipeline data).
+        ``busy_timeout`` is how many seconds a SQLite writer waits for another
+        process to finish writing before giving up with ``StoreError``.
         """
-        engine, label = make_engine(url)
-        store = cls(engine, label)
+        engine, label = make_engine(url, busy_timeout)
+        store = cls(engine, label, busy_timeout)
         try:
             with store._connect_for_write() as conn:
                 migrate(conn, now or dt.datetime.now(dt.UTC), migrations)

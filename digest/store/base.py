@@ -39,14 +39,14 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def describe(label: str, exc: BaseException) -> str:
+def describe(label: str, exc: BaseException, busy_timeout: float = BUSY_TIMEOUT_S) -> str:
     """A one-line message for a database error, naming the database."""
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).strip().splitlines()
     detail = lines[0] if lines else type(orig).__name__
     low = detail.lower()
     if "database is locked" in low or "database table is locked" in low:
-        return f"database {label} is locked by another process (waited {BUSY_TIMEOUT_S:g} s)"
+        return f"database {label} is locked by another process (waited {busy_timeout:g} s)"
     if "file is not a database" in low or "malformed" in low:
         return f"database {label} is corrupt or not a SQLite database: {detail}"
     if "unable to open database file" in low:
@@ -73,7 +73,7 @@ def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     try:
-        cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        # busy_timeout comes from connect(timeout=...); the rest is per connection.
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -86,7 +86,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str) -> tuple[Engine, str]:
+def make_engine(url: str, busy_timeout: float = BUSY_TIMEOUT_S) -> tuple[Engine, str]:
     """A configured engine for ``url`` and the label that names it in messages."""
     try:
         parsed: URL = make_url(url)
@@ -95,7 +95,7 @@ def make_engine(url: str) -> tuple[Engine, str]:
     backend = parsed.get_backend_name()
     try:
         if backend == "sqlite":
-            return _sqlite_engine(parsed)
+            return _sqlite_engine(parsed, busy_timeout)
         if backend != "postgresql":
             raise StoreError(f"unsupported database {url!r}: use sqlite:///PATH or postgresql+psycopg://...")
         label = parsed.render_as_string(hide_password=True)
@@ -104,7 +104,7 @@ def make_engine(url: str) -> tuple[Engine, str]:
         raise StoreError(f"no driver for database {url!r}: {exc}") from exc
 
 
-def _sqlite_engine(parsed: URL) -> tuple[Engine, str]:
+def _sqlite_engine(parsed: URL, busy_timeout: float) -> tuple[Engine, str]:
     database = parsed.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         raise StoreError("the SQLite database must be a file path (sqlite:////abs/path/digest.db)")
@@ -115,7 +115,7 @@ def _sqlite_engine(parsed: URL) -> tuple[Engine, str]:
         raise StoreError(f"cannot create the folder of database {path}: {exc.strerror}") from exc
     engine = create_engine(
         parsed.set(database=str(path)),
-        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+        connect_args={"check_same_thread": False, "timeout": busy_timeout},
         pool_size=10,
         max_overflow=10,
     )
@@ -127,9 +127,10 @@ def _sqlite_engine(parsed: URL) -> tuple[Engine, str]:
 class StoreBase:
     """Holds the engine; gives read and write transactions with errors translated."""
 
-    def __init__(self, engine: Engine, label: str) -> None:
+    def __init__(self, engine: Engine, label: str, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self._engine = engine
         self._label = label
+        self._busy_timeout = busy_timeout
         self._is_sqlite = engine.dialect.name == "sqlite"
         # PostgreSQL takes row locks itself; SQLite has one writer per file anyway.
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if self._is_sqlite else nullcontext()
@@ -147,9 +148,9 @@ class StoreBase:
             # A bad value handed in by the caller (e.g. a naive datetime) is a bug, not a database error.
             if not isinstance(exc, DBAPIError) and isinstance(exc.orig, ValueError):
                 raise exc.orig from None
-            raise StoreError(describe(self._label, exc)) from exc
+            raise StoreError(describe(self._label, exc, self._busy_timeout)) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(describe(self._label, exc)) from exc
+            raise StoreError(describe(self._label, exc, self._busy_timeout)) from exc
 
     @contextmanager
     def _connect_for_write(self) -> Iterator[Connection]:

@@ -246,6 +246,19 @@ class LedgerMixin(StoreBase):
         with self._write() as conn:
             return int(conn.execute(stmt).rowcount)
 
+    def requeue_unknown(self, issue_key: str, now: dt.datetime) -> int:
+        """Make the issue's ``unknown`` rows pending again; returns how many.
+
+        For an operator who chose to resend messages whose fate is unknown.
+        """
+        stmt = (
+            update(t_deliveries)
+            .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state == Delivery.UNKNOWN.value)
+            .values(state=Delivery.PENDING.value, next_attempt=None, updated_at=now)
+        )
+        with self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
+
     def delivery_counts(self, issue_key: str) -> dict[Delivery, int]:
         """How many rows of the issue are in each state (every state is present, maybe 0)."""
         c = t_deliveries.c
