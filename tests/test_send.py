@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ import pytest
 from digest.config import SenderSettings
 from digest.errors import ConfigError
 from digest.models import Delivery, Outgoing
-from digest.send import MaildirSender, SendEvent, SmtpSender, TokenBucket, make_sender
+from digest.send import MaildirSender, SendAborted, SendEvent, SmtpSender, TokenBucket, make_sender
 from tests.fixtures.smtp_server import SmtpServer
 
 NOW = datetime(2018, 1, 15, 8, 0, tzinfo=UTC)
@@ -267,3 +268,39 @@ def test_make_sender_picks_the_transport(tmp_path: Path) -> None:
     assert isinstance(sender, SmtpSender) and sender.envelope_from == b"news@example.org"
     with pytest.raises(ConfigError):
         make_sender(SenderSettings(transport="carrier-pigeon"))
+
+
+def _tls(cert: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*cert)
+    return server, ssl.create_default_context(cafile=str(cert[0]))
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_tls_with_login(
+    smtp_server_factory: Callable[..., SmtpServer], tls_cert: tuple[Path, Path], security: str
+) -> None:
+    server_ctx, client_ctx = _tls(tls_cert)
+    server = smtp_server_factory(tls=server_ctx, implicit_tls=security == "tls", auth=("editor", "pw"))
+    settings = settings_for(server, security=security, username="editor", password="pw")
+    report = SmtpSender(settings, "b@example.org", tls_context=client_ctx).send(
+        [message(i) for i in range(3)], MemoryLedger(), clock=clock
+    )
+
+    assert report.sent == 3 and len(server.messages) == 3
+
+
+def test_untrusted_certificate_stops_the_run(
+    smtp_server_factory: Callable[..., SmtpServer], tls_cert: tuple[Path, Path]
+) -> None:
+    server_ctx, _ = _tls(tls_cert)
+    server = smtp_server_factory(tls=server_ctx)
+    ledger = MemoryLedger()
+    with pytest.raises(SendAborted, match="TLS failed"):
+        smtp(server, security="starttls").send([message(0)], ledger, clock=clock)  # default trust store
+    assert ledger.claims == [] and server.messages == []
+
+
+def test_starttls_required_by_settings_but_not_offered(smtp_server: SmtpServer) -> None:
+    with pytest.raises(SendAborted, match="STARTTLS"):
+        smtp(smtp_server, security="starttls").send([message(0)], MemoryLedger(), clock=clock)
