@@ -1,0 +1,382 @@
+"""Rendered variant + recipient → message: the reference path and the spliced template.
+
+``compose_message`` builds one ``EmailMessage`` through the stdlib (the
+reference); ``MessageTemplate`` serialises the same structure once per
+variant with sentinels in place of the per-recipient values and splices each
+recipient into the bytes. See the package docstring for the encoding choice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.quoprimime import body_encode
+from email.utils import format_datetime, parseaddr
+
+import dkim
+
+from digest import placeholders
+from digest.compose.headers import (
+    MAX_NAME,
+    MAX_SUBJECT,
+    clean_text,
+    domain_of,
+    fold_address,
+    fold_list_unsubscribe,
+    fold_phrase,
+    fold_text,
+    message_id,
+)
+from digest.errors import ConfigError, SubscriberError
+from digest.models import Outgoing, Rendered
+
+#: QP bodies want lines of at most 76 octets; headers are folded to 78 by hand.
+POLICY = email_policy.SMTP.clone(max_line_length=76, refold_source="none")
+MAX_URL = 900
+DKIM_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+)
+
+# Printable ASCII except "=", not ending in a space: quoted-printable leaves it as is.
+_QP_LITERAL = re.compile(r"(?:[ !-<>-~]*[!-<>-~])?")
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+_URL_UNSAFE = re.compile(r"[^!#-;=?-~]")  # no space, quotes, angle brackets, non-ASCII
+_TOKEN_MARK = "x7f3a"
+
+# Stand-ins for the per-recipient header values and the two bodies in the
+# skeleton message that MessageTemplate cuts apart.
+_SENTINEL_TO = "DIGESTxTOx7f3a"
+_SENTINEL_MID = "DIGESTxMIDx7f3a"
+_SENTINEL_UNSUB = "DIGESTxLUx7f3a"
+_MARK_TEXT = "DIGESTxTEXTx7f3a"
+_MARK_HTML = "DIGESTxHTMLx7f3a"
+_SPLIT = re.compile("|".join(re.escape(t) for t in placeholders.PLACEHOLDERS.values()))
+_KEY_OF: dict[str, str] = {t: k for k, t in placeholders.PLACEHOLDERS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeSettings:
+    """What compose needs from the config, for one issue.
+
+    ``from_`` is ``"Cyber Weekly <digest@example.org>"``; its domain names the
+    Message-IDs and signs DKIM. ``list_id`` is ``"Cyber Weekly
+    <cyber-weekly.example.org>"`` (see ``default_list_id``). ``date`` is the
+    issue's send date, timezone-aware. ``unsubscribe_mailto`` is an address
+    (``mailto:`` optional) added to List-Unsubscribe. ``dkim_key`` is a PEM
+    private key; with ``dkim_selector`` it turns signing on.
+    """
+
+    from_: str
+    list_id: str
+    date: dt.datetime
+    unsubscribe_mailto: str = ""
+    dkim_selector: str = ""
+    dkim_key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One addressee: a validated address, a display name, their unsubscribe link."""
+
+    email: str
+    name: str
+    unsubscribe_url: str
+
+
+def compose_message(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> EmailMessage:
+    """The reference message for one recipient (slow: parses and encodes everything)."""
+    name, email, url = _clean_recipient(recipient)
+    values = _values(name, email, url)
+    head = _Head.of(rendered, settings)
+    personal = {
+        "To": fold_address("To", name, email),
+        "Message-ID": message_id(rendered.issue_key, email, head.domain),
+        "List-Unsubscribe": fold_list_unsubscribe(url, head.mailto),
+    }
+    return _assemble(
+        head,
+        personal,
+        placeholders.fill(rendered.text, values, escape_html=False),
+        placeholders.fill(rendered.html, values, escape_html=True),
+    )
+
+
+def compose(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> Outgoing:
+    """``compose_message`` serialised (CRLF) and DKIM-signed when configured."""
+    msg = compose_message(rendered, recipient, settings)
+    data = msg.as_bytes(policy=POLICY)
+    if settings.dkim_key:
+        data = dkim_sign(data, settings) + data
+    return Outgoing(rendered.issue_key, recipient.email, str(msg["Message-ID"]), data)
+
+
+class MessageTemplate:
+    """One variant's message as bytes with holes for the per-recipient values.
+
+    Build once per variant, then ``personalise`` per recipient: it encodes
+    only the recipient's values and joins precomputed bytes.
+    """
+
+    __slots__ = ("_html", "_issue_key", "_mailto", "_pieces", "_settings", "_text", "domain")
+
+    def __init__(
+        self,
+        issue_key: str,
+        domain: str,
+        mailto: str,
+        pieces: tuple[bytes, ...],
+        text: _SplicedBody,
+        html_body: _SplicedBody,
+        settings: ComposeSettings,
+    ) -> None:
+        self._issue_key = issue_key
+        self.domain = domain
+        self._mailto = mailto
+        self._pieces = pieces
+        self._text = text
+        self._html = html_body
+        self._settings = settings
+
+    @classmethod
+    def build(cls, rendered: Rendered, settings: ComposeSettings) -> MessageTemplate:
+        """Encode the variant once: headers, MIME framing and body pieces."""
+        head = _Head.of(rendered, settings)
+        sentinels = {"To": _SENTINEL_TO, "Message-ID": _SENTINEL_MID, "List-Unsubscribe": _SENTINEL_UNSUB}
+        skeleton = _assemble(head, sentinels, _MARK_TEXT, _MARK_HTML).as_bytes(policy=POLICY)
+        marks = [
+            f"To: {_SENTINEL_TO}\r\n",
+            f"Message-ID: {_SENTINEL_MID}\r\n",
+            f"List-Unsubscribe: {_SENTINEL_UNSUB}\r\n",
+            f"{_MARK_TEXT}\r\n",
+            f"{_MARK_HTML}\r\n",
+        ]
+        # Anchored at line starts: a folded Subject line cannot fake a mark.
+        pattern = b"|".join(b"(?<=\n)" + re.escape(m.encode("ascii")) for m in marks)
+        pieces = re.split(pattern, skeleton)
+        if len(pieces) != len(marks) + 1:
+            raise RuntimeError("message skeleton lost a placeholder")  # a bug, not bad input
+        if settings.dkim_key:
+            dkim_sign(skeleton, settings)  # a bad key fails here, once, not per message
+        return cls(
+            rendered.issue_key,
+            head.domain,
+            head.mailto,
+            tuple(pieces),
+            _SplicedBody.of(rendered.text),
+            _SplicedBody.of(rendered.html),
+            settings,
+        )
+
+    def personalise(self, recipient: Recipient) -> Outgoing:
+        """The finished message for one recipient, equal to ``compose``'s."""
+        name, email, url = _clean_recipient(recipient)
+        values = _values(name, email, url)
+        mid = message_id(self._issue_key, email, self.domain)
+        p = self._pieces
+        data = b"".join(
+            (
+                p[0],
+                b"To: " + fold_address("To", name, email).encode("ascii") + b"\r\n",
+                p[1],
+                b"Message-ID: " + mid.encode("ascii") + b"\r\n",
+                p[2],
+                b"List-Unsubscribe: " + fold_list_unsubscribe(url, self._mailto).encode("ascii") + b"\r\n",
+                p[3],
+                self._text.fill(values, escape_html=False),
+                p[4],
+                self._html.fill(values, escape_html=True),
+                p[5],
+            )
+        )
+        if self._settings.dkim_key:
+            data = dkim_sign(data, self._settings) + data
+        return Outgoing(self._issue_key, email, mid, data)
+
+
+def personalise_many(template: MessageTemplate, recipients: Iterable[Recipient]) -> list[Outgoing]:
+    """``personalise`` over many recipients; a helper for benchmarks and batch sends."""
+    return [template.personalise(r) for r in recipients]
+
+
+def dkim_sign(data: bytes, settings: ComposeSettings) -> bytes:
+    """The ``DKIM-Signature`` header line(s) for ``data``, to prepend to it."""
+    if not settings.dkim_key or not settings.dkim_selector:
+        raise ConfigError("sender.dkim_key: DKIM signing needs both dkim_key and dkim_selector")
+    try:
+        signature: bytes = dkim.sign(
+            data,
+            settings.dkim_selector.encode("ascii"),
+            domain_of(settings.from_).encode("ascii"),
+            settings.dkim_key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=list(DKIM_HEADERS),
+        )
+    except dkim.DKIMException as exc:
+        raise ConfigError(f"sender.dkim_key: cannot sign with this key: {exc}") from exc
+    return signature
+
+
+# -- internals ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """The per-variant header values, already folded (``\\r\\n `` continuations)."""
+
+    issue_key: str
+    domain: str
+    mailto: str
+    from_: str
+    subject: str
+    date: str
+    list_id: str
+    boundary: str
+
+    @classmethod
+    def of(cls, rendered: Rendered, settings: ComposeSettings) -> _Head:
+        from_name, from_addr = parseaddr(settings.from_)
+        if not _ADDRESS.fullmatch(from_addr):
+            raise ConfigError(f"sender.from: not a usable address: {settings.from_!r}")
+        if settings.date.tzinfo is None:
+            raise ValueError("ComposeSettings.date must be timezone-aware")
+        list_name, _, list_label = clean_text(settings.list_id, MAX_SUBJECT).rpartition("<")
+        list_label = list_label.rstrip(">").strip()
+        if not re.fullmatch(r"[A-Za-z0-9.-]+", list_label):
+            raise ConfigError(
+                f"digest.list_id: must look like 'Name <label.example.org>', got {settings.list_id!r}"
+            )
+        mailto = settings.unsubscribe_mailto.strip().removeprefix("mailto:")
+        if mailto and "?" not in mailto:
+            mailto += "?subject=unsubscribe"
+        if _URL_UNSAFE.search(mailto):
+            raise ConfigError(f"sender.unsubscribe_mailto: not a usable address: {mailto!r}")
+        r = rendered
+        seed = "\0".join((r.issue_key, r.variant, r.subject, r.text, r.html))
+        return cls(
+            issue_key=rendered.issue_key,
+            domain=from_addr.rsplit("@", 1)[1].lower(),
+            mailto=mailto,
+            from_=fold_address("From", clean_text(from_name, MAX_NAME), from_addr),
+            subject=fold_text("Subject", clean_text(rendered.subject, MAX_SUBJECT)),
+            date=format_datetime(settings.date),
+            list_id=fold_phrase("List-Id", list_name.strip(), f"<{list_label}>"),
+            # "=_" never occurs in quoted-printable text, so the boundary cannot clash.
+            boundary="=_digest_" + hashlib.sha256(seed.encode("utf-8")).hexdigest()[:24],
+        )
+
+
+def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: str) -> EmailMessage:
+    msg = EmailMessage(policy=POLICY)
+    # set_raw keeps our folding; POLICY's refold_source="none" stops the generator redoing it.
+    msg.set_raw("From", head.from_)
+    msg.set_raw("To", personal["To"])
+    msg.set_raw("Subject", head.subject)
+    msg.set_raw("Date", head.date)
+    msg.set_raw("Message-ID", personal["Message-ID"])
+    msg.set_raw("List-Id", head.list_id)
+    msg.set_raw("List-Unsubscribe", personal["List-Unsubscribe"])
+    msg.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+    msg.set_raw("Auto-Submitted", "auto-generated")
+    msg.set_raw("Precedence", "bulk")
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html_body, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg.set_boundary(head.boundary)
+    for part in msg.iter_parts():
+        del part["MIME-Version"]  # add_alternative copies it into the parts; it belongs on top only
+    return msg
+
+
+class _SplicedBody:
+    """A body as QP-encoded pieces between placeholder tokens.
+
+    The text is normalised the way ``email.contentmanager`` does it (``\\n``
+    line ends, a final newline) before it is cut, so the decoded result
+    matches ``set_content`` exactly. ``steps`` holds, after the first piece,
+    one ``(key, piece, piece_ends_mid_line, piece_opens_with_break)`` per
+    token, precomputed so that ``fill`` does no byte scanning.
+    """
+
+    __slots__ = ("first", "keys", "steps")
+
+    def __init__(self, first: bytes, steps: tuple[tuple[str, bytes, bool, bool], ...]) -> None:
+        self.first = first
+        self.steps = steps
+        self.keys = tuple(dict.fromkeys(step[0] for step in steps))
+
+    @classmethod
+    def of(cls, text: str) -> _SplicedBody:
+        raw = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
+        normal = raw.decode("utf-8")
+        keys = [_KEY_OF[m] for m in _SPLIT.findall(normal)]
+        pieces = [_qp(part) for part in _SPLIT.split(normal)]
+        steps = tuple(
+            (key, piece, bool(piece) and not piece.endswith(b"\n"), piece.startswith(b"\r\n"))
+            for key, piece in zip(keys, pieces[1:], strict=True)
+        )
+        return cls(pieces[0], steps)
+
+    def fill(self, values: Mapping[str, str], *, escape_html: bool) -> bytes:
+        if escape_html:
+            enc = {k: _qp(html.escape(values[k], quote=True)) for k in self.keys}
+        else:
+            enc = {k: _qp(values[k]) for k in self.keys}
+        out = [self.first]
+        # Whether the output so far ends inside a line: the next chunk then
+        # needs a soft break first, unless it opens with a hard break.
+        mid_line = bool(self.first) and not self.first.endswith(b"\n")
+        for key, piece, piece_mid_line, piece_breaks in self.steps:
+            value = enc[key]
+            if value:  # values hold no line breaks
+                if mid_line:
+                    out.append(b"=\r\n")
+                out.append(value)
+                mid_line = True
+            if piece:
+                if mid_line and not piece_breaks:
+                    out.append(b"=\r\n")
+                out.append(piece)
+                mid_line = piece_mid_line
+        return b"".join(out)
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable of ``text`` as UTF-8, lines ≤ 75 so a soft break fits."""
+    if len(text) <= 75 and _QP_LITERAL.fullmatch(text):
+        return text.encode("ascii")
+    latin = text.encode("utf-8").decode("latin-1")  # body_encode maps each octet
+    return body_encode(latin, 75, "\r\n").encode("ascii")
+
+
+def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
+    email = recipient.email
+    if not _ADDRESS.fullmatch(email) or len(email) > 254:
+        raise SubscriberError(f"cannot address a message to {email!r}")
+    url = recipient.unsubscribe_url
+    if _URL_UNSAFE.search(url) or len(url) > MAX_URL:
+        raise SubscriberError(f"unsubscribe URL for {email} is not a plain ASCII URL: {url!r}")
+    return _strip_tokens(clean_text(recipient.name, MAX_NAME)), email, url
+
+
+def _strip_tokens(value: str) -> str:
+    # A value that contains a placeholder would be filled twice by placeholders.fill.
+    if _TOKEN_MARK in value:
+        for token in placeholders.PLACEHOLDERS.values():
+            value = value.replace(token, "")
+    return value
+
+
+def _values(name: str, email: str, url: str) -> dict[str, str]:
+    return placeholders.values_for(name, _strip_tokens(email), _strip_tokens(url))
