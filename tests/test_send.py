@@ -6,7 +6,7 @@ import email
 import email.policy
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -304,3 +304,35 @@ def test_untrusted_certificate_stops_the_run(
 def test_starttls_required_by_settings_but_not_offered(smtp_server: SmtpServer) -> None:
     with pytest.raises(SendAborted, match="STARTTLS"):
         smtp(smtp_server, security="starttls").send([message(0)], MemoryLedger(), clock=clock)
+
+
+def test_each_message_is_marked_sent_before_its_progress_event(smtp_server: SmtpServer) -> None:
+    ledger = MemoryLedger()
+    seen: list[Delivery | None] = []
+
+    def progress(event: SendEvent) -> None:
+        seen.append(ledger.of(event.recipient))
+
+    smtp(smtp_server).send([message(i) for i in range(6)], ledger, clock=clock, progress=progress)
+
+    assert seen == [Delivery.SENT] * 6
+
+
+def test_a_failing_message_source_stops_the_run_and_propagates(smtp_server: SmtpServer) -> None:
+    def source() -> Iterator[Outgoing]:
+        yield message(0)
+        yield message(1)
+        raise RuntimeError("compose broke")
+
+    ledger = MemoryLedger()
+    with pytest.raises(RuntimeError, match="compose broke"):
+        smtp(smtp_server, connections=1).send(source(), ledger, clock=clock)
+    assert set(ledger.claims) <= {"user0@example.org", "user1@example.org"}
+    assert all(s is Delivery.SENT for s in ledger.state.values())
+
+
+def test_a_recipient_listed_twice_gets_one_message(smtp_server: SmtpServer) -> None:
+    report = smtp(smtp_server).send([message(0), message(1), message(0)], BatchLedger(), clock=clock)
+
+    assert (report.sent, report.skipped) == (2, 1)
+    assert len(smtp_server.received("user0@example.org")) == 1

@@ -27,7 +27,10 @@ class Ledger(Protocol):
 
     ``claim`` runs before any SMTP traffic for a message: ``False`` means
     another run holds it or it is done, and the message is skipped.
-    Calls may come from several threads at once.
+    Calls may come from several threads at once. When the ledger also has
+    ``claim_many(issue_key, emails, now) -> list[str]`` (returning the
+    claimed emails exactly as given) and ``mark_sent_many(issue_key,
+    emails, now)``, the SMTP sender claims and marks in small batches.
     """
 
     def claim(self, issue_key: str, email: str, now: datetime) -> bool: ...
@@ -63,6 +66,7 @@ class SendReport:
 
     @property
     def failed(self) -> int:
+        """Messages not surely delivered: failed either way, or unknown."""
         return self.failed_permanent + self.failed_temporary + self.unknown
 
 
@@ -88,7 +92,8 @@ class Sender(Protocol):
 
     ``clock`` gives the current time for ledger rows; ``should_send`` is
     asked just before each claim (``False``: skip without claiming);
-    ``progress`` gets a ``SendEvent`` after every message.
+    ``progress`` gets a ``SendEvent`` after every message. Both callbacks
+    may be called from worker threads (never two ``progress`` calls at once).
     """
 
     def send(

@@ -120,6 +120,9 @@ class _Run:
             for chunk in self.chunks(messages):
                 if not self.put(chunk):
                     break
+        except BaseException:
+            self.stop.set()  # e.g. Ctrl-C or a failing message source: finish current messages only
+            raise
         finally:
             for _ in workers:
                 self.put(None)
