@@ -1,0 +1,450 @@
+"""Subscriber lists (``subscribers/*.csv``), their management, and unsubscribe tokens.
+
+This module owns the list files: reading and validating them, the edits the
+CLI makes (add, remove, import), and the signed tokens in unsubscribe links.
+It does not own subscription status: unsubscribes and bounces live in the
+store, and ``active_subscribers`` lets them win over the files.
+
+A list file is UTF-8 CSV with a header row naming ``email,name,themes,timezone``
+(only ``email`` is required). ``themes`` is a ``;``-separated subset of the
+configured themes, empty for all; ``timezone`` an optional IANA name. Empty
+rows and rows whose email starts with ``#`` are skipped. Files are rewritten
+atomically (temp file + ``os.replace``), other rows kept byte for byte.
+
+Unsubscribe tokens are deterministic authenticated encryption of the address
+(an SIV construction from HMAC-SHA256, stdlib only)::
+
+    k_mac = HMAC(secret, "digest/unsubscribe/mac")
+    k_enc = HMAC(secret, "digest/unsubscribe/enc")
+    siv   = HMAC(k_mac, list_id 0x00 email)[:16]        # tag and IV at once
+    ct    = email XOR (HMAC(k_enc, siv ‖ 0) ‖ HMAC(k_enc, siv ‖ 1) ‖ …)
+    token = base64url(0x01 ‖ siv ‖ ct), unpadded
+
+The address is never in clear, the token is the same for the same secret,
+address and list (so message bytes are reproducible), it never expires, and
+verifying recomputes the SIV over the decrypted address and compares it in
+constant time: any change to the token, the secret or the list fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+import io
+import os
+import re
+import tempfile
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest.errors import ConfigError, SubscriberError
+from digest.models import Subscriber, SubscriberStatus
+
+COLUMNS = ("email", "name", "themes", "timezone")
+_HEADER_ALIASES = {
+    "email": "email",
+    "e-mail": "email",
+    "mail": "email",
+    "email address": "email",
+    "name": "name",
+    "full name": "name",
+    "themes": "themes",
+    "theme": "themes",
+    "timezone": "timezone",
+    "time zone": "timezone",
+    "tz": "timezone",
+}
+_SPACES = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+_TOKEN_VERSION = b"\x01"
+_SIV_BYTES = 16
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{24,}")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """The valid subscribers of a folder, and one line per skipped row or file."""
+
+    subscribers: tuple[Subscriber, ...]
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What ``import_file`` did: how many rows it added, how many addresses
+    were already listed (or repeated in the source), and one line per bad row."""
+
+    added: int
+    skipped_duplicates: int
+    problems: tuple[str, ...]
+
+
+def normalise_email(raw: str) -> str:
+    """A valid address with its domain lowercased (IDNA), the local part as given.
+
+    Raises ``SubscriberError`` saying why the address is unusable.
+    """
+    raw = raw.strip()
+    try:
+        info = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"invalid address {raw!r}: {exc}") from exc
+    return f"{raw.rsplit('@', 1)[0]}@{info.ascii_domain.lower()}"
+
+
+def parse_row(
+    email: str,
+    name: str = "",
+    themes: str | Iterable[str] = "",
+    timezone: str | None = None,
+    known_themes: Collection[str] | None = None,
+) -> Subscriber:
+    """One validated ``Subscriber`` from raw cell values; ``SubscriberError`` if invalid."""
+    address = normalise_email(email)
+    names = [t.strip() for t in (themes.split(";") if isinstance(themes, str) else themes)]
+    chosen = [t for t in names if t]
+    if known_themes is not None:
+        canonical = {t.casefold(): t for t in known_themes}
+        unknown = [t for t in chosen if t.casefold() not in canonical]
+        if unknown:
+            raise SubscriberError(
+                f"unknown theme {unknown[0]!r} (known: {', '.join(known_themes) or 'none'})"
+            )
+        chosen = [canonical[t.casefold()] for t in chosen]
+    tz = (timezone or "").strip() or None
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SubscriberError(f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
+    return Subscriber(
+        email=address,
+        name=_SPACES.sub(" ", name).strip(),
+        themes=frozenset(chosen),
+        timezone=tz,
+    )
+
+
+def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult:
+    """Read every ``*.csv`` in ``folder`` (sorted by name); bad rows are reported and skipped.
+
+    Problems read ``"subscribers/main.csv:7: invalid address 'bob@': …"``. An
+    address listed twice (compared case-insensitively, across files too)
+    is kept where it first appears and reported where it appears again.
+    """
+    if not folder.is_dir():
+        return LoadResult((), (f"{folder}: no such folder",))
+    subscribers: list[Subscriber] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for path in sorted(folder.glob("*.csv")):
+        label = f"{folder.name}/{path.name}"
+        try:
+            rows = list(_read_rows(path.read_bytes(), headerless_ok=False))
+        except SubscriberError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        except OSError as exc:
+            problems.append(f"{label}: cannot read: {exc.strerror or exc}")
+            continue
+        for line, cells, _raw in rows:
+            where = f"{label}:{line}"
+            try:
+                sub = parse_row(**cells, known_themes=known_themes)
+            except SubscriberError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            key = sub.email.lower()
+            if key in seen:
+                problems.append(f"{where}: duplicate address {sub.email!r} (first in {seen[key]})")
+                continue
+            seen[key] = where
+            subscribers.append(sub)
+    return LoadResult(tuple(subscribers), tuple(problems))
+
+
+def active_subscribers(
+    subscribers: Iterable[Subscriber], statuses: Mapping[str, SubscriberStatus]
+) -> tuple[Subscriber, ...]:
+    """The subscribers to send to: a stored unsubscribe or bounce beats the list file.
+
+    ``statuses`` maps lowercase addresses to their stored status.
+    """
+    return tuple(
+        s
+        for s in subscribers
+        if s.status is SubscriberStatus.ACTIVE
+        and statuses.get(s.email.lower(), SubscriberStatus.ACTIVE) is SubscriberStatus.ACTIVE
+    )
+
+
+def add_subscriber(
+    file: Path,
+    email: str,
+    name: str = "",
+    themes: str | Iterable[str] = "",
+    timezone: str | None = None,
+    *,
+    known_themes: Collection[str] | None = None,
+) -> Subscriber:
+    """Append one subscriber to ``file`` (created with a header if missing).
+
+    Refuses, with ``SubscriberError``, an invalid row or an address already in
+    any list file of the same folder.
+    """
+    sub = parse_row(email, name, themes, timezone, known_themes)
+    if sub.email.lower() in _listed(file.parent):
+        raise SubscriberError(f"{sub.email} is already subscribed")
+    _append(file, [sub])
+    return sub
+
+
+def remove_subscriber(folder: Path, email: str) -> bool:
+    """Delete the address's rows from every list file in ``folder``; ``False`` if none had it."""
+    try:
+        key = normalise_email(email).lower()
+    except SubscriberError:
+        key = email.strip().lower()
+    removed = False
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else ():
+        try:
+            rewritten = _without(path.read_bytes(), key)
+        except SubscriberError as exc:
+            raise SubscriberError(f"{folder.name}/{path.name}: {exc}") from exc
+        if rewritten is not None:
+            _write_atomic(path, rewritten)
+            removed = True
+    return removed
+
+
+def import_file(src: Path, dest: Path, known_themes: Collection[str] | None) -> ImportResult:
+    """Append the valid, new rows of the CSV ``src`` to the list file ``dest``.
+
+    ``src`` may lack a header when its first column holds addresses, and may
+    have extra columns (ignored). Addresses already in ``dest``'s folder, or
+    earlier in ``src``, are skipped and counted in ``skipped_duplicates``.
+    """
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise SubscriberError(f"{src}: cannot read: {exc.strerror or exc}") from exc
+    listed = _listed(dest.parent)
+    added: list[Subscriber] = []
+    duplicates = 0
+    problems: list[str] = []
+    try:
+        rows = list(_read_rows(data, headerless_ok=True))
+    except SubscriberError as exc:
+        return ImportResult(0, 0, (f"{src}: {exc}",))
+    for line, cells, _raw in rows:
+        try:
+            sub = parse_row(**cells, known_themes=known_themes)
+        except SubscriberError as exc:
+            problems.append(f"{src}:{line}: {exc}")
+            continue
+        if sub.email.lower() in listed:
+            duplicates += 1
+            continue
+        listed.add(sub.email.lower())
+        added.append(sub)
+    if added:
+        _append(dest, added)
+    return ImportResult(len(added), duplicates, tuple(problems))
+
+
+# -- unsubscribe tokens --------------------------------------------------------
+
+
+def make_token(secret: str, email: str, list_id: str) -> str:
+    """The unsubscribe token for ``email`` on ``list_id`` (see the module docstring)."""
+    k_mac, k_enc = _token_keys(secret)
+    plain = email.encode("utf-8")
+    siv = _siv(k_mac, list_id, plain)
+    body = _TOKEN_VERSION + siv + _xor(plain, _keystream(k_enc, siv, len(plain)))
+    return base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
+
+
+def verify_token(secret: str, token: str, list_id: str) -> str:
+    """The address inside ``token``; ``SubscriberError`` if it was not made with this secret and list."""
+    k_mac, k_enc = _token_keys(secret)
+    if not _TOKEN_RE.fullmatch(token):
+        raise SubscriberError("invalid unsubscribe link")
+    try:
+        body = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raise SubscriberError("invalid unsubscribe link") from None
+    version, siv, ct = body[:1], body[1 : 1 + _SIV_BYTES], body[1 + _SIV_BYTES :]
+    if version != _TOKEN_VERSION or len(siv) != _SIV_BYTES or not ct:
+        raise SubscriberError("invalid unsubscribe link")
+    plain = _xor(ct, _keystream(k_enc, siv, len(ct)))
+    if not hmac.compare_digest(siv, _siv(k_mac, list_id, plain)):
+        raise SubscriberError("invalid unsubscribe link")
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError:  # only reachable with a forged tag, i.e. never
+        raise SubscriberError("invalid unsubscribe link") from None
+
+
+def unsubscribe_url(base_url: str, token: str) -> str:
+    """``{base_url}/u/{token}``."""
+    return f"{base_url.rstrip('/')}/u/{token}"
+
+
+def _token_keys(secret: str) -> tuple[bytes, bytes]:
+    if not secret:
+        raise ConfigError("digest.secret: no secret set for unsubscribe links (set DIGEST_SECRET)")
+    key = secret.encode("utf-8")
+    return (
+        hmac.digest(key, b"digest/unsubscribe/mac", hashlib.sha256),
+        hmac.digest(key, b"digest/unsubscribe/enc", hashlib.sha256),
+    )
+
+
+def _siv(k_mac: bytes, list_id: str, plain: bytes) -> bytes:
+    return hmac.digest(k_mac, list_id.encode("utf-8") + b"\0" + plain, hashlib.sha256)[:_SIV_BYTES]
+
+
+def _keystream(k_enc: bytes, siv: bytes, size: int) -> bytes:
+    blocks = (
+        hmac.digest(k_enc, siv + i.to_bytes(4, "big"), hashlib.sha256) for i in range((size + 31) // 32)
+    )
+    return b"".join(blocks)[:size]
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+# -- CSV files -----------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _split_records(data: bytes) -> tuple[str, list[tuple[list[str], str, int]]]:
+    """The raw header text, and each later record as (cells, raw text, line number)."""
+    consumed: list[str] = []
+    lines = _decode(data).splitlines(keepends=True)
+
+    def feed() -> Iterator[str]:
+        for line in lines:
+            consumed.append(line)
+            yield line
+
+    # csv pulls exactly the lines of one record per row, so ``consumed`` then
+    # holds that record's raw text: rewriting a file keeps other rows as written.
+    reader = csv.reader(feed())
+    header = ""
+    records: list[tuple[list[str], str, int]] = []
+    try:
+        for i, cells in enumerate(reader):
+            raw = "".join(consumed)
+            consumed.clear()
+            if i == 0:
+                header = raw
+                records.append((cells, "", reader.line_num))
+            else:
+                records.append((cells, raw, reader.line_num))
+    except csv.Error as exc:
+        raise SubscriberError(f"line {reader.line_num}: not valid CSV: {exc}") from None
+    if header and not header.endswith(("\n", "\r")):
+        header += "\n"
+    return header, records
+
+
+def _columns(cells: list[str]) -> list[str]:
+    return [_HEADER_ALIASES.get(c.strip().lower(), "") for c in cells]
+
+
+def _read_rows(data: bytes, *, headerless_ok: bool) -> Iterator[tuple[int, dict[str, str], str]]:
+    """Yield ``(line, {email, name, themes, timezone}, raw)`` for each data row."""
+    header, records = _split_records(data)
+    if not records:
+        return
+    first = records[0][0]
+    columns = _columns(first)
+    if "email" in columns:
+        body = records[1:]
+    elif headerless_ok and first and "@" in first[0]:
+        columns = list(COLUMNS)
+        body = [(first, header, records[0][2]), *records[1:]]
+    else:
+        raise SubscriberError("line 1: the header row must name the columns email,name,themes,timezone")
+    for cells, raw, line in body:
+        if not any(c.strip() for c in cells):
+            continue
+        row = dict.fromkeys(COLUMNS, "")
+        for column, value in zip(columns, cells, strict=False):
+            if column:
+                row[column] = value
+        if row["email"].strip().startswith("#"):
+            continue
+        yield line, row, raw
+
+
+def _without(data: bytes, key: str) -> bytes | None:
+    """The file without the rows for address ``key``; ``None`` when it has none."""
+    header, records = _split_records(data)
+    if not records or "email" not in (columns := _columns(records[0][0])):
+        return None
+    at = columns.index("email")
+    keep = [raw for cells, raw, _ in records[1:] if len(cells) <= at or _row_key(cells[at]) != key]
+    if len(keep) == len(records) - 1:
+        return None
+    return (header + "".join(keep)).encode("utf-8")
+
+
+def _row_key(email: str) -> str:
+    try:
+        return normalise_email(email).lower()
+    except SubscriberError:
+        return email.strip().lower()
+
+
+def _listed(folder: Path) -> set[str]:
+    """Lowercase addresses present in any list file of ``folder``, valid or not."""
+    out: set[str] = set()
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else ():
+        try:
+            rows = list(_read_rows(path.read_bytes(), headerless_ok=False))
+        except SubscriberError as exc:
+            raise SubscriberError(f"{folder.name}/{path.name}: {exc}") from exc
+        out.update(_row_key(cells["email"]) for _, cells, _ in rows)
+    return out
+
+
+def _append(file: Path, subs: Iterable[Subscriber]) -> None:
+    existing = file.read_bytes() if file.exists() else b""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if not existing.strip():
+        existing = b""
+        writer.writerow(COLUMNS)
+    elif not existing.endswith((b"\n", b"\r")):
+        existing += b"\n"
+    for s in subs:
+        writer.writerow([s.email, s.name, ";".join(sorted(s.themes)), s.timezone or ""])
+    _write_atomic(file, existing + buf.getvalue().encode("utf-8"))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,240 @@
+"""subscribers: list files, their management, and unsubscribe tokens."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from digest.errors import ConfigError, SubscriberError
+from digest.models import Subscriber, SubscriberStatus
+from digest.subscribers import (
+    active_subscribers,
+    add_subscriber,
+    import_file,
+    load_lists,
+    make_token,
+    remove_subscriber,
+    unsubscribe_url,
+    verify_token,
+)
+
+THEMES = ("Policy", "Threats", "Industry")
+EXAMPLE = Path(__file__).parent.parent / "subscribers" / "example.csv"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "subscribers"
+
+
+def test_load_valid_rows(folder: Path) -> None:
+    write(
+        folder / "main.csv",
+        "email,name,themes,timezone\n"
+        "Ann@Example.ORG,  Ann   Example ,policy; threats,Europe/Berlin\n"
+        "\n"
+        "# bob@example.org,commented out,,\n"
+        "li@bücher.de,李雷,,\n",
+    )
+    result = load_lists(folder, THEMES)
+    assert result.problems == ()
+    ann, li = result.subscribers
+    assert ann == Subscriber(
+        "Ann@example.org", "Ann Example", frozenset({"Policy", "Threats"}), "Europe/Berlin"
+    )
+    assert li.email == "li@xn--bcher-kva.de" and li.name == "李雷" and li.themes == frozenset()
+    assert li.timezone is None and li.wants("Industry")
+
+
+def test_bad_rows_are_reported_and_skipped(folder: Path) -> None:
+    write(
+        folder / "main.csv",
+        "email,name,themes,timezone\n"
+        "ok1@example.org,One,,\n"
+        "bob@,Bob,,\n"
+        "ok2@example.org,Two,Nope,\n"
+        "ok3@example.org,Three,,Mars/Olympus\n"
+        "zoë@example.org,Zoë,,\n"
+        "ok4@example.org,Four,,\n",
+    )
+    result = load_lists(folder, THEMES)
+    assert [s.email for s in result.subscribers] == ["ok1@example.org", "ok4@example.org"]
+    assert len(result.problems) == 4
+    assert result.problems[0].startswith("subscribers/main.csv:3: invalid address 'bob@': ")
+    assert result.problems[1].startswith("subscribers/main.csv:4: unknown theme 'Nope'")
+    assert result.problems[2].startswith("subscribers/main.csv:5: unknown time zone 'Mars/Olympus'")
+    assert result.problems[3].startswith("subscribers/main.csv:6: invalid address 'zoë@example.org'")
+
+
+def test_unknown_themes_allowed_without_known_list(folder: Path) -> None:
+    write(folder / "a.csv", "email,themes\na@example.org,Anything;Else\n")
+    assert load_lists(folder, None).subscribers[0].themes == frozenset({"Anything", "Else"})
+
+
+def test_duplicates_across_files_keep_the_first(folder: Path) -> None:
+    write(folder / "a.csv", "email,name\nbob@example.org,First\n")
+    write(folder / "b.csv", "email,name\nann@example.org,Ann\nBOB@EXAMPLE.org,Second\n")
+    result = load_lists(folder, None)
+    assert [(s.email, s.name) for s in result.subscribers] == [
+        ("bob@example.org", "First"),
+        ("ann@example.org", "Ann"),
+    ]
+    assert result.problems == (
+        "subscribers/b.csv:3: duplicate address 'BOB@example.org' (first in subscribers/a.csv:2)",
+    )
+
+
+def test_file_level_problems(folder: Path, tmp_path: Path) -> None:
+    write(folder / "noheader.csv", "bob@example.org,Bob\n")
+    (folder / "latin1.csv").write_bytes("email,name\nx@example.org,Jos\xe9\n".encode("latin-1"))
+    write(folder / "good.csv", "\ufeffemail,name\ngood@example.org,Good\n")
+    result = load_lists(folder, None)
+    assert [s.email for s in result.subscribers] == ["good@example.org"]
+    assert any(p.startswith("subscribers/noheader.csv: line 1: the header row") for p in result.problems)
+    assert any(p.startswith("subscribers/latin1.csv: not UTF-8") for p in result.problems)
+    assert load_lists(tmp_path / "missing", None).problems[0].endswith("no such folder")
+
+
+def test_committed_example_loads() -> None:
+    result = load_lists(EXAMPLE.parent, None)
+    assert result.problems == ()
+    assert len(result.subscribers) >= 2
+
+
+def test_active_subscribers_store_status_wins() -> None:
+    subs = [Subscriber("Ann@example.org"), Subscriber("bob@example.org"), Subscriber("cy@example.org")]
+    statuses = {
+        "ann@example.org": SubscriberStatus.UNSUBSCRIBED,
+        "bob@example.org": SubscriberStatus.ACTIVE,
+        "cy@example.org": SubscriberStatus.BOUNCED,
+    }
+    assert [s.email for s in active_subscribers(subs, statuses)] == ["bob@example.org"]
+    assert len(active_subscribers(subs, {})) == 3
+
+
+def test_add_creates_file_and_refuses_duplicates(folder: Path) -> None:
+    target = folder / "main.csv"
+    sub = add_subscriber(target, "Ann@Example.org", "Ann", ["Policy"], "Asia/Shanghai")
+    assert sub.email == "Ann@example.org"
+    add_subscriber(target, "bob@example.org", 'Bob "the, builder"', "", None)
+    assert target.read_text().splitlines()[0] == "email,name,themes,timezone"
+    write(folder / "other.csv", "email\ncy@example.org\n")
+    for dup in ("ann@EXAMPLE.org", "CY@example.org"):
+        with pytest.raises(SubscriberError, match="already subscribed"):
+            add_subscriber(target, dup)
+    with pytest.raises(SubscriberError, match="unknown theme"):
+        add_subscriber(target, "dee@example.org", themes="Nope", known_themes=THEMES)
+    with pytest.raises(SubscriberError, match="invalid address"):
+        add_subscriber(target, "not-an-address")
+    loaded = load_lists(folder, THEMES)
+    assert loaded.problems == ()
+    assert [(s.email, s.name) for s in loaded.subscribers] == [
+        ("Ann@example.org", "Ann"),
+        ("bob@example.org", 'Bob "the, builder"'),
+        ("cy@example.org", ""),
+    ]
+    assert sorted(p.name for p in folder.iterdir()) == ["main.csv", "other.csv"]  # no temp files left
+
+
+def test_add_appends_to_file_without_final_newline(folder: Path) -> None:
+    target = write(folder / "main.csv", "email,name\nann@example.org,Ann")
+    add_subscriber(target, "bob@example.org", "Bob")
+    assert [s.email for s in load_lists(folder, None).subscribers] == ["ann@example.org", "bob@example.org"]
+
+
+def test_remove_keeps_other_rows_verbatim(folder: Path) -> None:
+    a = write(folder / "a.csv", "email,name\n# a comment\nann@example.org,Ann\n")
+    b = write(
+        folder / "b.csv",
+        'email,name,themes\n"bob@example.org","Bob, ""the""\nbuilder",Policy\n'
+        "Bob@Example.org,dup,\ncy@example.org,Cy,\n",
+    )
+    assert remove_subscriber(folder, "BOB@example.ORG") is True
+    assert a.read_text() == "email,name\n# a comment\nann@example.org,Ann\n"
+    assert b.read_text() == "email,name,themes\ncy@example.org,Cy,\n"
+    assert remove_subscriber(folder, "bob@example.org") is False
+    assert remove_subscriber(folder, "nobody@example.org") is False
+    assert [s.email for s in load_lists(folder, None).subscribers] == ["ann@example.org", "cy@example.org"]
+
+
+def test_import_headerless_with_extra_columns(folder: Path, tmp_path: Path) -> None:
+    dest = write(folder / "main.csv", "email,name,themes,timezone\nann@example.org,Ann,,\n")
+    src = write(
+        tmp_path / "export.csv",
+        "new@example.org,New Person,Policy,Europe/Paris,extra,columns\n"
+        "ANN@example.org,Ann Again,,\n"
+        "broken@,Broken,,\n"
+        "new@EXAMPLE.org,Repeated,,\n"
+        "two@example.org,Two\n",
+    )
+    result = import_file(src, dest, THEMES)
+    assert (result.added, result.skipped_duplicates) == (2, 2)
+    assert len(result.problems) == 1 and result.problems[0].startswith(f"{src}:3: invalid address 'broken@'")
+    loaded = load_lists(folder, THEMES)
+    assert loaded.problems == ()
+    assert [(s.email, s.name, s.themes, s.timezone) for s in loaded.subscribers] == [
+        ("ann@example.org", "Ann", frozenset(), None),
+        ("new@example.org", "New Person", frozenset({"Policy"}), "Europe/Paris"),
+        ("two@example.org", "Two", frozenset(), None),
+    ]
+
+
+def test_import_with_header_aliases(folder: Path, tmp_path: Path) -> None:
+    src = write(tmp_path / "in.csv", "Full Name,E-mail,Signup date\nAnn,ann@example.org,2018-01-01\n")
+    result = import_file(src, folder / "new.csv", None)
+    assert (result.added, result.skipped_duplicates, result.problems) == (1, 0, ())
+    assert load_lists(folder, None).subscribers == (Subscriber("ann@example.org", "Ann"),)
+
+
+def test_import_without_email_column(folder: Path, tmp_path: Path) -> None:
+    src = write(tmp_path / "in.csv", "name,city\nAnn,Berlin\n")
+    result = import_file(src, folder / "new.csv", None)
+    assert result.added == 0 and "header row" in result.problems[0]
+    assert not (folder / "new.csv").exists()
+
+
+# -- tokens ----------------------------------------------------------------------
+
+
+def test_token_round_trip_and_determinism() -> None:
+    token = make_token("s3cret", "Bob+Tag@example.org", "cyber-weekly.example.org")
+    assert verify_token("s3cret", token, "cyber-weekly.example.org") == "Bob+Tag@example.org"
+    assert token == make_token("s3cret", "Bob+Tag@example.org", "cyber-weekly.example.org")
+    assert token != make_token("s3cret", "Bob+Tag@example.org", "other.example.org")
+    assert token != make_token("other", "Bob+Tag@example.org", "cyber-weekly.example.org")
+    assert "=" not in token and "+" not in token and "/" not in token
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert b"Bob" not in raw and b"example" not in raw and b"Bob" not in token.encode()
+
+
+def test_token_refuses_tampering() -> None:
+    token = make_token("s3cret", "bob@example.org", "list")
+    with pytest.raises(SubscriberError):
+        verify_token("wrong", token, "list")
+    with pytest.raises(SubscriberError):
+        verify_token("s3cret", token, "other-list")
+    for i in range(len(token)):
+        flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        with pytest.raises(SubscriberError):
+            verify_token("s3cret", flipped, "list")
+    for bad in ("", "short", token + "AA", token[:-4], "!" * 40):
+        with pytest.raises(SubscriberError):
+            verify_token("s3cret", bad, "list")
+
+
+def test_token_needs_a_secret() -> None:
+    with pytest.raises(ConfigError):
+        make_token("", "bob@example.org", "list")
+
+
+def test_unsubscribe_url() -> None:
+    assert unsubscribe_url("https://example.org/", "TOKEN") == "https://example.org/u/TOKEN"
+    assert unsubscribe_url("http://127.0.0.1:8025", "abc") == "http://127.0.0.1:8025/u/abc"
