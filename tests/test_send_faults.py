@@ -11,6 +11,7 @@ import pytest
 from digest.errors import SendError
 from digest.models import Delivery
 from digest.send import SendAborted, SmtpSender
+from digest.store import Store
 from tests.fixtures.smtp_server import DISCONNECT, DISCONNECT_AFTER_DOT, SmtpServer
 from tests.test_send import NOW, BatchLedger, MemoryLedger, clock, message, settings_for, smtp
 
@@ -173,3 +174,24 @@ def test_unreachable_server_stops_the_run_without_claiming() -> None:
     with pytest.raises(SendAborted, match="cannot connect"):
         smtp(server, max_attempts=2).send([message(0), message(1)], ledger, clock=clock)
     assert ledger.claims == []
+
+
+def test_real_store_ledger_records_every_outcome_and_a_rerun_sends_nothing_twice(
+    smtp_server: SmtpServer, store: Store
+) -> None:
+    msgs = [message(i) for i in range(30)]
+    store.plan_deliveries("2018-W02", [(m.recipient, "default") for m in msgs], NOW)
+    smtp_server.inject("RCPT", 550, recipient=A)
+    smtp_server.inject("DATA", DISCONNECT_AFTER_DOT, recipient=B)
+    smtp_server.inject("RCPT", 451, recipient=C, times=None)
+    report = smtp(smtp_server, connections=3).send(msgs, store, clock=clock)
+
+    counts = store.delivery_counts("2018-W02")
+    assert (report.sent, report.failed_permanent, report.unknown, report.failed_temporary) == (27, 1, 1, 1)
+    assert counts[Delivery.SENT] == 27 and counts[Delivery.UNKNOWN] == 1
+    assert counts[Delivery.FAILED_PERMANENT] == 1 and counts[Delivery.FAILED_TEMPORARY] == 1
+    assert len(smtp_server.messages) == 28  # 27 answered, 1 taken without a reply
+
+    again = smtp(smtp_server, connections=3).send(msgs, store, clock=clock)
+    assert again.sent == 0
+    assert len(smtp_server.messages) == 28  # nothing went out twice
