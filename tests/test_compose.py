@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import email
 import html
+import os
 import subprocess
 from email import policy
 from email.header import decode_header, make_header
@@ -312,3 +313,29 @@ def test_long_non_ascii_name_follows_rfc2047(rendered: Rendered, template: Messa
     # RFC 2047 decoders drop the folding space between adjacent encoded words.
     phrase = to.rsplit("<", 1)[0].replace("\r\n", "").strip()
     assert str(make_header(decode_header(phrase))) == name
+
+
+# -- golden ----------------------------------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden" / "compose-sample.eml"
+# Read at import: an autouse fixture clears DIGEST_* variables before each test.
+UPDATE_GOLDEN = os.environ.get("DIGEST_UPDATE_GOLDEN") == "1"
+SAMPLE = Path(__file__).parent / "data" / "compose"
+
+
+def test_golden_sample_message() -> None:
+    """The whole wire form of one message; DIGEST_UPDATE_GOLDEN=1 rewrites it for review."""
+    rendered = Rendered(
+        "2018-W02",
+        "all",
+        ("Policy",),
+        "Cyber Weekly — 2018-W02: 网络安全",
+        (SAMPLE / "sample.html").read_text(encoding="utf-8"),
+        (SAMPLE / "sample.txt").read_text(encoding="utf-8"),
+    )
+    recipient = Recipient("zoe+digest@example.org", "Zoë Ångström", "https://digest.example.org/u/TOKEN")
+    data = MessageTemplate.build(rendered, make_settings()).personalise(recipient).data
+    assert summary(parse(data)) == summary(parse(compose(rendered, recipient, make_settings()).data))
+    if UPDATE_GOLDEN:
+        GOLDEN.write_bytes(data)
+    assert data == GOLDEN.read_bytes(), f"{GOLDEN} differs; DIGEST_UPDATE_GOLDEN=1 rewrites it"

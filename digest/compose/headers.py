@@ -113,12 +113,12 @@ def fold_phrase(name: str, phrase: str, angle: str) -> str:
     if not phrase:
         return _fold(name, [angle])
     if _is_plain(phrase):
-        tokens = phrase.split(" ") if _ATEXT_PHRASE.fullmatch(phrase) else [_quote(phrase)]
-        return _fold(name, [*tokens, angle])
+        plain = phrase.split(" ") if _ATEXT_PHRASE.fullmatch(phrase) else [_quote(phrase)]
+        return _fold(name, [*plain, angle])
     tokens: list[str] = []
-    for plain, run in groupby(phrase.split(" "), key=_is_plain):
+    for is_plain, run in groupby(phrase.split(" "), key=_is_plain):
         text = " ".join(run)
-        if not plain:
+        if not is_plain:
             tokens.extend(_encoded_words(text))
         elif _ATEXT_PHRASE.fullmatch(text):
             tokens.extend(text.split(" "))
