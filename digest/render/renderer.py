@@ -1,0 +1,234 @@
+"""Render an Issue into the variants subscribers receive.
+
+A variant is one distinct selection of themes. Each variant is rendered and
+CSS-inlined once, with placeholder tokens where per-subscriber values go
+(``digest.placeholders``); compose fills the tokens per subscriber. Rendering
+makes no network request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from digest import placeholders
+from digest.errors import RenderError
+from digest.models import Issue, Rendered
+from digest.render import environment
+from digest.render.inline import inline_css
+from digest.render.view import IssueView, build_view, slug, theme_order
+
+log = logging.getLogger(__name__)
+
+ALL = "all"
+NONE = "none"
+#: Bytes each token may grow by when filled (a long address or unsubscribe URL).
+TOKEN_SLACK = 400
+
+
+class EmptyVariant(RenderError):
+    """The selected themes have no entry in this issue; there is nothing to send."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSettings:
+    """What rendering needs from the config.
+
+    ``tz`` is a ``ZoneInfo`` or a zone name. ``templates_dir`` is the working
+    folder's ``templates/`` (files there override the packaged ones); it may be
+    ``None`` or missing. ``clip_bytes`` is the HTML size past which Gmail clips
+    a message. ``themes`` is the configured theme names in config order; the
+    table of contents follows it.
+    """
+
+    title: str
+    base_url: str
+    tz: ZoneInfo | str
+    templates_dir: Path | None
+    allow_images: bool = False
+    clip_bytes: int = 102_000
+    themes: tuple[str, ...] = ()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.tz if isinstance(self.tz, ZoneInfo) else ZoneInfo(self.tz)
+
+
+def variant_key(themes: frozenset[str] | None, issue_themes: Iterable[str]) -> str:
+    """A stable file-name-safe key for the part of ``issue_themes`` that ``themes`` selects.
+
+    ``"all"`` when nothing is selected or the selection covers every theme of
+    the issue; ``"none"`` when it covers none; otherwise the slugged names and
+    a short hash, e.g. ``"cybersecurity-internet-governance-3f1c2a9b"``.
+    """
+    present = frozenset(issue_themes)
+    chosen = present if not themes else frozenset(themes) & present
+    if chosen == present:
+        return ALL
+    if not chosen:
+        return NONE
+    names = sorted(chosen)
+    short = hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
+    stem = "-".join(slug(n) for n in names)[:40].rstrip("-")
+    return f"{stem}-{short}"
+
+
+class Renderer:
+    """Renders issues with one set of templates; build once, render many variants."""
+
+    def __init__(self, settings: RenderSettings) -> None:
+        """Load the templates; a syntax error raises ``RenderError("file:line: ...")``."""
+        self.settings = settings
+        self.tz = settings.zone
+        self.env = environment.build_environment(settings.templates_dir)
+        environment.check_all(self.env)
+        self._html = environment.load(self.env, environment.DIGEST_HTML)
+        self._text = environment.load(self.env, environment.DIGEST_TEXT)
+        self._subject = environment.load(self.env, environment.SUBJECT)
+
+    # -- public API -------------------------------------------------------
+
+    def render_variant(self, issue: Issue, themes: frozenset[str] | None) -> Rendered:
+        """The variant of ``issue`` for ``themes`` (``None`` or empty: every theme).
+
+        Raises ``EmptyVariant`` when no section of the issue has a selected theme.
+        The HTML is inlined and holds placeholder tokens, as does the text.
+        """
+        chosen, key = self._select(issue, themes)
+        subject, html, text = self._render(issue, chosen, key, placeholders.PLACEHOLDERS)
+        ordered = tuple(t for t in theme_order(issue, self.settings.themes) if t in chosen)
+        return Rendered(
+            issue_key=issue.key, variant=key, themes=ordered, subject=subject, html=html, text=text
+        )
+
+    def variants(self, issue: Issue, selections: Iterable[frozenset[str]]) -> dict[str, Rendered]:
+        """Each distinct selection rendered once, keyed by ``variant_key``.
+
+        Selections that pick no theme of the issue are left out: their
+        subscribers get nothing this time.
+        """
+        out: dict[str, Rendered] = {}
+        for selection in selections:
+            key = variant_key(selection, issue.themes)
+            if key in out or key == NONE:
+                continue
+            try:
+                out[key] = self.render_variant(issue, selection)
+            except EmptyVariant:
+                continue
+        return out
+
+    def render_full(
+        self, issue: Issue, themes: frozenset[str] | None, values: Mapping[str, str]
+    ) -> tuple[str, str, str]:
+        """The slow path: ``(subject, html, text)`` rendered with one subscriber's real values.
+
+        ``values`` is keyed like ``placeholders.PLACEHOLDERS``. Filling the
+        tokens of ``render_variant`` gives exactly this; tests rely on that.
+        """
+        chosen, key = self._select(issue, themes)
+        return self._render(issue, chosen, key, values)
+
+    def web_url(self, issue_key: str, variant: str) -> str:
+        """Where the web version of a variant lives: ``{base_url}/issues/{key}/{variant}.html``."""
+        return f"{self.settings.base_url.rstrip('/')}/issues/{issue_key}/{variant}.html"
+
+    # -- internals --------------------------------------------------------
+
+    def _select(self, issue: Issue, themes: frozenset[str] | None) -> tuple[frozenset[str], str]:
+        present = frozenset(issue.themes)
+        chosen = present if not themes else frozenset(themes) & present
+        if not chosen:
+            wanted = ", ".join(sorted(themes or ())) or "any theme"
+            raise EmptyVariant(f"issue {issue.key} has no entries for {wanted}")
+        return chosen, variant_key(themes, issue.themes)
+
+    def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None) -> IssueView:
+        return build_view(
+            issue,
+            chosen,
+            title=issue.title or self.settings.title,
+            tz=self.tz,
+            allow_images=self.settings.allow_images,
+            limit=limit,
+            configured=self.settings.themes,
+        )
+
+    def _context(self, view: IssueView, key: str, values: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "title": view.title,
+            "issue": view,
+            "web_url": self.web_url(view.key, key),
+            **{name: values[name] for name in placeholders.PLACEHOLDERS},
+        }
+
+    def _call(self, template: jinja2.Template, context: Mapping[str, Any]) -> str:
+        try:
+            return template.render(context)
+        except jinja2.TemplateError as exc:
+            environment.raise_render_error(exc, template.name or "template")
+
+    def _html_for(self, view: IssueView, key: str, values: Mapping[str, str], subject: str) -> str:
+        context = self._context(view, key, values)
+        context["subject"] = subject
+        return inline_css(self._call(self._html, context))
+
+    def _subject_for(self, view: IssueView, key: str, values: Mapping[str, str]) -> str:
+        return " ".join(self._call(self._subject, self._context(view, key, values)).split())
+
+    def _render(
+        self, issue: Issue, chosen: frozenset[str], key: str, values: Mapping[str, str]
+    ) -> tuple[str, str, str]:
+        """``(subject, html, text)``; the HTML is cut short when it would be clipped.
+
+        Whether and where to cut is decided on the token version, so the fast
+        path and the slow path always keep the same entries.
+        """
+        tokens = placeholders.PLACEHOLDERS
+        full = self._view(issue, chosen, None)
+        subject = self._subject_for(full, key, tokens)
+        html = self._html_for(full, key, tokens, subject)
+        limit = None
+        if self._size(html) > self.settings.clip_bytes:
+            limit = self._shrink(issue, chosen, key, subject, full.total)
+        if values is not tokens or limit is not None:
+            subject = self._subject_for(full, key, values)
+            shown = full if limit is None else self._view(issue, chosen, limit)
+            html = self._html_for(shown, key, values, subject)
+        # Gmail clips only HTML; the text part always carries the whole issue.
+        text = self._call(self._text, self._context(full, key, values))
+        return subject, html, text
+
+    def _size(self, html: str) -> int:
+        tokens = sum(html.count(token) for token in placeholders.PLACEHOLDERS.values())
+        return len(html.encode("utf-8")) + tokens * TOKEN_SLACK
+
+    def _shrink(self, issue: Issue, chosen: frozenset[str], key: str, subject: str, total: int) -> int:
+        """How many entries fit under ``clip_bytes`` with the "read the rest" notice."""
+        tokens = placeholders.PLACEHOLDERS
+        # Size grows with the number of entries kept: binary-search the largest that fits.
+        lo, hi = 0, total - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            html = self._html_for(self._view(issue, chosen, mid), key, tokens, subject)
+            if self._size(html) <= self.settings.clip_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        log.warning(
+            "issue %s (%s) is longer than %d bytes: the email keeps %d of %d entries "
+            "and links to the web version for the rest",
+            issue.key,
+            key,
+            self.settings.clip_bytes,
+            lo,
+            total,
+        )
+        return lo
