@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -69,6 +70,29 @@ def test_reopen_applies_nothing_and_keeps_data(store_url: str) -> None:
         assert again.entry_count() == 1
         assert [e.id for e in again.entries()] == ["a"]
     assert migration_rows(store_url) == before
+
+
+def test_concurrent_first_opens_migrate_once(store_url: str) -> None:
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        try:
+            start.wait()
+            opened.append(Store.open(store_url, now=NOW))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in opened:
+        s.close()
+    assert errors == []
+    assert [r[0] for r in migration_rows(store_url)] == [m.number for m in MIGRATIONS]
 
 
 def test_a_failing_migration_leaves_no_trace(store_url: str) -> None:

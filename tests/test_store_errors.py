@@ -86,3 +86,16 @@ def test_unwritable_location_is_reported(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create the folder of database"):
         Store.open(f"sqlite:///{blocker / 'sub' / 'digest.db'}")
+
+
+def test_reopening_needs_no_write_lock(tmp_path: Path) -> None:
+    path = tmp_path / "digest.db"
+    Store.open(f"sqlite:///{path}").close()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with Store.open(f"sqlite:///{path}", busy_timeout=0.2) as store:
+            assert store.entry_count() == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

@@ -23,7 +23,7 @@ from digest.store.entries import EntriesMixin, FetchCounts, content_hash
 from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
-from digest.store.schema import MIGRATIONS, Migration, migrate
+from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.subscribers import SubscribersMixin, normalise
 
 __all__ = [
@@ -65,8 +65,12 @@ class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin)
         engine, label = make_engine(url, busy_timeout)
         store = cls(engine, label, busy_timeout)
         try:
-            with store._connect_for_write() as conn:
-                migrate(conn, now or dt.datetime.now(dt.UTC), migrations)
+            # A plain read first, so re-opening an up-to-date database takes no write lock.
+            with store._read() as conn:
+                pending = {m.number for m in migrations} - applied_numbers(conn)
+            if pending:
+                with store._connect_for_write() as conn:
+                    migrate(conn, now or dt.datetime.now(dt.UTC), migrations)
         except BaseException:
             engine.dispose()
             raise
