@@ -47,6 +47,8 @@ def parse_feed(source: Source, body: bytes, content_type: str, url: str, tz: Zon
     against it). Raises ``ParseError`` when the bytes are not a feed.
     """
     text = decode(body, content_type).text
+    if not text.strip():
+        raise ParseError(source.name, "not a feed: the body is empty")
     if _ENTITY_DECL.search(text):
         raise ParseError(source.name, "XML entity declarations are refused")
     media = content_type.split(";", 1)[0].strip().lower()
@@ -69,22 +71,25 @@ def _xml_feed(source: Source, text: str, media: str, url: str, tz: ZoneInfo) -> 
         resolve_relative_uris=True,
         sanitize_html=False,
     )
-    if not parsed.version and _HTML_PAGE.match(text):
+    version = parsed.get("version", "")
+    bozo = parsed.get("bozo", False)
+    entries = parsed.get("entries", [])
+    if not version and _HTML_PAGE.match(text):
         raise ParseError(
             source.name, "not a feed: got an HTML page (the site's address rather than its feed?)"
         )
-    if not parsed.entries:
-        if parsed.bozo:
-            what = "malformed feed" if parsed.version else "not a feed"
+    if not entries:
+        if bozo:
+            what = "malformed feed" if version else "not a feed"
             raise ParseError(source.name, f"{what}: {_one_line(parsed.get('bozo_exception', 'unreadable'))}")
-        if not parsed.version:
+        if not version:
             raise ParseError(source.name, "not a feed: no RSS, Atom or JSON Feed document found")
         return []
-    feed = parsed.feed
+    feed = parsed.get("feed", {})
     feed_authors = _authors(feed.get("authors") or [])
     drafts: list[Entry] = []
     guids: list[str | None] = []
-    for e in parsed.entries:
+    for e in entries:
         link = _link(url, e.get("link"))
         content = ""
         if e.get("content"):
@@ -115,7 +120,7 @@ def _xml_feed(source: Source, text: str, media: str, url: str, tz: ZoneInfo) -> 
             )
         )
         guids.append(e.get("id"))
-    if not drafts and parsed.bozo:
+    if not drafts and bozo:
         raise ParseError(
             source.name, f"malformed feed: {_one_line(parsed.get('bozo_exception', 'unreadable'))}"
         )

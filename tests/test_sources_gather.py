@@ -1,0 +1,118 @@
+"""gather(): many sources at once; one bad source never spoils the others."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from digest.config import FetchSettings
+from digest.models import FetchStatus, ListingFormat, Source, SourceKind, SourceResult, SourceState
+from digest.sources import gather, gather_async
+from tests.fixtures.http_server import FeedServer
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _sources(feed_server: FeedServer, data_dir: Path, tmp_path: Path) -> list[Source]:
+    feed = SourceKind.FEED
+    return [
+        Source("rss", feed, feed_server.url("feeds/rss2.xml")),
+        Source("down", feed, feed_server.url("status/500")),
+        Source("slow", feed, feed_server.url("slow/feeds/atom.xml")),
+        Source("bomb", feed, feed_server.url("gzip-bomb/20")),
+        Source("json", feed, feed_server.url("feeds/jsonfeed.json")),
+        Source("gone", feed, str(tmp_path / "missing.xml")),
+        Source("lol", feed, feed_server.url("feeds/entity.xml")),
+        Source("page", feed, feed_server.url("feeds/notafeed.html")),
+        Source(
+            "cyber",
+            SourceKind.LISTING,
+            str(data_dir / "listings" / "china-us-focus-cyber.txt"),
+            ListingFormat.TEXT,
+        ),
+        Source("atom", feed, feed_server.url("gzip/feeds/atom.xml")),
+    ]
+
+
+@pytest.mark.parametrize("concurrency", [8, 2])
+def test_one_bad_source_leaves_the_others_intact(
+    feed_server: FeedServer, data_dir: Path, tmp_path: Path, concurrency: int
+) -> None:
+    sources = _sources(feed_server, data_dir, tmp_path)
+    settings = FetchSettings(deadline=2, connect_timeout=2, max_bytes=1_000_000, concurrency=concurrency)
+    seen: list[SourceResult] = []
+    results = gather(sources, {}, settings, SHANGHAI, progress=seen.append)
+
+    assert [r.source for r in results] == [s.name for s in sources]
+    by = {r.source: r for r in results}
+    assert {name: by[name].status for name in by} == {
+        "rss": FetchStatus.OK,
+        "down": FetchStatus.FAILED,
+        "slow": FetchStatus.FAILED,
+        "bomb": FetchStatus.FAILED,
+        "json": FetchStatus.OK,
+        "gone": FetchStatus.FAILED,
+        "lol": FetchStatus.FAILED,
+        "page": FetchStatus.FAILED,
+        "cyber": FetchStatus.OK,
+        "atom": FetchStatus.OK,
+    }
+    assert by["down"].error == "HTTP 500 Internal Server Error"
+    assert by["slow"].error == "timed out after 2s"
+    assert by["bomb"].error == "body over 1000000 bytes"
+    assert by["gone"].error.startswith("no such file: ")
+    assert by["lol"].error == "XML entity declarations are refused"
+    assert by["page"].error.startswith("not a feed")
+    assert [len(by[n].entries) for n in ("rss", "json", "cyber", "atom")] == [3, 2, 10, 2]
+    for r in results:
+        assert "\n" not in r.error
+        assert r.elapsed >= 0
+        if r.status is FetchStatus.OK:
+            assert r.error == "" and r.state is not None
+            assert all(e.source == r.source for e in r.entries)
+        else:
+            assert r.state is None and r.entries == ()
+    # progress saw each result once, as it finished.
+    assert sorted(r.source for r in seen) == sorted(s.name for s in sources)
+    assert {r.source: r for r in seen} == by
+
+
+def test_states_are_per_source_and_304_is_not_modified(feed_server: FeedServer, data_dir: Path) -> None:
+    sources = [
+        Source("a", SourceKind.FEED, feed_server.url("etag/feeds/rss2.xml")),
+        Source("b", SourceKind.FEED, feed_server.url("etag/feeds/atom.xml")),
+    ]
+    settings = FetchSettings(deadline=5)
+    first = gather(sources, {}, settings, SHANGHAI)
+    assert [r.status for r in first] == [FetchStatus.OK, FetchStatus.OK]
+    states = {r.source: r.state for r in first if r.state is not None}
+    assert states["a"].etag != states["b"].etag
+    # Only "a" is remembered: "a" is not modified, "b" is fetched again.
+    second = gather(sources, {"a": states["a"]}, settings, SHANGHAI)
+    assert [r.status for r in second] == [FetchStatus.NOT_MODIFIED, FetchStatus.OK]
+    assert second[0].entries == () and second[0].state == states["a"]
+    assert [e.id for e in second[1].entries] == [e.id for e in first[1].entries]
+
+
+def test_new_state_resets_failures_and_records_counts(feed_server: FeedServer) -> None:
+    source = Source("a", SourceKind.FEED, feed_server.url("etag/feeds/rss2.xml"))
+    [res] = gather([source], {"a": SourceState(failures=3)}, FetchSettings(deadline=5), SHANGHAI)
+    assert res.state is not None
+    assert (res.state.failures, res.state.item_count) == (0, 3)
+
+
+def test_empty_source_list() -> None:
+    assert gather([], {}, FetchSettings(), SHANGHAI) == []
+
+
+def test_gather_async_inside_a_running_loop(feed_server: FeedServer) -> None:
+    source = Source("rss", SourceKind.FEED, feed_server.url("feeds/rss091.xml"))
+
+    async def main() -> list[SourceResult]:
+        return await gather_async([source], {}, FetchSettings(deadline=5), SHANGHAI)
+
+    [res] = asyncio.run(main())
+    assert res.status is FetchStatus.OK and res.entries[0].title == "Old item"
