@@ -151,6 +151,11 @@ def test_local_file_over_the_cap_is_refused(data_dir: Path) -> None:
     assert res.status is FetchStatus.FAILED and res.error == "body over 500 bytes"
 
 
+def test_invalid_url_is_reported() -> None:
+    res = _one(_feed("http://127.0.0.1:99999/feed.xml"))
+    assert res.status is FetchStatus.FAILED and res.error.startswith("invalid URL")
+
+
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/feed.xml", "relative/feed.xml"])
 def test_only_http_and_absolute_paths(url: str) -> None:
     res = _one(_feed(url))

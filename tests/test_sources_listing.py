@@ -180,6 +180,7 @@ def test_author_lines(line: str) -> None:
         "Since China joined the internet in 1994, China-US cyber relations have gone through three stages",
         "The country now accounts for 42% of global e-commerce, boasts one-third of startups",
         "Read More",
+        "China, the US and cyber norms",
         "This week, China's giants went to Las Vegas",
     ],
 )

@@ -26,6 +26,7 @@ import asyncio
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -124,7 +125,7 @@ def _conditional(state: SourceState) -> dict[str, str]:
 async def _fetch_remote(
     client: httpx.AsyncClient, source: Source, state: SourceState, settings: FetchSettings
 ) -> Fetched:
-    url = source.url
+    url = _checked(source, source.url)
     headers = _conditional(state)
     for _ in range(settings.max_redirects + 1):
         try:
@@ -146,6 +147,8 @@ async def _fetch_remote(
                 )
         except httpx.HTTPError as exc:
             raise FetchError(source.name, _describe(exc, settings)) from exc
+        except httpx.InvalidURL as exc:  # not an HTTPError in httpx
+            raise FetchError(source.name, f"invalid URL: {exc}") from exc
     raise FetchError(source.name, f"too many redirects (more than {settings.max_redirects})")
 
 
@@ -157,7 +160,19 @@ def _redirect_target(source: Source, resp: httpx.Response) -> str:
         raise FetchError(source.name, f"redirect to an invalid URL: {location!r}") from exc
     if target.scheme not in ("http", "https"):
         raise FetchError(source.name, f"redirect to a non-http(s) URL refused: {location!r}")
-    return str(target)
+    return _checked(source, str(target))
+
+
+def _checked(source: Source, url: str) -> str:
+    """``url`` if it is a well-formed http(s) URL; ``FetchError`` otherwise."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError as exc:
+        raise FetchError(source.name, f"invalid URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(source.name, f"invalid URL {url!r}: need http(s) and a host")
+    return url
 
 
 def _describe(exc: httpx.HTTPError, settings: FetchSettings) -> str:

@@ -28,7 +28,7 @@ The author-line rule (a heuristic; prose and bylines look different):
 an author line has at most 200 characters and 30 words, does not end like a
 sentence (``.``, ``!``, ``?``, ``…``, unless the last word is an
 abbreviation such as "Inc."), holds no second sentence, and starts with a
-name: 1–5 capitalised words (particles such as "van" or "de" allowed), no
+name: 2–5 capitalised words (particles such as "van" or "de" allowed), no
 digits, at most 50 characters, followed by a comma, " at ", a dash or a bar
 and an affiliation; a bare name of 2–4 words also counts. Anything else is
 summary. ``parse_author`` splits such a line into name and affiliation.
@@ -56,9 +56,10 @@ _BY = re.compile(r"^(?:by|written by|author:?)\s+", re.I)
 _SECOND_SENTENCE = re.compile(r"[a-z)][.!?]\s+[A-Z]")
 
 
-def _is_name(text: str, *, min_names: int = 1) -> bool:
+def _is_name(text: str) -> bool:
     names = text.split()
-    if not min_names <= len(names) <= 5 or len(text) > 50 or any(c.isdigit() for c in text):
+    # One capitalised word ("China, the US and …") is too often prose; bylines give two or more.
+    if not 2 <= len(names) <= 5 or len(text) > 50 or any(c.isdigit() for c in text):
         return False
     if names[0].lower() in _PARTICLES or not _NAME_WORD.match(names[0]):
         return False
@@ -78,7 +79,7 @@ def is_author_line(line: str) -> bool:
         return False
     m = _SEPARATORS.search(text)
     if m is None:
-        return _is_name(text, min_names=2)
+        return len(text.split()) <= 4 and _is_name(text)
     return _is_name(text[: m.start()]) and bool(text[m.end() :].strip())
 
 
