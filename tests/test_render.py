@@ -476,3 +476,15 @@ def test_short_issue_is_not_cut(renderer: Renderer) -> None:
     rendered = renderer.render_variant(whole_sample(), None)
     assert "read the rest" not in rendered.html
     assert rendered.html.count('class="headline"') == 10
+
+
+def test_external_stylesheets_are_never_fetched(tmp_path: Path) -> None:
+    # The autouse guard turns any connection attempt into a failure.
+    (tmp_path / "styles.css").write_text(
+        '@import url("https://cdn.example/import.css");\n.headline { color: #123456; }\n', encoding="utf-8"
+    )
+    html = (packaged_templates() / "digest.html.j2").read_text(encoding="utf-8")  # type: ignore[union-attr]
+    link = '<link rel="stylesheet" href="https://cdn.example/site.css">\n</head>'
+    (tmp_path / "digest.html.j2").write_text(html.replace("</head>", link, 1), encoding="utf-8")
+    rendered = Renderer(settings(templates_dir=tmp_path)).render_variant(w02(), None)
+    assert "color:#123456" in rendered.html

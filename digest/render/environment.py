@@ -26,6 +26,7 @@ DIGEST_HTML = "digest.html.j2"
 DIGEST_TEXT = "digest.txt.j2"
 SUBJECT = "subject.txt.j2"
 WIDTH = 72
+_TEMPLATE_SUFFIXES = (".j2", ".jinja", ".html", ".txt", ".css")
 
 
 def packaged_templates() -> Path | Traversable:
@@ -133,7 +134,8 @@ def _location(tb: types.TracebackType | None) -> str | None:
     found = None
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2") or "/templates/" in filename:
+        # Jinja2 rewrites template frames to carry the template's file name.
+        if filename.endswith(_TEMPLATE_SUFFIXES):
             found = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return found

@@ -2,7 +2,8 @@
 
 Inlining runs once per variant, on rendered output that holds placeholder
 tokens. It makes no network request: premailer is told not to fetch, and the
-only stylesheet is the ``<style>`` block the template includes. Rules that
+only stylesheet is the ``<style>`` block the template includes (``@import``
+rules are dropped: cssutils would fetch them). Rules that
 cannot be inlined (``@media``, ``:hover``) stay in a ``<style>`` block in the
 head, which is how the dark-mode rules survive.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 
 from lxml import etree
 from lxml import html as lxml_html
@@ -43,13 +45,29 @@ _VOID = frozenset(
     }
 )
 _RAW_TEXT = frozenset({"script", "style"})
+_STYLE_BLOCK = re.compile(r"(<style\b[^>]*>)(.*?)(</style\s*>)", re.DOTALL | re.IGNORECASE)
+_IMPORT = re.compile(r"@import\b[^;]*;?", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
+
+
+def _drop_imports(document: str) -> str:
+    # cssutils fetches @import targets while parsing, whatever premailer is
+    # told; email clients ignore @import anyway.
+    def clean(m: re.Match[str]) -> str:
+        css, count = _IMPORT.subn("", m.group(2))
+        if count:
+            log.warning("dropped %d @import rule(s) from the template CSS: emails cannot load them", count)
+        return m.group(1) + css + m.group(3)
+
+    return _STYLE_BLOCK.sub(clean, document)
 
 
 def inline_css(document: str) -> str:
     """``document`` with its ``<style>`` rules moved into ``style`` attributes."""
     try:
         inlined = Premailer(
-            document,
+            _drop_imports(document),
             base_url=None,
             allow_network=False,
             allow_loading_external_files=False,
