@@ -1,0 +1,1 @@
+"""Job functions the scheduler tests reference as ``tests.data.schedule.jobs:...``."""
