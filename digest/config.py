@@ -198,7 +198,9 @@ class _Reader:
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            raise self.fail("digest.timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
+            raise self.fail(
+                "digest.timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"
+            ) from None
         schedule = self.get(t, w, "schedule", str, d.schedule).strip().lower()
         if not _SCHEDULE_RE.match(schedule):
             raise self.fail("digest.schedule", f"must look like 'mon 08:00', got {schedule!r}")

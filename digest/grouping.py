@@ -192,8 +192,6 @@ def build_issue(
     for week in sorted(grouped, reverse=True):
         by_theme = grouped[week]
         for theme in _theme_order(by_theme, themes):
-            sections.append(
-                Section(theme=theme, week=week, entries=tuple(sorted(by_theme[theme], key=_newest_first)))
-            )
+            sections.append(Section(theme=theme, week=week, entries=tuple(sorted(by_theme[theme], key=_newest_first))))
     covered = sorted(wanted) if wanted is not None else sorted(grouped)
     return Issue(key=key, title=title, weeks=tuple(covered), sections=tuple(sections))

@@ -100,9 +100,7 @@ def scheduled_run(config_path: str) -> None:
         return
     level = logging.INFO if report.exit_code == 0 else logging.WARNING
     if report.skipped:
-        log.log(
-            level, "scheduled run finished (exit code %d), nothing sent: %s", report.exit_code, report.skipped
-        )
+        log.log(level, "scheduled run finished (exit code %d), nothing sent: %s", report.exit_code, report.skipped)
     else:
         log.log(level, "scheduled run finished (exit code %d)", report.exit_code)
 
@@ -120,9 +118,7 @@ class WeeklyTrigger(CronTrigger):  # type: ignore[misc]
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         fire: datetime | None = super().get_next_fire_time(previous_fire_time, now)
         floor = previous_fire_time.astimezone(UTC) if previous_fire_time is not None else None
-        while fire is not None and (
-            _is_repeat(fire) or (floor is not None and fire.astimezone(UTC) <= floor)
-        ):
+        while fire is not None and (_is_repeat(fire) or (floor is not None and fire.astimezone(UTC) <= floor)):
             # Without a previous time the base class searches forward from `now` alone.
             fire = super().get_next_fire_time(None, fire.astimezone(UTC) + timedelta(seconds=1))
         return fire
@@ -184,9 +180,7 @@ def build_scheduler(
     kept = _stored_next_run(scheduler, url, trigger)
     # Passing next_run_time stops APScheduler from recomputing it from now at start().
     extra: dict[str, Any] = {} if kept is None else {"next_run_time": kept}
-    scheduler.add_job(
-        job, trigger, args=args, id=JOB_ID, name="digest weekly run", replace_existing=True, **extra
-    )
+    scheduler.add_job(job, trigger, args=args, id=JOB_ID, name="digest weekly run", replace_existing=True, **extra)
     return scheduler
 
 

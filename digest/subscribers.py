@@ -112,9 +112,7 @@ def parse_row(
         canonical = {t.casefold(): t for t in known_themes}
         unknown = [t for t in chosen if t.casefold() not in canonical]
         if unknown:
-            raise SubscriberError(
-                f"unknown theme {unknown[0]!r} (known: {', '.join(known_themes) or 'none'})"
-            )
+            raise SubscriberError(f"unknown theme {unknown[0]!r} (known: {', '.join(known_themes) or 'none'})")
         chosen = [canonical[t.casefold()] for t in chosen]
     tz = (timezone or "").strip() or None
     if tz is not None:
@@ -310,9 +308,7 @@ def _siv(k_mac: bytes, list_id: str, plain: bytes) -> bytes:
 
 
 def _keystream(k_enc: bytes, siv: bytes, size: int) -> bytes:
-    blocks = (
-        hmac.digest(k_enc, siv + i.to_bytes(4, "big"), hashlib.sha256) for i in range((size + 31) // 32)
-    )
+    blocks = (hmac.digest(k_enc, siv + i.to_bytes(4, "big"), hashlib.sha256) for i in range((size + 31) // 32))
     return b"".join(blocks)[:size]
 
 

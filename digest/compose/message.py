@@ -255,9 +255,7 @@ class _Head:
         list_name, _, list_label = clean_text(settings.list_id, MAX_SUBJECT).rpartition("<")
         list_label = list_label.rstrip(">").strip()
         if not re.fullmatch(r"[A-Za-z0-9.-]+", list_label):
-            raise ConfigError(
-                f"digest.list_id: must look like 'Name <label.example.org>', got {settings.list_id!r}"
-            )
+            raise ConfigError(f"digest.list_id: must look like 'Name <label.example.org>', got {settings.list_id!r}")
         mailto = settings.unsubscribe_mailto.strip().removeprefix("mailto:")
         if mailto and "?" not in mailto:
             mailto += "?subject=unsubscribe"

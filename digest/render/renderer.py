@@ -104,9 +104,7 @@ class Renderer:
         chosen, key = self._select(issue, themes)
         subject, html, text = self._render(issue, chosen, key, placeholders.PLACEHOLDERS)
         ordered = tuple(t for t in theme_order(issue, self.settings.themes) if t in chosen)
-        return Rendered(
-            issue_key=issue.key, variant=key, themes=ordered, subject=subject, html=html, text=text
-        )
+        return Rendered(issue_key=issue.key, variant=key, themes=ordered, subject=subject, html=html, text=text)
 
     def variants(self, issue: Issue, selections: Iterable[frozenset[str]]) -> dict[str, Rendered]:
         """Each distinct selection rendered once, keyed by ``variant_key``.

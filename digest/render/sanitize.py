@@ -49,9 +49,7 @@ def _serialize_children(root: lxml_html.HtmlElement) -> str:
     return "".join(parts)
 
 
-def sanitize_html(
-    markup: str, *, base_url: str | None = None, allow_images: bool = False, alt: str = ""
-) -> str:
+def sanitize_html(markup: str, *, base_url: str | None = None, allow_images: bool = False, alt: str = "") -> str:
     """``markup`` reduced to a safe fragment for an email.
 
     Relative links are resolved against ``base_url`` (the entry's link) and

@@ -241,9 +241,7 @@ def build_view(
         for sv in week_sections:
             toc_anchor.setdefault(sv.theme, sv.anchor)
     toc = tuple(
-        TocItem(theme, toc_anchor[theme], counts[theme])
-        for theme in theme_order(issue, configured)
-        if theme in counts
+        TocItem(theme, toc_anchor[theme], counts[theme]) for theme in theme_order(issue, configured) if theme in counts
     )
     week_views = tuple(WeekView(str(w), week_label(w), tuple(s)) for w, s in weeks.items())
     label = weeks_label(issue.weeks or tuple(weeks))

@@ -129,9 +129,7 @@ class Tally:
         self._problems: list[Problem] = []
         self.attempts = 0
 
-    def add(
-        self, outcome: Delivery, email: str, code: int | None = None, error: str = "", attempts: int = 0
-    ) -> None:
+    def add(self, outcome: Delivery, email: str, code: int | None = None, error: str = "", attempts: int = 0) -> None:
         with self._lock:
             self._counts[outcome] += 1
             self.attempts += attempts

@@ -86,9 +86,7 @@ class SmtpSession:
                     context=self.tls,
                 )
             else:
-                client = smtplib.SMTP(
-                    st.host, st.port, local_hostname=self.local_hostname, timeout=st.timeout
-                )
+                client = smtplib.SMTP(st.host, st.port, local_hostname=self.local_hostname, timeout=st.timeout)
             try:
                 client.ehlo()
                 if st.security == "starttls":
@@ -170,9 +168,7 @@ class SmtpSession:
         # RFC 2920: MAIL, RCPT and DATA in one write, then their three replies.
         client.send(mail + rcpt + b"DATA\r\n")
         replies = [client.getreply() for _ in range(3)]
-        failed = [
-            (s, c, t) for s, (c, t) in zip(("MAIL", "RCPT"), replies, strict=False) if c not in (250, 251)
-        ]
+        failed = [(s, c, t) for s, (c, t) in zip(("MAIL", "RCPT"), replies, strict=False) if c not in (250, 251)]
         if replies[2][0] == 354 and not failed:
             return
         if replies[2][0] == 354:  # a server that opened DATA anyway: end it empty

@@ -75,9 +75,7 @@ def _xml_feed(source: Source, text: str, media: str, url: str, tz: ZoneInfo) -> 
     bozo = parsed.get("bozo", False)
     entries = parsed.get("entries", [])
     if not version and _HTML_PAGE.match(text):
-        raise ParseError(
-            source.name, "not a feed: got an HTML page (the site's address rather than its feed?)"
-        )
+        raise ParseError(source.name, "not a feed: got an HTML page (the site's address rather than its feed?)")
     if not entries:
         if bozo:
             what = "malformed feed" if version else "not a feed"
@@ -121,9 +119,7 @@ def _xml_feed(source: Source, text: str, media: str, url: str, tz: ZoneInfo) -> 
         )
         guids.append(e.get("id"))
     if not drafts and bozo:
-        raise ParseError(
-            source.name, f"malformed feed: {_one_line(parsed.get('bozo_exception', 'unreadable'))}"
-        )
+        raise ParseError(source.name, f"malformed feed: {_one_line(parsed.get('bozo_exception', 'unreadable'))}")
     return _with_ids(source, drafts, guids, [url, feed.get("link", "")])
 
 
@@ -242,9 +238,7 @@ def _draft(
     )
 
 
-def _with_ids(
-    source: Source, drafts: list[Entry], guids: list[str | None], generic: list[str]
-) -> list[Entry]:
+def _with_ids(source: Source, drafts: list[Entry], guids: list[str | None], generic: list[str]) -> list[Entry]:
     inputs = [
         IdInput(g, e.link, "" if e.title_derived else e.title, e.summary, e.published)
         for e, g in zip(drafts, guids, strict=True)

@@ -74,15 +74,11 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.deadline, connect=settings.connect_timeout),
         follow_redirects=False,
-        limits=httpx.Limits(
-            max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
-        ),
+        limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
     )
 
 
-async def fetch(
-    client: httpx.AsyncClient, source: Source, state: SourceState, settings: FetchSettings
-) -> Fetched:
+async def fetch(client: httpx.AsyncClient, source: Source, state: SourceState, settings: FetchSettings) -> Fetched:
     """Fetch ``source`` within the limits of ``settings``; raise ``FetchError`` otherwise."""
     if not source.is_remote:
         return await asyncio.to_thread(read_local, source, settings.max_bytes)
@@ -96,9 +92,7 @@ def read_local(source: Source, max_bytes: int) -> Fetched:
     """Read a local file, refusing one over ``max_bytes``."""
     path = Path(source.url)
     if "://" in source.url or not path.is_absolute():
-        raise FetchError(
-            source.name, f"only http(s) URLs or absolute paths can be fetched, got {source.url!r}"
-        )
+        raise FetchError(source.name, f"only http(s) URLs or absolute paths can be fetched, got {source.url!r}")
     try:
         with path.open("rb") as f:
             body = f.read(max_bytes + 1)

@@ -32,9 +32,7 @@ _TRACKING = frozenset(
         "oly_enc_id", "vero_id", "wickedid", "_ga", "_gl", "cmpid", "s_cid", "ito",
     }
 )  # fmt: skip
-_GENERIC_GUIDS = frozenset(
-    {"", "0", "1", "-1", "none", "null", "nil", "undefined", "n/a", "na", "guid", "id", "#"}
-)
+_GENERIC_GUIDS = frozenset({"", "0", "1", "-1", "none", "null", "nil", "undefined", "n/a", "na", "guid", "id", "#"})
 
 
 def _is_tracking(key: str) -> bool:
@@ -53,9 +51,7 @@ def canonical_url(url: str, *, keep_fragment: bool = False) -> str:
     if parts.username or parts.password:
         host = f"{parts.username or ''}{':' + parts.password if parts.password else ''}@{host}"
     query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k))
-    return urlunsplit(
-        (scheme, host, parts.path or "/", urlencode(query), parts.fragment if keep_fragment else "")
-    )
+    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), parts.fragment if keep_fragment else ""))
 
 
 def is_url(text: str) -> bool:

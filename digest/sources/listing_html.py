@@ -143,9 +143,7 @@ def _entry(
     else:
         para = first("summary", _PARAGRAPHS)
         summary = _text(para) if para is not None else ""
-    authors = (
-        tuple(parse_author(t) for el in sel["author"](item) if (t := _text(el))) if "author" in sel else ()
-    )
+    authors = tuple(parse_author(t) for el in sel["author"](item) if (t := _text(el))) if "author" in sel else ()
     if not (title or summary or link):
         return None
     derived = not title

@@ -156,9 +156,7 @@ def _fill(record: TextRecord, part: str, lines: list[str]) -> None:
         record.summary_lines.extend(lines)
 
 
-def read_records(
-    text: str, tz: ZoneInfo, record: Sequence[str], date_format: str | None = None
-) -> list[TextRecord]:
+def read_records(text: str, tz: ZoneInfo, record: Sequence[str], date_format: str | None = None) -> list[TextRecord]:
     """The entries of a text listing, in file order (see the module docstring)."""
     lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line]

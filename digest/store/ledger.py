@@ -110,9 +110,7 @@ class LedgerMixin(StoreBase):
                 conn.execute(stmt, list(batch))
         return len(new)
 
-    def due_deliveries(
-        self, issue_key: str, now: dt.datetime, *, include_unknown: bool = False
-    ) -> list[DeliveryRow]:
+    def due_deliveries(self, issue_key: str, now: dt.datetime, *, include_unknown: bool = False) -> list[DeliveryRow]:
         """Rows to send now: pending, failed-temporary whose ``next_attempt`` has come,
         and unknown ones when ``include_unknown``. Ordered by address."""
         c = t_deliveries.c

@@ -148,8 +148,7 @@ def _switcher(preview: Preview, week: str | None, choice: Choice, view: str) -> 
     if subs:
         who += f'<optgroup label="Subscribers">{_options(subs, choice.who)}</optgroup>'
     views = "".join(
-        f'<button type="submit" name="view" value="{key}" aria-pressed="{str(key == view).lower()}">'
-        f"{label}</button>"
+        f'<button type="submit" name="view" value="{key}" aria-pressed="{str(key == view).lower()}">{label}</button>'
         for key, label in VIEWS.items()
     )
     return (
@@ -176,9 +175,7 @@ def _meta(preview: Preview, choice: Choice, week_seg: str) -> str:
     return '<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
-def preview_page(
-    site: str, preview: Preview, *, week: str | None, who: str, view: str, fingerprint: str
-) -> str:
+def preview_page(site: str, preview: Preview, *, week: str | None, who: str, view: str, fingerprint: str) -> str:
     """The preview UI for one issue, one variant or subscriber, and one view."""
     week_seg = week or NEXT
     choice = choose(preview, who)
@@ -218,9 +215,7 @@ def preview_page(
         f"</header>\n{meta}\n{notices}{stage}\n</div>"
     )
     attrs = f' data-fingerprint="{_e(fingerprint)}"'
-    return layout(
-        f"Preview {preview.issue_key} – {site}", body, body_attrs=attrs, script="/_static/preview.js"
-    )
+    return layout(f"Preview {preview.issue_key} – {site}", body, body_attrs=attrs, script="/_static/preview.js")
 
 
 def preview_failed(site: str, message: str, fingerprint: str) -> str:

@@ -1,0 +1,154 @@
+"""The web app's ``Backend``: previews built from the working folder, unsubscribes into the store.
+
+It re-reads the config on every call so that the preview follows the
+editor's changes to ``digest.toml``, ``templates/`` and ``subscribers/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from digest import pipeline, subscribers
+from digest.codec import issue_from_json
+from digest.compose import MessageTemplate
+from digest.config import Config, load_config
+from digest.errors import DigestError
+from digest.models import IsoWeek, Subscriber, SubscriberStatus
+from digest.placeholders import fill, values_for
+from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
+
+SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class LocalBackend:
+    """Serves the preview of a working folder and records unsubscriptions."""
+
+    def __init__(self, config_path: Path, *, default_week: str | None = None) -> None:
+        self.config_path = config_path
+        self.default_week = default_week
+        self._lock = threading.Lock()
+        # The page, its iframe and the .eml link each ask for the same preview.
+        self._cache: dict[tuple[str | None, str], Preview] = {}
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    # -- preview ---------------------------------------------------------------
+    def preview(self, week: str | None) -> Preview:
+        week = week or self.default_week
+        try:
+            with self._lock:
+                key = (week, self.fingerprint())
+                if key not in self._cache:
+                    self._cache = {key: self._preview(week)}
+                return self._cache[key]
+        except DigestError as exc:
+            return Preview(issue_key=week or "", weeks=(), variants=(), subscribers=(), error=str(exc))
+
+    def _preview(self, week: str | None) -> Preview:
+        config = self.config()
+        now = _utcnow()
+        with pipeline.open_store(config) as store:
+            tz = config.digest.tz
+            available = sorted({IsoWeek.of(e.when(), tz) for e in store.entries()}, reverse=True)
+            warnings: list[str] = []
+            if week is not None:
+                weeks: tuple[IsoWeek, ...] = (IsoWeek.parse(week),)
+            else:
+                weeks = pipeline.resolve_weeks(config, now)
+                if available and weeks[0] not in available:
+                    warnings.append(f"no entries in the next issue's week {weeks[0]}; showing {available[0]}")
+                    weeks = (available[0],)
+            issue = pipeline.make_issue(config, store, weeks)
+            pipeline.check_size(config, issue)
+            built = pipeline.build(config, store, issue, now)
+        settings = pipeline.compose_settings(config, built.date)
+        firsts: dict[str, Subscriber] = {}
+        for sub, v in built.audience.assignments:
+            if v is not None:
+                firsts.setdefault(v, sub)
+        variants = []
+        for key, rendered in sorted(built.variants.items()):
+            sub = firsts.get(key, SAMPLE_READER)
+            rcpt = pipeline.recipient(config, sub)
+            values = values_for(sub.name, sub.email, rcpt.unsubscribe_url)
+            eml = MessageTemplate.build(rendered, settings).personalise(rcpt).data
+            label = ", ".join(rendered.themes) if key != "all" else "All themes"
+            variants.append(
+                PreviewVariant(
+                    key=key,
+                    label=label or key,
+                    subject=fill(rendered.subject, values, escape_html=False),
+                    html=fill(rendered.html, values, escape_html=True),
+                    text=fill(rendered.text, values, escape_html=False),
+                    eml=eml,
+                )
+            )
+        people = tuple(PreviewSubscriber(s.email, s.name, v) for s, v in built.audience.assignments)
+        return Preview(
+            issue_key=issue.key,
+            weeks=tuple(str(w) for w in available),
+            variants=tuple(variants),
+            subscribers=people,
+            warnings=tuple(warnings) + built.warnings,
+        )
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        try:
+            h.update(str(self._entry_count()).encode())
+            config = self.config()
+            paths = [self.config_path, *self._files(config.templates_dir), *self._files(config.subscribers_dir)]
+        except DigestError:
+            paths = [self.config_path]
+        for path in paths:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            h.update(f"{path}:{st.st_mtime_ns}:{st.st_size};".encode())
+        return h.hexdigest()[:16]
+
+    def _entry_count(self) -> int:
+        with pipeline.open_store(self.config()) as store:
+            return store.entry_count()
+
+    @staticmethod
+    def _files(folder: Path) -> Iterator[Path]:
+        if folder.is_dir():
+            yield from sorted(p for p in folder.rglob("*") if p.is_file())
+
+    # -- unsubscribe -------------------------------------------------------------
+    def check_token(self, token: str) -> str:
+        config = self.config()
+        list_id = config.digest.list_id or pipeline.default_list_id(config)
+        return subscribers.verify_token(pipeline.secret(config), token, list_id)
+
+    def unsubscribe(self, token: str, how: str) -> str:
+        email = self.check_token(token)
+        config = self.config()
+        with pipeline.open_store(config) as store:
+            store.set_status(email, SubscriberStatus.UNSUBSCRIBED, _utcnow(), how)
+        return email
+
+    def web_version(self, issue_key: str, variant: str) -> str | None:
+        config = self.config()
+        with pipeline.open_store(config) as store:
+            frozen = store.frozen_issue(issue_key)
+        if frozen is None:
+            return None
+        issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
+        for rendered in frozen.variants:
+            if rendered.variant == variant:
+                # The public copy carries no one's name, and its unsubscribe link leads home.
+                values = values_for("", "", config.digest.base_url + "/")
+                return fill(rendered.html, values, escape_html=True)
+        return None

@@ -1,0 +1,109 @@
+"""The ``digest`` command group, its shared options and error handling.
+
+Every command loads the config once, calls ``pipeline`` and prints a report.
+A ``DigestError`` becomes one line on stderr and exit code 1 (2 for bad
+usage or config), never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+from rich.console import Console
+
+from digest import pipeline
+from digest.config import Config, find_config, load_config
+from digest.errors import ConfigError, DigestError
+from digest.models import IsoWeek
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a DigestError into one line on stderr and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except DigestError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+class Context:
+    """What the group hands its commands: the config path, loaded lazily."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default ./digest.toml, or $DIGEST_CONFIG).",
+)
+@click.version_option(package_name="digest")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Weekly themed email digests from web listings and feeds."""
+    ctx.obj = Context(find_config(config_path))
+
+
+def parse_date(value: str | None, param: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{param}: not a date like 2018-01-08: {value!r}") from None
+
+
+def parse_week(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(IsoWeek.parse(value))
+    except ValueError:
+        raise ConfigError(f"--week: not an ISO week like 2018-W02: {value!r}") from None
+
+
+def week_options(fn: Callable[P, R]) -> Callable[P, R]:
+    fn = click.option("--since", help="Cover every week from this date (YYYY-MM-DD) to now.")(fn)
+    fn = click.option("--week", help="The ISO week to cover, like 2018-W02 (default: last complete week).")(fn)
+    return fn
+
+
+def weeks_from(config: Config, week: str | None, since: str | None) -> tuple[IsoWeek, ...]:
+    if week and since:
+        raise ConfigError("--week and --since exclude each other")
+    return pipeline.resolve_weeks(config, utcnow(), week=parse_week(week), since=parse_date(since, "--since"))

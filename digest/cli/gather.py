@@ -1,0 +1,124 @@
+"""``digest init``, ``digest fetch`` and ``digest entries``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from digest import pipeline
+from digest.cli.base import (
+    Context,
+    cli,
+    console,
+    err_console,
+    handle_errors,
+    parse_date,
+    pass_ctx,
+    utcnow,
+)
+from digest.config import Config
+from digest.errors import ConfigError
+from digest.models import FetchStatus, SourceResult
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@handle_errors
+def init(directory: Path) -> None:
+    """Scaffold a working folder: digest.toml, templates/, subscribers/, sample sources."""
+    from digest.scaffold import scaffold
+
+    made = scaffold(directory)
+    for path in made:
+        console.print(f"created {path}")
+    console.print(f"\nNext: cd {directory} && digest fetch && digest preview")
+
+
+STATUS_STYLE = {
+    FetchStatus.OK: "green",
+    FetchStatus.NOT_MODIFIED: "cyan",
+    FetchStatus.FAILED: "red",
+    FetchStatus.BROKEN: "yellow",
+}
+
+
+@cli.command()
+@pass_ctx
+@handle_errors
+def fetch(ctx: Context) -> None:
+    """Gather new entries from every source; print a per-source report."""
+    config = ctx.config
+    with pipeline.open_store(config) as store:
+        lines = _fetch_with_progress(config, store)
+    print_fetch(lines)
+    if any(line.result.status in (FetchStatus.FAILED, FetchStatus.BROKEN) for line in lines):
+        sys.exit(1)
+
+
+def _fetch_with_progress(config: Config, store: Any) -> list[pipeline.FetchLine]:
+    if not err_console.is_terminal or len(config.sources) < 2:
+        return pipeline.fetch_all(config, store, utcnow())
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("fetching", total=len(config.sources))
+
+        def advance(result: SourceResult) -> None:
+            bar.update(task, advance=1, description=result.source[:30])
+
+        return pipeline.fetch_all(config, store, utcnow(), progress=advance)
+
+
+def print_fetch(lines: list[pipeline.FetchLine]) -> None:
+    table = Table(title="fetch", title_justify="left")
+    for col in ("source", "new", "updated", "unchanged", "status", "time"):
+        table.add_column(col, justify="right" if col in ("new", "updated", "unchanged", "time") else "left")
+    for line in lines:
+        r = line.result
+        status = f"[{STATUS_STYLE[r.status]}]{r.status.value}[/]"
+        if r.error:
+            status += f": {r.error}"
+        c = line.counts
+        table.add_row(r.source, str(c.new), str(c.updated), str(c.unchanged), status, f"{r.elapsed:.2f}s")
+    console.print(table)
+    total = sum(line.counts.new for line in lines)
+    bad = sum(1 for line in lines if line.result.status in (FetchStatus.FAILED, FetchStatus.BROKEN))
+    console.print(f"{total} new entries from {len(lines)} sources; {bad} failed")
+
+
+@cli.command()
+@click.option("--since", help="Only entries published on or after this date (YYYY-MM-DD).")
+@click.option("--source", "source_name", help="Only entries of this source.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one entry per line.")
+@pass_ctx
+@handle_errors
+def entries(ctx: Context, since: str | None, source_name: str | None, as_json: bool) -> None:
+    """List stored entries with their theme and week."""
+    from digest.codec import entry_to_dict
+
+    config = ctx.config
+    day = parse_date(since, "--since")
+    start = dt.datetime.combine(day, dt.time(), tzinfo=config.digest.tz) if day else None
+    if source_name is not None and source_name not in {s.name for s in config.sources}:
+        raise ConfigError(f"--source: no source named {source_name!r} in {config.path}")
+    with pipeline.open_store(config) as store:
+        rows = pipeline.describe(config, store.entries(since=start, source=source_name))
+    if as_json:
+        out = sys.stdout
+        for entry, theme, week in rows:
+            out.write(json.dumps(entry_to_dict(entry, theme=theme, week=week), ensure_ascii=False) + "\n")
+        return
+    table = Table()
+    for col in ("week", "theme", "published", "source", "title"):
+        table.add_column(col)
+    for entry, theme, week in rows:
+        when = entry.when().astimezone(config.digest.tz).strftime("%Y-%m-%d")
+        table.add_row(str(week), theme, when, entry.source, entry.title)
+    console.print(table)
+    console.print(f"{len(rows)} entries")

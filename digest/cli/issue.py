@@ -1,0 +1,149 @@
+"""``digest build``, ``send``, ``run`` and ``schedule``: an issue from files to inboxes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest import pipeline
+from digest.cli.base import (
+    Context,
+    cli,
+    console,
+    err_console,
+    handle_errors,
+    pass_ctx,
+    utcnow,
+    week_options,
+    weeks_from,
+)
+from digest.cli.gather import print_fetch
+
+
+@cli.command()
+@week_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True)
+@pass_ctx
+@handle_errors
+def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
+    """Render the issue to files (.html, .txt, .eml per variant) without touching state."""
+    config = ctx.config
+    weeks = weeks_from(config, week, since)
+    with pipeline.open_store(config) as store:
+        issue = pipeline.make_issue(config, store, weeks)
+        pipeline.check_size(config, issue)
+        built = pipeline.build(config, store, issue, utcnow())
+    paths = pipeline.write_build(config, built, out)
+    for warning in built.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"issue {issue.key}: {len(issue.entries)} entries, {len(built.variants)} variant(s)")
+    for path in paths:
+        console.print(f"  {path}")
+
+
+@cli.command()
+@week_options
+@click.option("--dry-run", is_flag=True, help="Write every message to a Maildir beside the outbox; change nothing.")
+@click.option("--wait", is_flag=True, help="If another run is sending, wait for it instead of exiting.")
+@pass_ctx
+@handle_errors
+def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool) -> None:
+    """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
+    config = ctx.config
+    weeks = weeks_from(config, week, since)
+    with pipeline.open_store(config) as store, SendProgress() as progress:
+        summary = pipeline.send_issue(config, store, weeks, clock=utcnow, dry_run=dry_run, wait=wait, progress=progress)
+    _print_send(summary)
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--wait", is_flag=True, help="If another run is sending, wait for it instead of exiting.")
+@pass_ctx
+@handle_errors
+def run(ctx: Context, wait: bool) -> None:
+    """Cron one-shot: fetch, then build and send the issue that is due."""
+    config = ctx.config
+    with pipeline.open_store(config) as store:
+        report = pipeline.run(config, store, clock=utcnow, wait=wait)
+    print_fetch(report.fetched)
+    if report.sent is not None:
+        _print_send(report.sent)
+    else:
+        console.print(f"nothing sent: {report.skipped}")
+    sys.exit(report.exit_code)
+
+
+@cli.command()
+@pass_ctx
+@handle_errors
+def schedule(ctx: Context) -> None:
+    """Run the configured schedule as a long-running process (SIGTERM stops it cleanly)."""
+    from digest.schedule import run_forever
+
+    run_forever(ctx.config_path)
+
+
+class SendProgress:
+    """A progress bar on a terminal, a log line every 1000 messages otherwise."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> SendProgress:
+        if err_console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("sending"),
+                BarColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task("send", total=None, detail="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def __call__(self, event: object) -> None:
+        self.count += 1
+        sent = getattr(event, "sent", self.count)
+        failed = getattr(event, "failed", 0)
+        left = getattr(event, "left", None)
+        rate = getattr(event, "rate", 0.0)
+        if self._bar is not None:
+            total = None if left is None else sent + failed + left
+            detail = f"{sent} sent · {failed} failed · {left if left is not None else '?'} left · {rate:.0f}/s"
+            self._bar.update(self._task, completed=sent + failed, total=total, detail=detail)
+        elif self.count % 1000 == 0:
+            err_console.print(f"sent {sent}, failed {failed}, left {left}, {rate:.0f} msg/s")
+
+
+def _print_send(summary: pipeline.SendSummary) -> None:
+    r = summary.report
+    where = f" into {summary.outbox}" if summary.outbox else ""
+    console.print(
+        f"issue {summary.issue_key}{where}: {r.sent} sent, {r.failed_permanent} failed permanently, "
+        f"{r.failed_temporary} to retry, {r.unknown} unknown, {r.skipped} skipped; "
+        f"{summary.no_match} subscriber(s) had no matching theme"
+    )
+    for email, code, error in r.problems[:20]:
+        console.print(f"  {email}: {code or ''} {error}")
+    if summary.unknown:
+        console.print(
+            f"  {len(summary.unknown)} message(s) in state 'unknown' (connection lost after the data was sent); "
+            "they are not resent unless sender.resend_unknown = true"
+        )
+    for problem in summary.problems:
+        err_console.print(f"[yellow]warning:[/] {problem}")

@@ -1,0 +1,466 @@
+"""The one orchestrator: fetch → store → group → render → compose → send.
+
+Only this module (with ``cli`` and ``schedule``) sees the whole ``Config``;
+each stage gets just what it needs. ``now`` always comes from the caller.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from digest import grouping, subscribers
+from digest.codec import issue_from_json, issue_to_json
+from digest.compose import ComposeSettings, MessageTemplate, Recipient
+from digest.compose import default_list_id as compose_default_list_id
+from digest.config import Config
+from digest.errors import BusyError, DigestError
+from digest.models import Delivery, Entry, IsoWeek, Issue, Outgoing, Rendered, SourceResult, Subscriber
+from digest.render import Renderer, RenderSettings, variant_key
+from digest.send import MaildirSender, SendReport, make_sender
+from digest.sources import gather
+from digest.store import FetchCounts, Store
+
+log = logging.getLogger(__name__)
+
+SEND_LOCK = "send"
+LOCK_TTL = dt.timedelta(minutes=10)
+
+
+def open_store(config: Config) -> Store:
+    return Store.open(config.digest.database)
+
+
+# --- fetch -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLine:
+    """One source's outcome and what the store made of it."""
+
+    result: SourceResult
+    counts: FetchCounts
+
+
+def fetch_all(
+    config: Config,
+    store: Store,
+    now: dt.datetime,
+    progress: Callable[[SourceResult], None] | None = None,
+) -> list[FetchLine]:
+    """Gather every source and record each result; one bad source never blocks the rest."""
+    results = gather(config.sources, store.source_states(), config.fetch, config.digest.tz, progress=progress)
+    return [FetchLine(r, store.record_fetch(r, now)) for r in results]
+
+
+# --- entries, weeks and the issue --------------------------------------------
+
+
+def source_themes(config: Config) -> dict[str, str]:
+    return {s.name: s.theme for s in config.sources if s.theme}
+
+
+def describe(config: Config, entries: Sequence[Entry]) -> list[tuple[Entry, str, IsoWeek]]:
+    """Each entry with its primary theme and its week, for ``digest entries``."""
+    tz = config.digest.tz
+    defaults = source_themes(config)
+    return [(e, grouping.theme_of(e, config.themes, defaults), IsoWeek.of(e.when(), tz)) for e in entries]
+
+
+def resolve_weeks(
+    config: Config, now: dt.datetime, *, week: str | None = None, since: dt.date | None = None
+) -> tuple[IsoWeek, ...]:
+    """The weeks an issue covers: one ``week``, every week from ``since`` up to now's, or the last complete one."""
+    tz = config.digest.tz
+    if week is not None:
+        return (IsoWeek.parse(week),)
+    if since is not None:
+        return tuple(grouping.weeks_between(IsoWeek.of(since), IsoWeek.of(now, tz)))
+    return (grouping.last_complete_week(now, tz),)
+
+
+def make_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Issue:
+    tz = config.digest.tz
+    start, _ = min(weeks).bounds(tz)
+    _, end = max(weeks).bounds(tz)
+    return grouping.build_issue(
+        store.entries(since=start, until=end),
+        title=config.digest.title,
+        weeks=weeks,
+        themes=config.themes,
+        source_themes=source_themes(config),
+        tz=tz,
+        key=grouping.issue_key(weeks),
+    )
+
+
+def renderer_for(config: Config) -> Renderer:
+    templates = config.templates_dir
+    return Renderer(
+        RenderSettings(
+            title=config.digest.title,
+            base_url=config.digest.base_url,
+            tz=config.digest.tz,
+            templates_dir=templates if templates.is_dir() else None,
+            themes=tuple(t.name for t in config.themes),
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """Who gets which variant of an issue."""
+
+    assignments: tuple[tuple[Subscriber, str | None], ...]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def no_match(self) -> int:
+        return sum(1 for _, v in self.assignments if v is None)
+
+
+def selection(sub: Subscriber, issue: Issue) -> frozenset[str] | None:
+    """The themes of ``issue`` that ``sub`` gets; None when none of them."""
+    themes = frozenset(t for t in issue.themes if sub.wants(t))
+    return themes or None
+
+
+def audience(config: Config, store: Store, issue: Issue) -> Audience:
+    loaded = subscribers.load_lists(config.subscribers_dir, [t.name for t in config.themes] or None)
+    active = subscribers.active_subscribers(loaded.subscribers, store.subscriber_status())
+    rows: list[tuple[Subscriber, str | None]] = []
+    for sub in active:
+        sel = selection(sub, issue)
+        rows.append((sub, None if sel is None else variant_key(sel, issue.themes)))
+    return Audience(tuple(rows), loaded.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """An issue with its rendered variants, ready to compose."""
+
+    issue: Issue
+    variants: dict[str, Rendered]
+    audience: Audience
+    date: dt.datetime
+    warnings: tuple[str, ...] = ()
+
+
+def build(config: Config, store: Store, issue: Issue, now: dt.datetime) -> Built:
+    """Render every variant ``issue`` needs for the current subscribers (no state changes)."""
+    aud = audience(config, store, issue)
+    renderer = renderer_for(config)
+    wanted = {v: selection(s, issue) for s, v in aud.assignments if v is not None}
+    wanted.setdefault(variant_key(None, issue.themes), None)
+    variants = renderer.variants(issue, [sel or frozenset() for sel in wanted.values()])
+    return Built(issue, variants, aud, now, aud.problems)
+
+
+class TooFewEntries(DigestError):
+    """The issue has fewer entries than ``min_entries``: nothing is built or sent."""
+
+
+def check_size(config: Config, issue: Issue) -> None:
+    count = len(issue.entries)
+    if count < max(config.digest.min_entries, 1):
+        raise TooFewEntries(
+            f"issue {issue.key} has {count} entries, fewer than min_entries = {config.digest.min_entries}; "
+            "nothing to build"
+        )
+
+
+def compose_settings(config: Config, date: dt.datetime) -> ComposeSettings:
+    key = b""
+    if config.sender.dkim_key is not None:
+        key = config.sender.dkim_key.read_bytes()
+    return ComposeSettings(
+        from_=config.sender.from_,
+        list_id=config.digest.list_id or default_list_id(config),
+        unsubscribe_mailto=config.sender.unsubscribe_mailto,
+        dkim_selector=config.sender.dkim_selector,
+        dkim_key=key or None,
+        date=date,
+    )
+
+
+def default_list_id(config: Config) -> str:
+    return compose_default_list_id(config.digest.title, config.sender.from_)
+
+
+def recipient(config: Config, sub: Subscriber) -> Recipient:
+    token = subscribers.make_token(secret(config), sub.email, config.digest.list_id or default_list_id(config))
+    return Recipient(sub.email, sub.name, subscribers.unsubscribe_url(config.digest.base_url, token))
+
+
+def secret(config: Config) -> str:
+    if config.digest.secret:
+        return config.digest.secret
+    # A stable per-folder fallback so a demo works; production sets DIGEST_SECRET.
+    return "digest-insecure-default:" + str(config.base_dir)
+
+
+# --- build to files ------------------------------------------------------------
+
+
+def write_build(config: Config, built: Built, out: Path) -> list[Path]:
+    """Write ``index.html`` and, per variant, ``.html``, ``.txt`` and a sample ``.eml``."""
+    out.mkdir(parents=True, exist_ok=True)
+    settings = compose_settings(config, built.date)
+    written: list[Path] = []
+    firsts: dict[str, Subscriber] = {}
+    for sub, v in built.audience.assignments:
+        if v is not None:
+            firsts.setdefault(v, sub)
+    rows = []
+    for key, rendered in sorted(built.variants.items()):
+        sub = firsts.get(key) or Subscriber(email="reader@example.org", name="Reader")
+        msg = MessageTemplate.build(rendered, settings).personalise(recipient(config, sub))
+        html, text = _personal_bodies(config, rendered, sub)
+        for suffix, data in ((".html", html.encode()), (".txt", text.encode()), (".eml", msg.data)):
+            path = out / f"{built.issue.key}.{key}{suffix}"
+            path.write_bytes(data)
+            written.append(path)
+        who = sum(1 for _, v in built.audience.assignments if v == key)
+        rows.append((key, rendered, who))
+    index = out / "index.html"
+    index.write_text(_index_html(built, rows), encoding="utf-8")
+    written.insert(0, index)
+    return written
+
+
+def _personal_bodies(config: Config, rendered: Rendered, sub: Subscriber) -> tuple[str, str]:
+    from digest.placeholders import fill, values_for
+
+    values = values_for(sub.name, sub.email, recipient(config, sub).unsubscribe_url)
+    return fill(rendered.html, values, escape_html=True), fill(rendered.text, values, escape_html=False)
+
+
+def _index_html(built: Built, rows: list[tuple[str, Rendered, int]]) -> str:
+    import html as h
+
+    stem = h.escape(built.issue.key)
+    items = "\n".join(
+        f'<li><a href="{stem}.{h.escape(k)}.html">{h.escape(", ".join(r.themes) or k)}</a>'
+        f' — {n} subscriber(s) · <a href="{stem}.{h.escape(k)}.txt">text</a>'
+        f' · <a href="{stem}.{h.escape(k)}.eml">.eml</a><br><small>{h.escape(r.subject)}</small></li>'
+        for k, r, n in rows
+    )
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{h.escape(built.issue.title)} {h.escape(built.issue.key)}</title>"
+        f"<body style='font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto'>"
+        f"<h1>{h.escape(built.issue.title)} · {h.escape(built.issue.key)}</h1>"
+        f"<p>{len(built.issue.entries)} entries in {len(built.issue.sections)} sections; "
+        f"{len(rows)} variant(s).</p><ul>{items}</ul></body>"
+    )
+
+
+# --- send ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendSummary:
+    """What a send did: the sender's report plus what never reached it."""
+
+    issue_key: str
+    planned: int
+    due: int
+    no_match: int
+    report: SendReport
+    problems: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+    outbox: Path | None = None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.report.failed_permanent or self.report.failed_temporary or self.report.unknown)
+
+
+def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.datetime) -> Built:
+    """The issue to send for ``weeks``: the frozen one if it exists, else built and frozen now.
+
+    Freezing stores the issue's entries and rendered variants before anything
+    is sent, so a re-run after a crash sends the same issue, not a newer one.
+    """
+    key = grouping.issue_key(weeks)
+    frozen = store.frozen_issue(key)
+    if frozen is None:
+        issue = make_issue(config, store, weeks)
+        check_size(config, issue)
+        built = build(config, store, issue, now)
+        store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now)
+        frozen = store.frozen_issue(key)
+        assert frozen is not None
+    issue = issue_from_json(frozen.payload)
+    variants = {r.variant: r for r in frozen.variants}
+    aud = audience(config, store, issue)
+    missing = {v: selection(s, issue) for s, v in aud.assignments if v is not None and v not in variants}
+    if missing:
+        # A subscriber who joined after the freeze: render their variant from the frozen issue.
+        variants.update(renderer_for(config).variants(issue, [sel or frozenset() for sel in missing.values()]))
+    return Built(issue, variants, aud, frozen.frozen_at, aud.problems)
+
+
+class _MemoryLedger:
+    """The ledger of a dry run: remembers nothing beyond the run."""
+
+    def claim(self, issue_key: str, email: str, now: dt.datetime) -> bool:
+        return True
+
+    def mark_sent(self, issue_key: str, email: str, now: dt.datetime) -> None:
+        pass
+
+    def mark_failed(
+        self,
+        issue_key: str,
+        email: str,
+        now: dt.datetime,
+        *,
+        permanent: bool,
+        code: int | None,
+        error: str,
+        next_attempt: dt.datetime | None,
+    ) -> None:
+        pass
+
+    def mark_unknown(self, issue_key: str, email: str, now: dt.datetime, error: str) -> None:
+        pass
+
+
+class _StillSubscribed:
+    """``should_send`` for the sender: drops anyone who unsubscribed mid-send.
+
+    The unsubscribed set is re-read every ``every`` messages, so the cost stays
+    one query per batch rather than one per subscriber.
+    """
+
+    def __init__(self, store: Store, issue_key: str, clock: Callable[[], dt.datetime], every: int = 50) -> None:
+        self.store, self.issue_key, self.clock, self.every = store, issue_key, clock, every
+        self.seen = 0
+        self.gone = store.unsubscribed()
+
+    def __call__(self, msg: Outgoing) -> bool:
+        self.seen += 1
+        if self.seen % self.every == 0:
+            self.gone = self.store.unsubscribed()
+        if msg.recipient.lower() in self.gone:
+            self.store.mark_skipped(self.issue_key, msg.recipient, self.clock(), "unsubscribed")
+            return False
+        return True
+
+
+def send_issue(
+    config: Config,
+    store: Store,
+    weeks: Sequence[IsoWeek],
+    *,
+    clock: Callable[[], dt.datetime],
+    dry_run: bool = False,
+    wait: bool = False,
+    progress: Callable[[object], None] | None = None,
+) -> SendSummary:
+    """Send the issue for ``weeks`` to every subscriber who has not had it yet.
+
+    Idempotent: the ledger row of each (issue, subscriber) is claimed before
+    SMTP and marked sent right after the 250, so a re-run, or a second run at
+    the same time, never sends anyone the issue twice.
+    """
+    now = clock()
+    if dry_run:
+        return _dry_run(config, store, weeks, now, clock, progress)
+    owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    while not store.acquire_lock(SEND_LOCK, owner, clock(), LOCK_TTL):
+        if not wait:
+            raise BusyError("another digest run is sending right now; try again later or pass --wait")
+        time.sleep(1.0)
+    try:
+        built = prepare(config, store, weeks, clock())
+        key = built.issue.key
+        store.release_stale_claims(key, clock())
+        if config.sender.resend_unknown:
+            store.requeue_unknown(key, clock())
+        planned = store.plan_deliveries(key, [(s.email, v) for s, v in built.audience.assignments if v], clock())
+        due = store.due_deliveries(key, clock())
+        settings = compose_settings(config, built.date)
+        templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
+        people = {s.email.lower(): s for s, v in built.audience.assignments if v}
+        last_refresh = [time.monotonic()]
+
+        def messages() -> Iterator[Outgoing]:
+            for row in due:
+                sub = people.get(row.email.lower())
+                if sub is None or row.variant not in templates:
+                    store.mark_skipped(key, row.email, clock(), "no longer on the list")
+                    continue
+                yield templates[row.variant].personalise(recipient(config, sub))
+
+        def on_event(event: object) -> None:
+            if time.monotonic() - last_refresh[0] > 60:
+                store.refresh_lock(SEND_LOCK, owner, clock())
+                last_refresh[0] = time.monotonic()
+            if progress is not None:
+                progress(event)
+
+        sender = make_sender(config.sender)
+        report = sender.send(
+            messages(),
+            store,
+            clock=clock,
+            should_send=_StillSubscribed(store, key, clock),
+            progress=on_event,
+        )
+        unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
+        return SendSummary(key, planned, len(due), built.audience.no_match, report, built.warnings, unknown)
+    finally:
+        store.release_lock(SEND_LOCK, owner)
+
+
+def _dry_run(
+    config: Config,
+    store: Store,
+    weeks: Sequence[IsoWeek],
+    now: dt.datetime,
+    clock: Callable[[], dt.datetime],
+    progress: Callable[[object], None] | None,
+) -> SendSummary:
+    """Compose every message into a Maildir beside the outbox; no state changes."""
+    key = grouping.issue_key(weeks)
+    frozen = store.frozen_issue(key)
+    issue = issue_from_json(frozen.payload) if frozen else make_issue(config, store, weeks)
+    check_size(config, issue)
+    built = build(config, store, issue, frozen.frozen_at if frozen else now)
+    settings = compose_settings(config, built.date)
+    templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
+    outbox = config.sender.maildir.with_name(config.sender.maildir.name + "-dry-run")
+    msgs = [templates[v].personalise(recipient(config, s)) for s, v in built.audience.assignments if v is not None]
+    report = MaildirSender(outbox).send(msgs, _MemoryLedger(), clock=clock, progress=progress)
+    return SendSummary(key, len(msgs), len(msgs), built.audience.no_match, report, built.warnings, (), outbox)
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    fetched: list[FetchLine]
+    sent: SendSummary | None
+    skipped: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        bad = any(line.result.status in ("failed", "broken") for line in self.fetched)
+        return 1 if bad or (self.sent is not None and self.sent.failed) else 0
+
+
+def run(config: Config, store: Store, *, clock: Callable[[], dt.datetime], wait: bool = False) -> RunReport:
+    """The cron one-shot: fetch, then send the issue that is due (the last complete week)."""
+    fetched = fetch_all(config, store, clock())
+    weeks = resolve_weeks(config, clock())
+    try:
+        summary = send_issue(config, store, weeks, clock=clock, wait=wait)
+    except TooFewEntries as exc:
+        return RunReport(fetched, None, skipped=str(exc))
+    return RunReport(fetched, summary)
