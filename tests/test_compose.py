@@ -176,9 +176,7 @@ def test_subject_round_trips(subject: str) -> None:
 
 
 @pytest.mark.parametrize("recipient", AWKWARD, ids=lambda r: r.email)
-def test_spliced_equals_reference(
-    rendered: Rendered, template: MessageTemplate, recipient: Recipient
-) -> None:
+def test_spliced_equals_reference(rendered: Rendered, template: MessageTemplate, recipient: Recipient) -> None:
     slow = compose(rendered, recipient, make_settings())
     fast = template.personalise(recipient)
     assert summary(parse(fast.data)) == summary(parse(slow.data))
@@ -205,9 +203,7 @@ def test_bodies_match_placeholder_fill(rendered: Rendered, template: MessageTemp
 
 
 @pytest.mark.parametrize("recipient", AWKWARD, ids=lambda r: r.email)
-def test_lines_are_crlf_and_short(
-    rendered: Rendered, template: MessageTemplate, recipient: Recipient
-) -> None:
+def test_lines_are_crlf_and_short(rendered: Rendered, template: MessageTemplate, recipient: Recipient) -> None:
     for data in (compose(rendered, recipient, make_settings()).data, template.personalise(recipient).data):
         assert b"\n" not in data.replace(b"\r\n", b"") and b"\r" not in data.replace(b"\r\n", b"")
         assert max(len(line) for line in lines_of(data)) <= 998

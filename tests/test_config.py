@@ -26,7 +26,7 @@ def test_bundled_config_loads_with_relative_paths_resolved() -> None:
     assert listing.kind is SourceKind.LISTING and listing.format is ListingFormat.TEXT
     assert Path(listing.url).is_absolute() and listing.url.endswith("sources/china-us-focus-cyber.txt")
     assert config.digest.database == "sqlite:///" + str(demo_data() / "digest.db")
-    assert [t.name for t in config.themes][0] == "AI & tech competition"
+    assert config.themes[0].name == "AI & tech competition"
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -68,7 +68,11 @@ def test_secrets_come_from_the_environment(tmp_path: Path) -> None:
             "include 'date'",
         ),
         ('[[themes]]\nname = "AI"\nkeywords = []', "themes[0]", "can never match"),
-        ('[[themes]]\nname = "AI"\nkeywords = ["ai"]\n[[themes]]\nname = "ai"\nkeywords = ["x"]', "themes[1].name", "twice"),
+        (
+            '[[themes]]\nname = "AI"\nkeywords = ["ai"]\n[[themes]]\nname = "ai"\nkeywords = ["x"]',
+            "themes[1].name",
+            "twice",
+        ),
         ("[digest\n", "", "not valid TOML"),
     ],
 )

@@ -222,9 +222,7 @@ def test_build_issue_is_independent_of_input_order() -> None:
     for _ in range(5):
         shuffled = list(base)
         rng.shuffle(shuffled)
-        again = build_issue(
-            shuffled, title="T", weeks=None, themes=[AI, *THEMES], source_themes={}, tz=TZ, key="all"
-        )
+        again = build_issue(shuffled, title="T", weeks=None, themes=[AI, *THEMES], source_themes={}, tz=TZ, key="all")
         assert again == first
     ai = next(s for s in first.sections if s.theme == "AI" and s.week == IsoWeek(2018, 2))
     # Newest first, then by id for entries published at the same moment.

@@ -57,9 +57,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def settings(**changes: object) -> RenderSettings:
-    base = RenderSettings(
-        title="Cyber Weekly", base_url=BASE_URL, tz=TZ, templates_dir=None, themes=THEME_NAMES
-    )
+    base = RenderSettings(title="Cyber Weekly", base_url=BASE_URL, tz=TZ, templates_dir=None, themes=THEME_NAMES)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
@@ -149,9 +147,7 @@ def test_golden_files(renderer: Renderer, build: object) -> None:
         if UPDATE_GOLDEN:
             path.parent.mkdir(exist_ok=True)
             path.write_text(produced, encoding="utf-8", newline="")
-        assert path.read_text(encoding="utf-8") == produced, (
-            f"{path} differs; DIGEST_UPDATE_GOLDEN=1 rewrites it"
-        )
+        assert path.read_text(encoding="utf-8") == produced, f"{path} differs; DIGEST_UPDATE_GOLDEN=1 rewrites it"
     assert rendered.subject == "Cyber Weekly — " + (
         "Week 2 · 8–14 January 2018"
         if issue.key == "2018-W02"
@@ -183,10 +179,7 @@ def test_rendering_is_deterministic() -> None:
 
 def test_html_is_escaped_and_text_is_verbatim(renderer: Renderer) -> None:
     rendered = renderer.render_variant(rich_issue(), None)
-    assert (
-        "Tom &amp; Jerry &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; say &#x27;hi&#x27;"
-        in rendered.html
-    )
+    assert "Tom &amp; Jerry &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; say &#x27;hi&#x27;" in rendered.html
     assert "<script" not in rendered.html
     assert "&lt;angle&gt; brackets &amp; ampersands" in rendered.html
     assert "Zoë Ångström (Lab &lt;X&gt;) and Bo" in rendered.html

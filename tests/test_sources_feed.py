@@ -33,9 +33,7 @@ def _entries(feed_server: FeedServer, path: str) -> tuple[Entry, ...]:
 
 def _parse_file(name: str, content_type: str = "") -> list[Entry]:
     path = FEEDS / name
-    return parse_feed(
-        Source("f", SourceKind.FEED, str(path)), path.read_bytes(), content_type, str(path), SHANGHAI
-    )
+    return parse_feed(Source("f", SourceKind.FEED, str(path)), path.read_bytes(), content_type, str(path), SHANGHAI)
 
 
 def test_rss2(feed_server: FeedServer) -> None:
@@ -115,9 +113,7 @@ def test_json_feed(feed_server: FeedServer) -> None:
 def test_untitled_items_get_derived_titles_and_distinct_ids() -> None:
     a, b = _parse_file("notitle.xml")
     assert a.title_derived and b.title_derived
-    assert (
-        a.title == "The key to which country currently takes the lead in the global tussle in AI and other…"
-    )
+    assert a.title == "The key to which country currently takes the lead in the global tussle in AI and other…"
     assert b.title == "How will China and the US manage cyberspace?"
     # Both carry guid "1": not trusted, so content hashes, namespaced by source.
     assert a.id.startswith("f:sha256:") and b.id.startswith("f:sha256:") and a.id != b.id
@@ -182,9 +178,7 @@ def test_a_feed_body_is_never_taken_for_a_path(tmp_path: Path) -> None:
     secret = tmp_path / "secret.xml"
     secret.write_text('<rss version="2.0"><channel><item><title>leak</title></item></channel></rss>')
     with pytest.raises(ParseError):
-        parse_feed(
-            Source("f", SourceKind.FEED, "x"), str(secret).encode(), "", "https://x.example/", SHANGHAI
-        )
+        parse_feed(Source("f", SourceKind.FEED, "x"), str(secret).encode(), "", "https://x.example/", SHANGHAI)
 
 
 def test_same_feed_twice_gives_identical_ids(feed_server: FeedServer) -> None:

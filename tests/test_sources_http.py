@@ -63,9 +63,7 @@ def test_stale_etag_gets_the_body_and_the_new_etag(feed_server: FeedServer) -> N
 
 
 def test_redirects_within_the_limit_are_followed(feed_server: FeedServer) -> None:
-    res = _one(
-        _feed(feed_server.url("redirect/3/feeds/rss2.xml")), FetchSettings(max_redirects=3, deadline=5)
-    )
+    res = _one(_feed(feed_server.url("redirect/3/feeds/rss2.xml")), FetchSettings(max_redirects=3, deadline=5))
     assert res.status is FetchStatus.OK, res.error
     assert len(feed_server.requests) == 4
     # Links resolve against where the feed finally came from.
@@ -73,9 +71,7 @@ def test_redirects_within_the_limit_are_followed(feed_server: FeedServer) -> Non
 
 
 def test_redirects_over_the_limit_fail(feed_server: FeedServer) -> None:
-    res = _one(
-        _feed(feed_server.url("redirect/4/feeds/rss2.xml")), FetchSettings(max_redirects=3, deadline=5)
-    )
+    res = _one(_feed(feed_server.url("redirect/4/feeds/rss2.xml")), FetchSettings(max_redirects=3, deadline=5))
     assert res.status is FetchStatus.FAILED
     assert res.error == "too many redirects (more than 3)"
     assert len(feed_server.requests) == 4
@@ -115,9 +111,7 @@ def test_gzip_bomb_is_capped_after_decompression(feed_server: FeedServer) -> Non
     assert len(feed_server.bombs[20]) < 1_000_000
 
 
-@pytest.mark.parametrize(
-    ("code", "error"), [(500, "HTTP 500 Internal Server Error"), (404, "HTTP 404 Not Found")]
-)
+@pytest.mark.parametrize(("code", "error"), [(500, "HTTP 500 Internal Server Error"), (404, "HTTP 404 Not Found")])
 def test_error_status_is_reported(feed_server: FeedServer, code: int, error: str) -> None:
     res = _one(_feed(feed_server.url(f"status/{code}")))
     assert res.status is FetchStatus.FAILED

@@ -48,9 +48,7 @@ def _source_from(spec: dict[str, Any], url: str) -> Source:
 
 def _parse_local(source: Source, path: Path, tz: ZoneInfo, url: str | None = None) -> Parsed:
     ctype = "text/html" if path.suffix == ".html" else "text/plain"
-    return parse_fetched(
-        source, Fetched(url=url or str(path), body=path.read_bytes(), content_type=ctype), tz
-    )
+    return parse_fetched(source, Fetched(url=url or str(path), body=path.read_bytes(), content_type=ctype), tz)
 
 
 def _assert_no_mid_word_cut(title: str, summary: str) -> None:
@@ -121,14 +119,11 @@ def test_sample_authors_precede_their_date() -> None:
     assert by_day[dt.date(2017, 12, 29)].authors == (
         Author(
             "Lu Chuanying",
-            "Fellow and Secretary-general of the Research Center for the International Governance of "
-            "Cyberspace, SIIS",
+            "Fellow and Secretary-general of the Research Center for the International Governance of Cyberspace, SIIS",
         ),
     )
     assert by_day[dt.date(2017, 12, 27)].authors == (
-        Author(
-            "Andrew Sheng", "Distinguished Fellow at the Asia Global Institute at the University of Hong Kong"
-        ),
+        Author("Andrew Sheng", "Distinguished Fellow at the Asia Global Institute at the University of Hong Kong"),
         Author(
             "Xiao Geng",
             "Director of Institute of Policy and Practice at Shenzhen Finance Institute, "
@@ -189,9 +184,7 @@ def test_summary_lines_are_not_author_lines(line: str) -> None:
 
 
 def test_parse_author_splits_name_and_affiliation() -> None:
-    assert parse_author("Lu Chen, Consultant, United Nations") == Author(
-        "Lu Chen", "Consultant, United Nations"
-    )
+    assert parse_author("Lu Chen, Consultant, United Nations") == Author("Lu Chen", "Consultant, United Nations")
     assert parse_author("Andrew Sheng, Distinguished Fellow at X") == Author(
         "Andrew Sheng", "Distinguished Fellow at X"
     )
@@ -205,9 +198,7 @@ def test_derive_title_rules() -> None:
     assert derive_title("Sino-U.S. talks resume. Later text.") == "Sino-U.S. talks resume"
     long = "word " * 40
     title = derive_title(long)
-    assert (
-        title.endswith("…") and len(title) <= 91 and title[:-1].split() == ["word"] * len(title[:-1].split())
-    )
+    assert title.endswith("…") and len(title) <= 91 and title[:-1].split() == ["word"] * len(title[:-1].split())
     # Never cut inside a word, and no ellipsis when nothing was cut.
     assert derive_title("x" * 120) == "x" * 120
     assert derive_title("Supercalifragilistic " + "y" * 100) == "Supercalifragilistic…"

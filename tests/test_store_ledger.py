@@ -55,12 +55,8 @@ def test_state_transitions(any_store: Store) -> None:
         assert any_store.claim(KEY, email, NOW)
     retry = NOW + dt.timedelta(minutes=30)
     any_store.mark_sent(KEY, "sent@x", NOW)
-    any_store.mark_failed(
-        KEY, "perm@x", NOW, permanent=True, code=550, error="no such user", next_attempt=retry
-    )
-    any_store.mark_failed(
-        KEY, "temp@x", NOW, permanent=False, code=451, error="try later", next_attempt=retry
-    )
+    any_store.mark_failed(KEY, "perm@x", NOW, permanent=True, code=550, error="no such user", next_attempt=retry)
+    any_store.mark_failed(KEY, "temp@x", NOW, permanent=False, code=451, error="try later", next_attempt=retry)
     any_store.mark_unknown(KEY, "unk@x", NOW, "connection lost after DATA")
     any_store.mark_skipped(KEY, "skip@x", NOW, "unsubscribed")
     rows = {r.email: r for r in any_store.deliveries(KEY)}
@@ -188,9 +184,7 @@ def test_racing_claims_take_each_row_once(store_url: str) -> None:
             return lambda: [e for e in emails if store.claim(KEY, e, NOW)]
 
         def batches(store: Store) -> Callable[[], list[str]]:
-            return lambda: [
-                e for i in range(0, 150, 10) for e in store.claim_many(KEY, emails[i : i + 10], NOW)
-            ]
+            return lambda: [e for i in range(0, 150, 10) for e in store.claim_many(KEY, emails[i : i + 10], NOW)]
 
         claimed = race([singles(one), singles(two), singles(one), batches(two), batches(one)])
         assert sorted(claimed) == emails  # every row exactly once
@@ -204,9 +198,7 @@ def test_racing_lock_has_one_winner(store_url: str) -> None:
 
         def taker(i: int) -> Callable[[], list[str]]:
             owner = f"run-{i}"
-            return lambda: (
-                [owner] if stores[i].acquire_lock("send", owner, NOW, dt.timedelta(minutes=5)) else []
-            )
+            return lambda: [owner] if stores[i].acquire_lock("send", owner, NOW, dt.timedelta(minutes=5)) else []
 
         winners = race([taker(i) for i in range(4)])
         assert len(winners) == 1

@@ -47,9 +47,7 @@ def test_load_valid_rows(folder: Path) -> None:
     result = load_lists(folder, THEMES)
     assert result.problems == ()
     ann, li = result.subscribers
-    assert ann == Subscriber(
-        "Ann@example.org", "Ann Example", frozenset({"Policy", "Threats"}), "Europe/Berlin"
-    )
+    assert ann == Subscriber("Ann@example.org", "Ann Example", frozenset({"Policy", "Threats"}), "Europe/Berlin")
     assert li.email == "li@xn--bcher-kva.de" and li.name == "李雷" and li.themes == frozenset()
     assert li.timezone is None and li.wants("Industry")
 
