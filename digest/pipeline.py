@@ -23,7 +23,7 @@ from digest.config import Config
 from digest.errors import BusyError, DigestError
 from digest.models import Delivery, Entry, IsoWeek, Issue, Outgoing, Rendered, SourceResult, Subscriber
 from digest.render import Renderer, RenderSettings, variant_key
-from digest.send import MaildirSender, SendReport, make_sender
+from digest.send import MaildirSender, SendEvent, SendReport, make_sender
 from digest.sources import gather
 from digest.store import FetchCounts, Store
 
@@ -362,7 +362,7 @@ def send_issue(
     clock: Callable[[], dt.datetime],
     dry_run: bool = False,
     wait: bool = False,
-    progress: Callable[[object], None] | None = None,
+    progress: Callable[[SendEvent, int], None] | None = None,
 ) -> SendSummary:
     """Send the issue for ``weeks`` to every subscriber who has not had it yet.
 
@@ -399,12 +399,12 @@ def send_issue(
                     continue
                 yield templates[row.variant].personalise(recipient(config, sub))
 
-        def on_event(event: object) -> None:
+        def on_event(event: SendEvent) -> None:
             if time.monotonic() - last_refresh[0] > 60:
                 store.refresh_lock(SEND_LOCK, owner, clock())
                 last_refresh[0] = time.monotonic()
             if progress is not None:
-                progress(event)
+                progress(event, len(due))
 
         sender = make_sender(config.sender)
         report = sender.send(
@@ -426,7 +426,7 @@ def _dry_run(
     weeks: Sequence[IsoWeek],
     now: dt.datetime,
     clock: Callable[[], dt.datetime],
-    progress: Callable[[object], None] | None,
+    progress: Callable[[SendEvent, int], None] | None,
 ) -> SendSummary:
     """Compose every message into a Maildir beside the outbox; no state changes."""
     key = grouping.issue_key(weeks)
@@ -438,7 +438,13 @@ def _dry_run(
     templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
     outbox = config.sender.maildir.with_name(config.sender.maildir.name + "-dry-run")
     msgs = [templates[v].personalise(recipient(config, s)) for s, v in built.audience.assignments if v is not None]
-    report = MaildirSender(outbox).send(msgs, _MemoryLedger(), clock=clock, progress=progress)
+    total = len(msgs)
+
+    def on_event(event: SendEvent) -> None:
+        if progress is not None:
+            progress(event, total)
+
+    report = MaildirSender(outbox).send(msgs, _MemoryLedger(), clock=clock, progress=on_event)
     return SendSummary(key, len(msgs), len(msgs), built.audience.no_match, report, built.warnings, (), outbox)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from digest.cli.base import (
     weeks_from,
 )
 from digest.cli.gather import print_fetch
+from digest.send import SendEvent
 
 
 @cli.command()
@@ -89,12 +91,12 @@ def schedule(ctx: Context) -> None:
 
 
 class SendProgress:
-    """A progress bar on a terminal, a log line every 1000 messages otherwise."""
+    """A progress bar on a terminal (sent / failed / left, rate, ETA); a log line every 1000 messages otherwise."""
 
     def __init__(self) -> None:
-        self.count = 0
         self._bar: Any = None
         self._task: Any = None
+        self._started = time.monotonic()
 
     def __enter__(self) -> SendProgress:
         if err_console.is_terminal:
@@ -116,18 +118,15 @@ class SendProgress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
 
-    def __call__(self, event: object) -> None:
-        self.count += 1
-        sent = getattr(event, "sent", self.count)
-        failed = getattr(event, "failed", 0)
-        left = getattr(event, "left", None)
-        rate = getattr(event, "rate", 0.0)
+    def __call__(self, event: SendEvent, total: int) -> None:
+        failed = event.failed_permanent + event.failed_temporary + event.unknown
+        left = max(total - event.done, 0)
+        rate = event.done / max(time.monotonic() - self._started, 1e-6)
+        detail = f"{event.sent} sent · {failed} failed · {left} left · {rate:.0f}/s"
         if self._bar is not None:
-            total = None if left is None else sent + failed + left
-            detail = f"{sent} sent · {failed} failed · {left if left is not None else '?'} left · {rate:.0f}/s"
-            self._bar.update(self._task, completed=sent + failed, total=total, detail=detail)
-        elif self.count % 1000 == 0:
-            err_console.print(f"sent {sent}, failed {failed}, left {left}, {rate:.0f} msg/s")
+            self._bar.update(self._task, completed=event.done, total=total, detail=detail)
+        elif event.done % 1000 == 0:
+            err_console.print(detail)
 
 
 def _print_send(summary: pipeline.SendSummary) -> None:
