@@ -108,7 +108,11 @@ def start_and_settle(scheduler: BaseScheduler, tmp_path: Path) -> None:
     """
     probe = tmp_path / f"probe-{time.monotonic_ns()}"
     scheduler.add_jobstore(MemoryJobStore(), "probe")
-    scheduler.add_job(append_line, "date", run_date=datetime.now(UTC), args=[str(probe)], jobstore="probe")
+    # Recurring, so the pass updates it rather than removing it: remove_job() raises in the
+    # scheduler thread when shutdown() has already marked the scheduler stopped.
+    scheduler.add_job(
+        append_line, "interval", weeks=1, next_run_time=datetime.now(UTC), args=[str(probe)], jobstore="probe"
+    )
     scheduler.start()
     try:
         assert wait_for(probe.exists), "the scheduler never processed its due jobs"
@@ -257,9 +261,7 @@ def test_a_new_job_waits_for_its_first_slot(tmp_path: Path) -> None:
     assert timedelta(days=6) < job.next_run_time - datetime.now(UTC) < timedelta(days=7, hours=1)
 
 
-@pytest.mark.parametrize(
-    "grace", [timedelta(hours=12), timedelta(weeks=4)], ids=["default-grace", "long-grace"]
-)
+@pytest.mark.parametrize("grace", [timedelta(hours=12), timedelta(weeks=4)], ids=["default-grace", "long-grace"])
 def test_missed_runs_happen_once_on_start_up(tmp_path: Path, grace: timedelta) -> None:
     out = tmp_path / "runs.txt"
     slot = datetime.now(BERLIN) - timedelta(minutes=2)
@@ -325,9 +327,7 @@ def test_changed_job_arguments_keep_the_missed_run(tmp_path: Path) -> None:
     old_out, new_out = tmp_path / "old.txt", tmp_path / "new.txt"
     config = write_config(tmp_path, schedule_at(datetime.now(BERLIN) - timedelta(minutes=2)))
     persist_with_next_run(config, datetime.now(UTC) - timedelta(weeks=1), [str(old_out)])
-    scheduler = build_scheduler(
-        config, job=APPEND, job_args=[str(new_out)], scheduler_cls=BackgroundScheduler
-    )
+    scheduler = build_scheduler(config, job=APPEND, job_args=[str(new_out)], scheduler_cls=BackgroundScheduler)
     start_and_settle(scheduler, tmp_path)
     assert (lines(old_out), lines(new_out)) == ([], ["ran"])
 
@@ -335,9 +335,7 @@ def test_changed_job_arguments_keep_the_missed_run(tmp_path: Path) -> None:
 # --- the job function -----------------------------------------------------------------------
 
 
-def test_scheduled_run_logs_a_config_error_instead_of_raising(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_scheduled_run_logs_a_config_error_instead_of_raising(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     missing = tmp_path / "nowhere.toml"
     with caplog.at_level(logging.ERROR, logger="digest.schedule"):
         scheduled_run(str(missing))
@@ -431,8 +429,7 @@ def test_run_forever_starts_from_the_config_and_stops_on_sigterm(tmp_path: Path)
     config = write_config(tmp_path, "mon 08:00")
     log_path = tmp_path / "schedule.log"
     code = (
-        "import sys; from pathlib import Path; from digest.schedule import run_forever; "
-        "run_forever(Path(sys.argv[1]))"
+        "import sys; from pathlib import Path; from digest.schedule import run_forever; run_forever(Path(sys.argv[1]))"
     )
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
