@@ -132,6 +132,9 @@ class SendProgress:
 def _print_send(summary: pipeline.SendSummary) -> None:
     r = summary.report
     where = f" into {summary.outbox}" if summary.outbox else ""
+    if summary.due == 0:
+        console.print(f"issue {summary.issue_key}: nothing due; every subscriber already has it")
+        return
     console.print(
         f"issue {summary.issue_key}{where}: {r.sent} sent, {r.failed_permanent} failed permanently, "
         f"{r.failed_temporary} to retry, {r.unknown} unknown, {r.skipped} skipped; "
