@@ -65,7 +65,10 @@ class LocalBackend:
             else:
                 weeks = pipeline.resolve_weeks(config, now)
                 if available and weeks[0] not in available:
-                    warnings.append(f"no entries in the next issue's week {weeks[0]}; showing {available[0]}")
+                    warnings.append(
+                        f"The next issue ({weeks[0]}) has no entries yet; showing {available[0]},"
+                        " the newest week with entries."
+                    )
                     weeks = (available[0],)
             issue = pipeline.make_issue(config, store, weeks)
             pipeline.check_size(config, issue)
