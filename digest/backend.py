@@ -79,7 +79,8 @@ class LocalBackend:
             if v is not None:
                 firsts.setdefault(v, sub)
         variants = []
-        for key, rendered in sorted(built.variants.items()):
+        # The page opens on its first variant: the whole issue, then the theme selections.
+        for key, rendered in sorted(built.variants.items(), key=lambda kv: (kv[0] != "all", kv[0])):
             sub = firsts.get(key, SAMPLE_READER)
             rcpt = pipeline.recipient(config, sub)
             values = values_for(sub.name, sub.email, rcpt.unsubscribe_url)
