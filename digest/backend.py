@@ -103,6 +103,7 @@ class LocalBackend:
             variants=tuple(variants),
             subscribers=people,
             warnings=tuple(warnings) + built.warnings,
+            title=config.digest.title,
         )
 
     def fingerprint(self) -> str:

@@ -177,6 +177,7 @@ def _meta(preview: Preview, choice: Choice, week_seg: str) -> str:
 
 def preview_page(site: str, preview: Preview, *, week: str | None, who: str, view: str, fingerprint: str) -> str:
     """The preview UI for one issue, one variant or subscriber, and one view."""
+    site = preview.title or site
     week_seg = week or NEXT
     choice = choose(preview, who)
     notices = ""

@@ -44,7 +44,9 @@ class Preview:
 
     ``weeks`` are the weeks one can switch to, newest first. ``error`` is a
     one-line build error (a template syntax error, say); when set, the page
-    shows it instead of the message.
+    shows it instead of the message. ``title`` is the digest's title as
+    configured when the preview was built (it follows edits to the config);
+    empty means the title the app was created with.
     """
 
     issue_key: str
@@ -53,6 +55,7 @@ class Preview:
     subscribers: tuple[PreviewSubscriber, ...]
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    title: str = ""
 
     def variant(self, key: str) -> PreviewVariant | None:
         """The variant called ``key``, or ``None``."""
