@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from digest import pipeline
 from digest.cli.base import (
@@ -35,9 +36,10 @@ def init(directory: Path) -> None:
     from digest.scaffold import scaffold
 
     made = scaffold(directory)
+    # Paths are printed as they are: a folder named like "[x]" is not console markup.
     for path in made:
-        console.print(f"created {path}")
-    console.print(f"\nNext: cd {directory} && digest fetch && digest preview")
+        console.print(f"created {path}", markup=False)
+    console.print(f"\nNext: cd {directory} && digest fetch && digest preview", markup=False)
 
 
 STATUS_STYLE = {
@@ -76,17 +78,26 @@ def _fetch_with_progress(config: Config, store: Any) -> list[pipeline.FetchLine]
 
 
 def print_fetch(lines: list[pipeline.FetchLine]) -> None:
+    """The per-source table, then one full line per failed or broken source.
+
+    Source names and reasons come from the config and from the network, so
+    they are plain ``Text``, never console markup. Reasons go below the table
+    because a table cell wraps and truncates them at the console's width,
+    which in a cron mail or a log is 80 columns.
+    """
     table = Table(title="fetch", title_justify="left")
     for col in ("source", "new", "updated", "unchanged", "status", "time"):
         table.add_column(col, justify="right" if col in ("new", "updated", "unchanged", "time") else "left")
     for line in lines:
         r = line.result
-        status = f"[{STATUS_STYLE[r.status]}]{r.status.value}[/]"
-        if r.error:
-            status += f": {r.error}"
         c = line.counts
-        table.add_row(r.source, str(c.new), str(c.updated), str(c.unchanged), status, f"{r.elapsed:.2f}s")
+        status = Text(r.status.value, style=STATUS_STYLE[r.status])
+        table.add_row(Text(r.source), str(c.new), str(c.updated), str(c.unchanged), status, f"{r.elapsed:.2f}s")
     console.print(table)
+    for line in lines:
+        r = line.result
+        if r.error:
+            console.print(Text.assemble(r.source, ": ", (r.status.value, STATUS_STYLE[r.status]), ": ", r.error))
     total = sum(line.counts.new for line in lines)
     bad = sum(1 for line in lines if line.result.status in (FetchStatus.FAILED, FetchStatus.BROKEN))
     console.print(f"{total} new entries from {len(lines)} sources; {bad} failed")
@@ -119,6 +130,6 @@ def entries(ctx: Context, since: str | None, source_name: str | None, as_json: b
         table.add_column(col)
     for entry, theme, week in rows:
         when = entry.when().astimezone(config.digest.tz).strftime("%Y-%m-%d")
-        table.add_row(str(week), theme, when, entry.source, entry.title)
+        table.add_row(str(week), Text(theme), when, Text(entry.source), Text(entry.title))
     console.print(table)
     console.print(f"{len(rows)} entries")
