@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.text import Text
 
 from digest import pipeline
 from digest.cli.base import (
@@ -39,11 +40,12 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
         pipeline.check_size(config, issue)
         built = pipeline.build(config, store, issue, utcnow())
     paths = pipeline.write_build(config, built, out)
+    # Warnings quote subscriber lists and paths are the user's: plain text, not console markup.
     for warning in built.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}")
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", warning))
     console.print(f"issue {issue.key}: {len(issue.entries)} entries, {len(built.variants)} variant(s)")
     for path in paths:
-        console.print(f"  {path}")
+        console.print(f"  {path}", markup=False)
 
 
 @cli.command()
