@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -354,6 +355,25 @@ class _StillSubscribed:
         return True
 
 
+def _owner_is_gone(owner: str) -> bool:
+    """True when the lock ``owner`` names a process of this host that is no longer running.
+
+    An owner from another host, or one that cannot be checked, counts as alive:
+    its lock then only lapses after ``LOCK_TTL``.
+    """
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # e.g. EPERM: it runs under another user
+    return False
+
+
 def send_issue(
     config: Config,
     store: Store,
@@ -373,8 +393,14 @@ def send_issue(
     now = clock()
     if dry_run:
         return _dry_run(config, store, weeks, now, clock, progress)
-    owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     while not store.acquire_lock(SEND_LOCK, owner, clock(), LOCK_TTL):
+        holder = store.lock_holder(SEND_LOCK, clock())
+        if holder is not None and _owner_is_gone(holder):
+            # A run killed on this host: its claims become 'unknown' below, its lock goes now.
+            log.warning("send lock held by %s, which no longer runs; taking it over", holder)
+            store.release_lock(SEND_LOCK, holder)
+            continue
         if not wait:
             raise BusyError("another digest run is sending right now; try again later or pass --wait")
         time.sleep(1.0)
