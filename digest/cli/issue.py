@@ -23,6 +23,7 @@ from digest.cli.base import (
     weeks_from,
 )
 from digest.cli.gather import print_fetch
+from digest.errors import ConfigError
 from digest.send import SendEvent
 
 
@@ -39,7 +40,11 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
         issue = pipeline.make_issue(config, store, weeks)
         pipeline.check_size(config, issue)
         built = pipeline.build(config, store, issue, utcnow())
-    paths = pipeline.write_build(config, built, out)
+    try:
+        paths = pipeline.write_build(config, built, out)
+    except OSError as exc:
+        # Nearly always the --out path itself: a missing parent, no permission, a read-only disk.
+        raise ConfigError(f"--out: cannot write {out}: {exc.strerror or exc}") from exc
     # Warnings quote subscriber lists and paths are the user's: plain text, not console markup.
     for warning in built.warnings:
         err_console.print(Text.assemble(("warning:", "yellow"), " ", warning))
