@@ -336,18 +336,30 @@ class _MemoryLedger:
 class _StillSubscribed:
     """``should_send`` for the sender: drops anyone who unsubscribed mid-send.
 
-    The unsubscribed set is re-read every ``every`` messages, so the cost stays
-    one query per batch rather than one per subscriber.
+    The unsubscribed set is re-read every ``every`` messages or ``interval``
+    seconds, whichever comes first, so the cost stays one query per batch
+    rather than one per subscriber, and a slow (rate-limited) send still
+    notices an unsubscribe within about ``interval`` seconds.
     """
 
-    def __init__(self, store: Store, issue_key: str, clock: Callable[[], dt.datetime], every: int = 50) -> None:
+    def __init__(
+        self,
+        store: Store,
+        issue_key: str,
+        clock: Callable[[], dt.datetime],
+        every: int = 50,
+        interval: float = 1.0,
+    ) -> None:
         self.store, self.issue_key, self.clock, self.every = store, issue_key, clock, every
+        self.interval = interval
         self.seen = 0
         self.gone = store.unsubscribed()
+        self.read_at = time.monotonic()
 
     def __call__(self, msg: Outgoing) -> bool:
         self.seen += 1
-        if self.seen % self.every == 0:
+        if self.seen % self.every == 0 or time.monotonic() - self.read_at >= self.interval:
+            self.read_at = time.monotonic()
             self.gone = self.store.unsubscribed()
         if msg.recipient.lower() in self.gone:
             self.store.mark_skipped(self.issue_key, msg.recipient, self.clock(), "unsubscribed")
