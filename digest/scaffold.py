@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from collections.abc import Iterator
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
 
 from digest.errors import ConfigError
 from digest.resources import demo_data, packaged_templates
 
 SAMPLE_SOURCES = ("china-us-focus-cyber.txt", "cyber-policy.rss.xml", "ai-watch.atom.xml")
+
+
+def template_root() -> Traversable:
+    """The shipped templates: the checkout's ``templates/``, else the installed ``digest._templates``.
+
+    In a wheel ``digest._templates`` has no ``__init__.py``, so importlib hands
+    back a ``MultiplexedPath`` that only works as a ``Traversable``, never as
+    a ``Path`` made from its ``str``.
+    """
+    checkout = packaged_templates()
+    return checkout if checkout.is_dir() else resources.files("digest._templates")
+
+
+def _files(root: Traversable, rel: PurePosixPath) -> Iterator[tuple[Traversable, PurePosixPath]]:
+    for child in sorted(root.iterdir(), key=lambda c: c.name):
+        if child.name == "__pycache__":
+            continue
+        if child.is_dir():
+            yield from _files(child, rel / child.name)
+        elif child.is_file():
+            yield child, rel / child.name
 
 
 def scaffold(directory: Path) -> list[Path]:
@@ -19,22 +42,20 @@ def scaffold(directory: Path) -> list[Path]:
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"{directory}: exists and is not a folder")
     data = demo_data()
-    plan: list[tuple[Path, Path]] = [
+    plan: list[tuple[Traversable, Path]] = [
         (data / "digest.toml", directory / "digest.toml"),
         (data / "subscribers.csv", directory / "subscribers" / "subscribers.csv"),
     ]
     plan += [(data / name, directory / "sources" / name) for name in SAMPLE_SOURCES]
-    templates = packaged_templates()
-    plan += [
-        (p, directory / "templates" / p.relative_to(templates))
-        for p in sorted(templates.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    ]
+    plan += [(src, directory / "templates" / rel) for src, rel in _files(template_root(), PurePosixPath())]
     made: list[Path] = []
     for src, dest in plan:
         if dest.exists():
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(src.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"{exc.filename or dest}: cannot create: {exc.strerror or exc}") from exc
         made.append(dest)
     return made
