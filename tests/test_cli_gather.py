@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,44 @@ def test_init_twice_overwrites_nothing(tmp_path: Path) -> None:
     assert [line for line in result.stdout.splitlines() if line.startswith("created")] == [
         f"created {folder / 'templates' / 'subject.txt.j2'}"
     ]
+
+
+def test_init_from_an_installed_package_copies_the_templates(tmp_path: Path) -> None:
+    """In a wheel the templates live in ``digest._templates``, a package without ``__init__.py``."""
+    import digest
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(digest.__file__).parent, site / "digest", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(packaged_templates(), site / "digest" / "_templates")
+    folder = tmp_path / "from-wheel"
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import digest, digest.cli; "
+        "assert digest.__file__.startswith(sys.argv[1]), digest.__file__; "
+        "sys.argv = ['digest', 'init', sys.argv[2]]; digest.cli.main()"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(site), str(folder)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (folder / "templates").iterdir()) == sorted(
+        p.name for p in packaged_templates().iterdir() if p.is_file()
+    )
+
+
+def test_init_where_a_folder_would_go_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "clash"
+    folder.mkdir()
+    (folder / "templates").write_text("a file, not a folder\n", encoding="utf-8")
+    result = invoke("init", str(folder))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder / "templates") in lines[0], result.stderr
 
 
 def test_init_on_a_file_is_a_usage_error(tmp_path: Path) -> None:
