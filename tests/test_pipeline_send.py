@@ -1,0 +1,186 @@
+"""Sending a whole issue end to end: scaffolded folder, real SQLite, real aiosmtpd on loopback.
+
+Who gets what (themes, no match), that a repeated send or run sends nothing,
+that a crafted feed title cannot add headers or recipients, and what SMTP
+faults do to the report and the exit code of ``digest send``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from digest import pipeline
+from digest.models import Delivery, IsoWeek
+from tests.data.send import workspace as ws
+from tests.fixtures.smtp_server import SmtpServer
+
+W02 = (IsoWeek(2018, 2),)
+THEMES = ("AI & tech competition", "Cybersecurity", "Internet governance", "Digital economy")
+
+
+def test_each_matching_subscriber_gets_one_message_with_only_their_themes(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    people = ws.rows(90)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=3))
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        summary = pipeline.send_issue(config, store, W02, clock=clock)
+        counts = store.delivery_counts("2018-W02")
+
+    wanted = {r.email for r in people if ws.matches(r)}
+    assert 0 < len(wanted) < len(people)
+    got = ws.per_recipient(smtp_server.messages)
+    assert set(got) == wanted
+    assert set(got.values()) == {1}
+    assert summary.no_match == len(people) - len(wanted)
+    assert (summary.planned, summary.report.sent, summary.failed) == (len(wanted), len(wanted), False)
+    assert counts[Delivery.SENT] == len(wanted)
+    assert sum(counts.values()) == len(wanted)
+
+    by_row = {r.email: r for r in people}
+    for received in smtp_server.messages:
+        (rcpt,) = received.rcpt_tos
+        row = by_row[rcpt]
+        msg = ws.parse(received.data)
+        assert msg["To"].addresses[0].addr_spec == rcpt
+        if row.name:
+            assert msg["To"].addresses[0].display_name == row.name
+        body = ws.text_body(msg)
+        shown = {t for t in THEMES if t.upper() in body}
+        expected = set(THEMES) if not row.chosen else set(row.chosen) & set(THEMES)
+        assert shown == expected, (rcpt, row.themes)
+        assert f"This message was sent to {rcpt}." in body
+
+
+def test_a_second_send_of_the_same_issue_sends_nothing(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ws.rows(40)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port))
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        first = pipeline.send_issue(config, store, W02, clock=clock)
+        before = len(smtp_server.messages)
+        second = pipeline.send_issue(config, store, W02, clock=clock)
+    assert first.report.sent == before > 0
+    assert (second.planned, second.due, second.report.sent, second.report.attempts) == (0, 0, 0, 0)
+    assert len(smtp_server.messages) == before
+    assert smtp_server.count("MAIL") == before
+
+
+def test_run_twice_in_the_same_week_sends_the_last_complete_week_once(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ws.rows(30)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port))
+    with pipeline.open_store(config) as store:
+        first = pipeline.run(config, store, clock=ws.fixed_clock())
+        later = ws.fixed_clock(ws.RUN_NOW.replace(day=18))  # Thursday of the same week
+        second = pipeline.run(config, store, clock=later)
+    assert first.sent is not None and second.sent is not None
+    assert first.sent.issue_key == second.sent.issue_key == "2018-W02"
+    assert first.exit_code == second.exit_code == 0
+    assert first.sent.report.sent == sum(ws.matches(r) for r in people)
+    assert second.sent.report.sent == second.sent.due == 0
+    assert set(ws.per_recipient(smtp_server.messages).values()) == {1}
+
+
+CRAFTED_FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Crafted</title><link>https://crafted.example.org/</link>
+<description>x</description>
+<item>
+  <title>Ransomware alert&#13;&#10;Bcc: victim@attacker.example&#13;&#10;X-Injected: yes</title>
+  <link>https://crafted.example.org/a</link>
+  <guid isPermaLink="false">crafted-1</guid>
+  <pubDate>Tue, 09 Jan 2018 12:00:00 +0000</pubDate>
+  <category>Cybersecurity</category>
+  <description>Ransomware news.</description>
+</item>
+</channel></rss>
+"""
+
+SUBJECT_WITH_TITLES = (
+    "{{ title }}: {% for w in issue.weeks %}{% for s in w.sections %}{% for e in s.entries %}"
+    "{{ e.title }} | {% endfor %}{% endfor %}{% endfor %}"
+)
+
+
+def test_a_feed_title_with_crlf_cannot_add_headers_or_recipients(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ws.rows(12)
+    source = '\n[[sources]]\nname = "Crafted"\nkind = "feed"\nurl = "sources/crafted.rss.xml"\n'
+    path = ws.make_folder(tmp_path, people, port=smtp_server.port, extra=source)
+    (tmp_path / "sources" / "crafted.rss.xml").write_text(CRAFTED_FEED, encoding="utf-8")
+    (tmp_path / "templates" / "subject.txt.j2").write_text(SUBJECT_WITH_TITLES, encoding="utf-8")
+    config = ws.load(path)
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        lines = pipeline.fetch_all(config, store, clock())
+        crafted = [e for e in store.entries() if e.source == "Crafted"]
+        summary = pipeline.send_issue(config, store, W02, clock=clock)
+    assert [line.counts.new for line in lines if line.result.source == "Crafted"] == [1]
+    assert len(crafted) == 1 and "Bcc: victim@attacker.example" in crafted[0].title
+
+    assert summary.report.sent == len(smtp_server.messages) > 0
+    allowed = {r.email for r in people}
+    assert all(set(m.rcpt_tos) <= allowed for m in smtp_server.messages)
+    assert smtp_server.count("RCPT") == summary.report.sent
+    carrying = 0
+    for received in smtp_server.messages:
+        lines_ = ws.header_lines(received.data)
+        names = [line.split(":", 1)[0].lower() for line in lines_]
+        assert names.count("subject") == 1
+        assert "bcc" not in names and "x-injected" not in names
+        subject = ws.parse(received.data)["Subject"]
+        assert "\r" not in subject and "\n" not in subject
+        if "Ransomware alert" in subject:
+            carrying += 1
+            assert "Ransomware alert Bcc: victim" in subject  # kept as text, on the one line
+    assert carrying > 0
+
+
+def test_smtp_faults_retry_the_temporary_and_report_the_permanent(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ws.rows(10)
+    path = ws.make_folder(tmp_path, people, port=smtp_server.port, connections=2)
+    config = ws.load(path)
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, ws.RUN_NOW)
+    later, refused = "r002@example.org", "r003@example.org"
+    smtp_server.inject("RCPT", 451, recipient=later)
+    smtp_server.inject("RCPT", 550, recipient=refused, times=None)
+
+    done = ws.run_cli(path, "send", "--week", ws.WEEK)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 failed permanently" in done.stdout
+    assert refused in done.stdout and "550" in done.stdout
+    assert "Traceback" not in done.stderr
+
+    got = ws.per_recipient(smtp_server.messages)
+    wanted = {r.email for r in people if ws.matches(r)}
+    assert {later, refused} <= wanted
+    assert set(got) == wanted - {refused}
+    assert set(got.values()) == {1}
+    assert smtp_server.count("RCPT", later) == 2
+    assert smtp_server.count("RCPT", refused) == 1  # permanent: never retried
+    with pipeline.open_store(config) as store:
+        (row,) = [r for r in store.deliveries("2018-W02") if r.email == refused]
+        assert (row.state, row.last_code) == (Delivery.FAILED_PERMANENT, 550)
+        assert store.deliveries("2018-W02", Delivery.SENT)[0].state is Delivery.SENT
+
+    again = ws.run_cli(path, "send", "--week", ws.WEEK)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert smtp_server.count("RCPT", refused) == 1
+    assert set(ws.per_recipient(smtp_server.messages).values()) == {1}
+
+
+def test_summary_counts_a_permanent_refusal_as_failed(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ws.rows(6)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1))
+    config = dataclasses.replace(config, sender=dataclasses.replace(config.sender, max_attempts=2))
+    smtp_server.inject("DATA", 554, recipient="r000@example.org")
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        summary = pipeline.send_issue(config, store, W02, clock=clock)
+    assert summary.failed
+    assert summary.report.failed_permanent == 1
+    assert [p[:2] for p in summary.report.problems] == [("r000@example.org", 554)]
