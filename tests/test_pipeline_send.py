@@ -13,7 +13,7 @@ from pathlib import Path
 from digest import pipeline
 from digest.models import Delivery, IsoWeek
 from tests.data.send import workspace as ws
-from tests.fixtures.smtp_server import SmtpServer
+from tests.fixtures.smtp_server import DISCONNECT_AFTER_DOT, SmtpServer
 
 W02 = (IsoWeek(2018, 2),)
 THEMES = ("AI & tech competition", "Cybersecurity", "Internet governance", "Digital economy")
@@ -184,3 +184,51 @@ def test_summary_counts_a_permanent_refusal_as_failed(tmp_path: Path, smtp_serve
     assert summary.failed
     assert summary.report.failed_permanent == 1
     assert [p[:2] for p in summary.report.problems] == [("r000@example.org", 554)]
+
+
+def test_a_message_lost_after_the_dot_is_reported_unknown_and_not_resent(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    people = ws.rows(8)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1))
+    lost = "r001@example.org"
+    smtp_server.inject("DATA", DISCONNECT_AFTER_DOT, recipient=lost)
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        first = pipeline.send_issue(config, store, W02, clock=clock)
+        second = pipeline.send_issue(config, store, W02, clock=clock)
+    assert first.failed and first.report.unknown == 1
+    assert first.unknown == second.unknown == (lost,)
+    assert second.report.attempts == 0
+    assert len(smtp_server.received(lost)) == 1  # the server took it once; nobody resends it
+    got = ws.per_recipient(smtp_server.messages)
+    assert set(got) == {r.email for r in people if ws.matches(r)}
+    assert set(got.values()) == {1}
+
+
+def test_a_reader_who_joins_after_the_freeze_gets_the_frozen_issue(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = [r for r in ws.rows(10) if r.themes != "Internet governance;Digital economy"]
+    path = ws.make_folder(tmp_path, people, port=smtp_server.port)
+    config = ws.load(path)
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        first = pipeline.send_issue(config, store, W02, clock=clock)
+        assert first.report.sent == len(smtp_server.messages) > 0
+        # New reader with a theme mix no variant had; and a new entry appears.
+        feed = tmp_path / "sources" / "cyber-policy.rss.xml"
+        late = feed.read_text(encoding="utf-8").replace("Cross-border e-commerce rules", "LATE e-commerce rules")
+        feed.write_text(late.replace("cyber-policy-2018-0112-wto", "late-wto"), encoding="utf-8")
+        newcomer = ws.Row("newcomer@example.org", "New Comer", "Digital economy")
+        ws.write_list(config.subscribers_dir / "subscribers.csv", [*people, newcomer])
+        pipeline.fetch_all(config, store, clock())
+        assert any(e.title.startswith("LATE") for e in store.entries())
+        second = pipeline.send_issue(config, store, W02, clock=clock)
+    assert (second.planned, second.report.sent) == (1, 1)
+    (received,) = smtp_server.received(newcomer.email)
+    msg = ws.parse(received.data)
+    body = ws.text_body(msg)
+    assert "DIGITAL ECONOMY" in body and "CYBERSECURITY" not in body
+    assert "Cross-border e-commerce rules" in body and "LATE" not in body
+    # Its variant was not frozen, so its subject comes from today's templates (see the note in prepare).
