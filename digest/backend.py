@@ -16,7 +16,7 @@ from digest import pipeline, subscribers
 from digest.codec import issue_from_json
 from digest.compose import MessageTemplate
 from digest.config import Config, load_config
-from digest.errors import DigestError
+from digest.errors import DigestError, StoreError
 from digest.models import IsoWeek, Subscriber, SubscriberStatus
 from digest.placeholders import fill, values_for
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
@@ -71,8 +71,23 @@ class LocalBackend:
                     )
                     weeks = (available[0],)
             issue = pipeline.make_issue(config, store, weeks)
-            pipeline.check_size(config, issue)
-            built = pipeline.build(config, store, issue, now)
+            try:
+                pipeline.check_size(config, issue)
+                built = pipeline.build(config, store, issue, now)
+            except StoreError:
+                raise  # may clear up by itself (a lock): reported, never cached
+            except DigestError as exc:
+                # A broken template or subscriber row: the page keeps its week
+                # switcher while it shows the error in place of the message.
+                return Preview(
+                    issue_key=issue.key,
+                    weeks=tuple(str(w) for w in available),
+                    variants=(),
+                    subscribers=(),
+                    warnings=tuple(warnings),
+                    error=str(exc),
+                    title=config.digest.title,
+                )
         settings = pipeline.compose_settings(config, built.date)
         firsts: dict[str, Subscriber] = {}
         for sub, v in built.audience.assignments:

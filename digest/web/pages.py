@@ -151,10 +151,12 @@ def _switcher(preview: Preview, week: str | None, choice: Choice, view: str) -> 
         f'<button type="submit" name="view" value="{key}" aria-pressed="{str(key == view).lower()}">{label}</button>'
         for key, label in VIEWS.items()
     )
+    # An issue that failed to build has nothing to choose from: no empty select.
+    show = f'<label>Show <select name="who">{who}</select></label>\n' if who else ""
     return (
         '<form id="switcher" method="get" action="/">\n'
         f'<label>Week <select name="week">{_options(weeks, week or "")}</select></label>\n'
-        f'<label>Show <select name="who">{who}</select></label>\n'
+        f"{show}"
         f'<input type="hidden" name="view" value="{_e(view)}">\n'
         '<button class="go secondary" type="submit">Show</button>\n'
         f'<span class="views" role="group" aria-label="View">{views}</span>\n'
