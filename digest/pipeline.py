@@ -22,7 +22,17 @@ from digest.compose import ComposeSettings, MessageTemplate, Recipient
 from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
 from digest.errors import BusyError, DigestError
-from digest.models import Delivery, Entry, IsoWeek, Issue, Outgoing, Rendered, SourceResult, Subscriber
+from digest.models import (
+    Delivery,
+    Entry,
+    IsoWeek,
+    Issue,
+    Outgoing,
+    Rendered,
+    SourceResult,
+    Subscriber,
+    SubscriberStatus,
+)
 from digest.render import Renderer, RenderSettings, variant_key
 from digest.send import MaildirSender, SendEvent, SendReport, make_sender
 from digest.sources import gather
@@ -303,7 +313,12 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
     missing = {v: selection(s, issue) for s, v in aud.assignments if v is not None and v not in variants}
     if missing:
         # A subscriber who joined after the freeze: render their variant from the frozen issue.
-        variants.update(renderer_for(config).variants(issue, [sel or frozenset() for sel in missing.values()]))
+        extra = renderer_for(config).variants(issue, [sel or frozenset() for sel in missing.values()])
+        # Stored like the first ones: re-runs send the same bytes and the web version exists.
+        store.add_variants(issue.key, list(extra.values()))
+        frozen = store.frozen_issue(issue.key)
+        assert frozen is not None
+        variants = {r.variant: r for r in frozen.variants}
     return Built(issue, variants, aud, frozen.frozen_at, aud.problems)
 
 
@@ -334,7 +349,7 @@ class _MemoryLedger:
 
 
 class _StillSubscribed:
-    """``should_send`` for the sender: drops anyone who unsubscribed mid-send.
+    """``should_send`` for the sender: drops anyone who unsubscribed (or bounced) mid-send.
 
     The unsubscribed set is re-read every ``every`` messages or ``interval``
     seconds, whichever comes first, so the cost stays one query per batch
@@ -353,16 +368,20 @@ class _StillSubscribed:
         self.store, self.issue_key, self.clock, self.every = store, issue_key, clock, every
         self.interval = interval
         self.seen = 0
-        self.gone = store.unsubscribed()
+        self.gone = self._inactive()
         self.read_at = time.monotonic()
+
+    def _inactive(self) -> dict[str, SubscriberStatus]:
+        return {e: st for e, st in self.store.subscriber_status().items() if st is not SubscriberStatus.ACTIVE}
 
     def __call__(self, msg: Outgoing) -> bool:
         self.seen += 1
         if self.seen % self.every == 0 or time.monotonic() - self.read_at >= self.interval:
             self.read_at = time.monotonic()
-            self.gone = self.store.unsubscribed()
-        if msg.recipient.lower() in self.gone:
-            self.store.mark_skipped(self.issue_key, msg.recipient, self.clock(), "unsubscribed")
+            self.gone = self._inactive()
+        status = self.gone.get(msg.recipient.lower())
+        if status is not None:
+            self.store.mark_skipped(self.issue_key, msg.recipient, self.clock(), str(status))
             return False
         return True
 

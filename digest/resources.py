@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from importlib import resources
 from pathlib import Path
 
@@ -13,7 +14,11 @@ def packaged_templates() -> Path:
     checkout = Path(digest.__file__).resolve().parent.parent / "templates"
     if checkout.is_dir():
         return checkout
-    return Path(str(resources.files("digest._templates")))
+    # A folder without __init__.py is a namespace package: ask the import system where it is.
+    spec = importlib.util.find_spec("digest._templates")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the packaged templates (digest._templates) are missing from this installation")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def demo_data() -> Path:

@@ -225,7 +225,6 @@ def test_an_unwritable_out_folder_is_one_line(site: Path) -> None:
     assert "plain-file/out" in one_line(result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="resolve_weeks raises ValueError for a --since after the current week")
 def test_since_in_the_future_is_a_usage_error(site: Path) -> None:
     result = CliRunner().invoke(cli, ["build", "--since", "2999-01-01", "--out", "out"])
     assert result.exit_code == 2

@@ -324,7 +324,6 @@ def test_reports_print_names_and_titles_verbatim(tmp_path: Path, monkeypatch: py
     assert "[video] Selectors" in flat and "a[href]" in flat and "Closing tags [/] in" in flat
 
 
-@pytest.mark.xfail(strict=True, reason="cli.base.handle_errors renders the error message as console markup")
 def test_error_messages_print_verbatim(site: Path) -> None:
     result = invoke("entries", "--source", "[/] a[href]")
     assert result.exit_code == 2

@@ -250,6 +250,19 @@ def test_freeze_issue_keeps_the_first(any_store: Store) -> None:
     assert any_store.frozen_issue("2018-W03") is None
 
 
+def test_add_variants_keeps_existing_and_appends_new(any_store: Store) -> None:
+    first = [rendered("2018-W02", "all", "First")]
+    any_store.freeze_issue("2018-W02", "{}", first, NOW)
+    late = [rendered("2018-W02", "all", "Changed"), rendered("2018-W02", "policy", "Late")]
+    assert any_store.add_variants("2018-W02", late) == 1
+    assert any_store.add_variants("2018-W02", late) == 0
+    frozen = any_store.frozen_issue("2018-W02")
+    assert frozen is not None
+    assert frozen.variants == (first[0], late[1])
+    with pytest.raises(ValueError, match="not frozen"):
+        any_store.add_variants("2018-W09", late)
+
+
 # --- subscribers' status --------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from digest import pipeline
 from digest.config import Config, find_config, load_config
@@ -41,7 +43,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except DigestError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+            err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
             sys.exit(exc.exit_code)
 
     return wrapper
@@ -76,6 +78,9 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Weekly themed email digests from web listings and feeds."""
+    # Warnings from deep inside (a lock taken over, a clipped issue) reach stderr as one line each.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     ctx.obj = Context(find_config(config_path))
 
 
@@ -106,4 +111,8 @@ def week_options(fn: Callable[P, R]) -> Callable[P, R]:
 def weeks_from(config: Config, week: str | None, since: str | None) -> tuple[IsoWeek, ...]:
     if week and since:
         raise ConfigError("--week and --since exclude each other")
-    return pipeline.resolve_weeks(config, utcnow(), week=parse_week(week), since=parse_date(since, "--since"))
+    day = parse_date(since, "--since")
+    now = utcnow()
+    if day is not None and day > now.astimezone(config.digest.tz).date():
+        raise ConfigError(f"--since: {day} is in the future")
+    return pipeline.resolve_weeks(config, now, week=parse_week(week), since=day)

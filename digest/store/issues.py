@@ -72,6 +72,36 @@ class IssuesMixin(StoreBase):
                 )
         return True
 
+    def add_variants(self, key: str, variants: Sequence[Rendered]) -> int:
+        """Store variants a frozen issue lacks (a subscriber who joined after the freeze).
+
+        Variants already stored are kept as they are: the first rendering wins.
+        Returns how many were added.
+        """
+        with self._write() as conn:
+            if conn.execute(select(t_issues.c.key).where(t_issues.c.key == key)).first() is None:
+                raise ValueError(f"issue {key} is not frozen")
+            have = {
+                row.variant: row.position
+                for row in conn.execute(
+                    select(t_variants.c.variant, t_variants.c.position).where(t_variants.c.issue_key == key)
+                )
+            }
+            fresh = [v for v in dict((v.variant, v) for v in variants).values() if v.variant not in have]
+            start = max(have.values(), default=-1) + 1
+            for i, v in enumerate(fresh):
+                stmt = upsert_into(conn, t_variants).values(
+                    issue_key=key,
+                    variant=v.variant,
+                    position=start + i,
+                    themes=json.dumps(list(v.themes), ensure_ascii=False),
+                    subject=v.subject,
+                    html=v.html,
+                    text=v.text,
+                )
+                conn.execute(stmt.on_conflict_do_nothing(index_elements=[t_variants.c.issue_key, t_variants.c.variant]))
+        return len(fresh)
+
     def frozen_issue(self, key: str) -> FrozenIssue | None:
         """The issue frozen under ``key``, or None."""
         with self._read() as conn:
