@@ -1,0 +1,240 @@
+"""``python -m bench``: run every benchmark once, print the table, write ``bench/results.json``.
+
+``--n 1000`` is the quick run (one send size, fewer feeds, repeats and
+variants); without it the full run sends to 1k, 10k and 100k subscribers.
+Ratios compare figures measured in this same run. See BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import fetch, render, send, workload
+from bench.report import Figure, machine, table, write_results
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repeats of one run."""
+
+    sizes: tuple[int, ...]
+    repeats: dict[int, int]
+    naive_messages: int
+    naive_repeats: int
+    raw_repeats: int
+    latency_one: int
+    latency_many: int
+    latency_repeats: int
+    feeds: int
+    fetch_repeats: int
+    r2e_second: bool
+    build_repeats: int
+    variants: int
+    what_if_batch: int
+
+
+def plan_for(n: int | None) -> Plan:
+    if n is not None:
+        return Plan((n,), {n: 2}, 25, 1, 3, 60, 600, 1, 30, 1, False, 1, 60, 16)
+    return Plan(
+        (1_000, 10_000, 100_000), {1_000: 3, 10_000: 2, 100_000: 1}, 60, 3, 3, 150, 2000, 2, 200, 3, True, 3, 1000, 16
+    )
+
+
+def say(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def bench_send(root: Path, plan: Plan, figures: list[Figure]) -> None:
+    folder = workload.send_folder(root)
+    template = workload.fetched_template(folder)
+    by_n: dict[int, Figure] = {}
+    with send.Sink() as sink:
+        for n in plan.sizes:
+            rate = Figure(f"digest send {n:,}", "msg/s", note="pipeline.send_issue end to end, 4 connections")
+            steady = Figure(f"digest send {n:,} steady", "msg/s", note="first to last message (no prepare)")
+            mem = Figure(f"digest send {n:,} peak RSS", "MB", note="ru_maxrss of the sending process")
+            for _ in range(plan.repeats[n]):
+                send.prepared(folder, template, n, sink.port, 4)
+                before = sink.count()
+                r = send.run_child("digest", folder)
+                got = sink.count() - before
+                if r["sent"] != n or got != n:
+                    raise RuntimeError(f"digest send {n}: sent {r['sent']}, the sink took {got}")
+                rate.values.append(r["rate"])
+                steady.values.append(r["steady_rate"])
+                mem.values.append(r["maxrss_mb"])
+                mem.extra["setup_mb"] = r["setup_mb"]
+                rate.extra.setdefault("before_first_s", []).append(r["before_first"])
+                say(f"digest send {n}: {r['rate']:.0f} msg/s ({r['steady_rate']:.0f} steady), {r['maxrss_mb']:.0f} MB")
+            by_n[n] = rate
+            figures += [rate, steady, mem]
+        base_n = 10_000 if 10_000 in by_n else plan.sizes[0]
+        digest_rate = by_n[base_n]
+
+        naive = Figure(
+            "naive send", "msg/s", note="render_full (Jinja2 + premailer) + EmailMessage per message, 1 conn"
+        )
+        send.prepared(folder, template, base_n, sink.port, 1)
+        for _ in range(plan.naive_repeats):
+            r = send.run_child("naive", folder, count=plan.naive_messages)
+            naive.values.append(r["rate"])
+            say(f"naive: {r['rate']:.1f} msg/s")
+        raw = Figure(f"raw limit {base_n:,}", "msg/s", note="pre-built bytes, 4 smtplib connections, pipelined")
+        send.prepared(folder, template, base_n, sink.port, 4)
+        for _ in range(plan.raw_repeats):
+            before = sink.count()
+            r = send.run_child("raw", folder, count=base_n)
+            if sink.count() - before != base_n:
+                raise RuntimeError("raw: the sink did not take every message")
+            raw.values.append(r["rate"])
+            say(f"raw: {r['rate']:.0f} msg/s")
+        figures += [naive, raw]
+        vs_naive = Figure(f"digest send {base_n:,} vs naive", "msg/s", list(digest_rate.values))
+        vs_naive.compare(naive, at_least=25, label=">= 25x naive")
+        vs_raw = Figure(f"digest send {base_n:,} vs raw", "msg/s", list(digest_rate.values))
+        vs_raw.compare(raw, at_least=0.75, label=">= 0.75x raw limit")
+        figures += [vs_naive, vs_raw]
+
+        what_if = Figure(
+            f"what-if: claim batch {plan.what_if_batch}, {base_n:,}",
+            "msg/s",
+            note="SmtpSender(batch=...) instead of make_sender's batch=1; not the shipped code",
+        )
+        send.prepared(folder, template, base_n, sink.port, 4)
+        r = send.run_child("digest", folder, claim_batch=plan.what_if_batch)
+        what_if.values.append(r["rate"])
+        what_if.extra["steady_rate"] = r["steady_rate"]
+        what_if.compare(raw)
+        figures.append(what_if)
+        say(f"what-if batch {plan.what_if_batch}: {r['rate']:.0f} msg/s ({r['steady_rate']:.0f} steady)")
+
+        if len(plan.sizes) > 1:
+            lo, hi = plan.sizes[0], plan.sizes[-1]
+
+            def fig(name: str) -> Figure:
+                return next(f for f in figures if f.name == name)
+
+            flat = Figure(f"scaling steady {hi:,} vs {lo:,}", "msg/s", list(fig(f"digest send {hi:,} steady").values))
+            flat.compare(fig(f"digest send {lo:,} steady"), at_least=0.9, label=">= 0.9 (flat)")
+            whole = Figure(f"scaling end to end {hi:,} vs {lo:,}", "msg/s", list(by_n[hi].values))
+            whole.compare(by_n[lo])
+            per_sub = (fig(f"digest send {hi:,} peak RSS").median - fig(f"digest send {lo:,} peak RSS").median) * 1024
+            growth = Figure(
+                "peak RSS growth per subscriber", "KB", [per_sub / (hi - lo)], note="(RSS@max - RSS@min) / dN"
+            )
+            figures += [flat, whole, growth]
+        for n in plan.sizes:
+            prep = Figure(f"before the first message, {n:,}", "s", list(by_n[n].extra["before_first_s"]))
+            prep.note = "prepare: audience, freeze, render variants, plan the ledger"
+            figures.append(prep)
+
+    with send.Sink(delay=0.01) as slow:
+        one = Figure("latency 10ms: 1 connection", "msg/s", note="steady rate; sink waits 10 ms per reply")
+        many = Figure("latency 10ms: 16 connections", "msg/s", note="steady rate")
+        for _ in range(plan.latency_repeats):
+            send.prepared(folder, template, plan.latency_one, slow.port, 1)
+            r = send.run_child("digest", folder)
+            one.values.append(r["steady_rate"])
+            send.prepared(folder, template, plan.latency_many, slow.port, 16)
+            r16 = send.run_child("digest", folder)
+            many.values.append(r16["steady_rate"])
+            say(f"latency: 1 conn {r['steady_rate']:.1f} msg/s, 16 conns {r16['steady_rate']:.1f} msg/s")
+        many.compare(one, at_least=12, label=">= 12x 1 connection")
+        figures += [one, many]
+        send.prepared(folder, template, plan.latency_many, slow.port, 16)
+        r = send.run_child("digest", folder, claim_batch=plan.what_if_batch)
+        what_if = Figure(f"what-if: claim batch {plan.what_if_batch}, latency 16 conns", "msg/s", [r["steady_rate"]])
+        what_if.compare(one)
+        figures.append(what_if)
+        say(f"latency what-if batch {plan.what_if_batch}: 16 conns {r['steady_rate']:.1f} msg/s")
+
+
+def bench_fetch(root: Path, plan: Plan, figures: list[Figure]) -> None:
+    first = Figure(f"digest fetch {plan.feeds} feeds, first", "s", note="whole process; 200 ms per response")
+    again = Figure(f"digest fetch {plan.feeds} feeds, all 304", "s", note="whole process")
+    r2e_first = Figure(f"rss2email {fetch.R2E_VERSION} run, first", "s", note="whole process, mails to the sink")
+    r2e_again = Figure(f"rss2email {fetch.R2E_VERSION} run, all 304", "s", note="whole process")
+    with fetch.FeedServer(plan.feeds, 50, 0.2) as server, send.Sink() as sink:
+        for _ in range(plan.fetch_repeats):
+            folder = fetch.digest_folder(root, server, plan.feeds)
+            t, statuses = fetch.time_digest_fetch(folder)
+            if statuses.get("ok") != plan.feeds or fetch.stored_entries(folder) != plan.feeds * 50:
+                raise RuntimeError(f"digest fetch: {statuses}")
+            first.values.append(t)
+            t2, statuses2 = fetch.time_digest_fetch(folder)
+            if statuses2.get("not_modified") != plan.feeds:
+                raise RuntimeError(f"digest fetch, second time: {statuses2}, not all not_modified")
+            again.values.append(t2)
+            again.extra["statuses"] = statuses2
+            say(f"digest fetch: first {t:.2f} s, all-304 {t2:.2f} s {statuses2}")
+        config, data = fetch.r2e_folder(root, server, plan.feeds, sink.port)
+        before = sink.count()
+        r2e_first.values.append(fetch.time_r2e_run(config, data))
+        r2e_first.extra["mails"] = sink.count() - before
+        say(f"r2e first: {r2e_first.values[-1]:.1f} s, {r2e_first.extra['mails']} mails")
+        if plan.r2e_second:
+            r2e_again.values.append(fetch.time_r2e_run(config, data))
+            say(f"r2e all-304: {r2e_again.values[-1]:.1f} s")
+    speed = Figure("rss2email first / digest first", "x", [r2e_first.median / first.median])
+    speed.target = ">= 5x"
+    speed.met = speed.values[0] >= 5
+    figures += [first, again, r2e_first] + ([r2e_again] if r2e_again.values else []) + [speed]
+
+
+def bench_render(root: Path, plan: Plan, figures: list[Figure]) -> None:
+    folder = render.sample_folder(root)
+    build = Figure("digest build sample (process)", "s", note=f"digest build --week {render.SAMPLE_WEEK}")
+    per = Figure("digest build per variant", "s")
+    for _ in range(plan.build_repeats):
+        t, variants = render.time_build(folder)
+        build.values.append(t)
+        per.values.append(t / max(variants, 1))
+        build.extra["variants"] = variants
+    say(f"build: {build.median:.2f} s, {build.extra['variants']} variants")
+    t, got = render.time_variants(plan.variants)
+    many = Figure(f"render {got} variants of 10 themes", "s", [t])
+    each = Figure("render one variant (of 10 themes)", "ms", [t / got * 1000])
+    say(f"variants: {got} in {t:.1f} s")
+    figures += [build, per, many, each]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--n", type=int, help="quick run: send to this many subscribers only")
+    parser.add_argument("--only", choices=("send", "fetch", "render"), action="append", help="run just these parts")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    args = parser.parse_args()
+    plan = plan_for(args.n)
+    parts = args.only or ["send", "fetch", "render"]
+    meta = machine()
+    meta.update(
+        mode="quick" if args.n else "full",
+        plan=plan.__dict__ | {"repeats": {str(k): v for k, v in plan.repeats.items()}},
+    )
+    say(f"{meta['cpus']} x {meta['model']}, Python {meta['python']}, load {meta['loadavg_at_start']}")
+    figures: list[Figure] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
+        root = Path(tmp)
+        if "send" in parts:
+            bench_send(root, plan, figures)
+        if "fetch" in parts:
+            bench_fetch(root, plan, figures)
+        if "render" in parts:
+            bench_render(root, plan, figures)
+    meta["wall_s"] = time.perf_counter() - started
+    meta["loadavg_at_end"] = list(os.getloadavg())
+    print(table(figures))
+    write_results(args.out, figures, meta)
+    say(f"done in {meta['wall_s']:.0f} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The benchmark modules import, and their servers work (no timing is asserted)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import smtplib
+import urllib.error
+import urllib.request
+
+import pytest
+
+from bench import fetch, render, report, send, workload
+
+
+def test_sink_takes_messages_and_counts_them() -> None:
+    body = b"Subject: hi\r\n\r\n.starts with a dot\r\n" + b"x" * 70_000 + b"\r\nend\r\n"
+    with send.Sink() as sink:
+        smtp = smtplib.SMTP("127.0.0.1", sink.port, local_hostname="example.org")
+        assert smtp.has_extn("pipelining") or smtp.ehlo()[0] == 250
+        assert smtp.has_extn("pipelining")
+        smtp.sendmail("a@example.org", ["b@example.org"], body)
+        smtp.sendmail("a@example.org", ["c@example.org"], b"")
+        assert smtp.rset()[0] == 250
+        smtp.quit()
+        assert sink.count() == 2
+
+
+def test_feed_server_answers_304_to_its_etag() -> None:
+    with fetch.FeedServer(2, 3, 0.0) as server:
+        with urllib.request.urlopen(server.url(1)) as resp:
+            etag = resp.headers["ETag"]
+            assert b"<item>" in resp.read()
+        request = urllib.request.Request(server.url(1), headers={"If-None-Match": etag})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request)
+        assert err.value.code == 304
+        assert server.counts() == (1, 1)
+
+
+def test_generated_feed_parses_into_themed_entries() -> None:
+    from digest.models import Source, SourceKind
+    from digest.sources.feed import parse_feed
+
+    start = dt.datetime(2018, 1, 8, tzinfo=dt.UTC)
+    data = workload.rss_feed("f", 8, start=start, themes=workload.THEMES, paragraphs=1)
+    entries = parse_feed(
+        Source("f", SourceKind.FEED, "https://example.org/f"),
+        data,
+        "application/rss+xml",
+        "https://example.org/f",
+        dt.UTC,
+    )
+    assert len(entries) == 8
+    assert {t for e in entries for t in e.tags} == set(workload.THEMES)
+
+
+def test_report_statuses_reads_the_fetch_table() -> None:
+    text = "│ Feed 0 │ 0 │ 0 │ 0 │ not_modified │ 0.2s │\n│ Feed 1 │ 50 │ 0 │ 0 │ ok │ 0.3s │\n9 new; 1 failed\n"
+    assert fetch.report_statuses(text) == {"not_modified": 1, "ok": 1}
+
+
+def test_selections_are_distinct_and_table_prints_ratios() -> None:
+    names = tuple("abcdefghij")
+    chosen = render.selections(names, 1000)
+    assert len(set(chosen)) == 1000 and all(0 < len(s) < 10 for s in chosen)
+    base = report.Figure("base", "msg/s", [1.0, 2.0, 3.0])
+    fig = report.Figure("fast", "msg/s", [50.0, 60.0])
+    fig.compare(base, at_least=25)
+    assert fig.ratio == 27.5 and fig.met
+    assert "27.5x" in report.table([base, fig])
