@@ -1,0 +1,40 @@
+"""Fetch every source and record what it gave in the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from digest.config import Config
+from digest.models import (
+    SourceResult,
+)
+from digest.sources import gather
+from digest.store import FetchCounts, Store
+
+log = logging.getLogger(__name__)
+
+
+def open_store(config: Config) -> Store:
+    return Store.open(config.digest.database)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLine:
+    """One source's outcome and what the store made of it."""
+
+    result: SourceResult
+    counts: FetchCounts
+
+
+def fetch_all(
+    config: Config,
+    store: Store,
+    now: dt.datetime,
+    progress: Callable[[SourceResult], None] | None = None,
+) -> list[FetchLine]:
+    """Gather every source and record each result; one bad source never blocks the rest."""
+    results = gather(config.sources, store.source_states(), config.fetch, config.digest.tz, progress=progress)
+    return [FetchLine(r, store.record_fetch(r, now)) for r in results]
