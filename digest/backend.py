@@ -36,7 +36,7 @@ class LocalBackend:
         self.default_week = default_week
         self._lock = threading.Lock()
         # The page, its iframe and the .eml link each ask for the same preview.
-        self._cache: dict[tuple[str | None, str], Preview] = {}
+        self._cache: dict[tuple[str | None, str, tuple[int, int]], Preview] = {}
 
     def config(self) -> Config:
         return load_config(self.config_path)
@@ -46,7 +46,8 @@ class LocalBackend:
         week = week or self.default_week
         try:
             with self._lock:
-                key = (week, self.fingerprint())
+                # The next issue moves on at each week boundary, edits or not.
+                key = (week, self.fingerprint(), _utcnow().isocalendar()[:2])
                 if key not in self._cache:
                     self._cache = {key: self._preview(week)}
                 return self._cache[key]
@@ -124,7 +125,7 @@ class LocalBackend:
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         try:
-            h.update(str(self._entry_count()).encode())
+            h.update(self._entries_version().encode())
             config = self.config()
             paths = [self.config_path, *self._files(config.templates_dir), *self._files(config.subscribers_dir)]
         except DigestError:
@@ -137,9 +138,9 @@ class LocalBackend:
             h.update(f"{path}:{st.st_mtime_ns}:{st.st_size};".encode())
         return h.hexdigest()[:16]
 
-    def _entry_count(self) -> int:
+    def _entries_version(self) -> str:
         with pipeline.open_store(self.config()) as store:
-            return store.entry_count()
+            return store.entries_version()
 
     @staticmethod
     def _files(folder: Path) -> Iterator[Path]:

@@ -137,6 +137,9 @@ def test_record_fetch_twice_adds_nothing(any_store: Store) -> None:
 
 def test_changed_content_updates_in_place(any_store: Store) -> None:
     any_store.record_fetch(ok(entry("a", summary="old"), entry("b")), NOW)
+    version = any_store.entries_version()
+    any_store.record_fetch(ok(entry("a", summary="old"), entry("b")), NOW + dt.timedelta(hours=1))
+    assert any_store.entries_version() == version  # nothing changed, nothing to rebuild
     changed = entry("a", summary="new words", title="Better title", tags=("policy",))
     later = NOW + dt.timedelta(days=1)
     counts = any_store.record_fetch(ok(changed, entry("b")), later)
@@ -145,6 +148,7 @@ def test_changed_content_updates_in_place(any_store: Store) -> None:
     (a,) = any_store.entries(source="cyber", until=NOW + dt.timedelta(seconds=1))[:1]
     assert (a.id, a.title, a.summary, a.tags) == ("a", "Better title", "new words", ("policy",))
     assert a.first_seen == NOW  # kept from the first sighting
+    assert any_store.entries_version() != version
 
 
 def test_entries_round_trip_exactly(any_store: Store) -> None:

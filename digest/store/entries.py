@@ -209,6 +209,14 @@ class EntriesMixin(StoreBase):
         with self._read() as conn:
             return [_entry_from_row(row) for row in conn.execute(query)]
 
+    def entries_version(self) -> str:
+        """Changes whenever an entry is added or updated: count and latest update."""
+        with self._read() as conn:
+            count, latest = conn.execute(
+                select(func.count(), func.max(t_entries.c.updated_at)).select_from(t_entries)
+            ).one()
+        return f"{count}:{latest.isoformat() if latest else '-'}"
+
     def entry_count(self) -> int:
         """How many entries are stored."""
         with self._read() as conn:
