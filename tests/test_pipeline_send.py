@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from digest import pipeline
-from digest.models import Delivery, IsoWeek
+from digest.models import Delivery, IsoWeek, SubscriberStatus
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import DISCONNECT_AFTER_DOT, SmtpServer
 
@@ -170,6 +170,29 @@ def test_smtp_faults_retry_the_temporary_and_report_the_permanent(tmp_path: Path
     assert again.returncode == 0, again.stdout + again.stderr
     assert smtp_server.count("RCPT", refused) == 1
     assert set(ws.per_recipient(smtp_server.messages).values()) == {1}
+
+
+def test_a_mailbox_that_does_not_exist_is_marked_bounced_and_skipped_later(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    people = ws.rows(6)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1))
+    gone, blocked = "r000@example.org", "r001@example.org"
+    smtp_server.inject("RCPT", 550, recipient=gone, text="5.1.1 <r000@example.org>: user unknown")
+    smtp_server.inject("RCPT", 550, recipient=blocked, text="5.7.1 message refused as spam")
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        pipeline.send_issue(config, store, W02, clock=clock)
+        status = store.subscriber_status()
+        assert status.get(gone) is SubscriberStatus.BOUNCED
+        assert status.get(blocked, SubscriberStatus.ACTIVE) is SubscriberStatus.ACTIVE  # policy, not a bounce
+        issue = pipeline.make_issue(config, store, (IsoWeek(2018, 1),))
+        listed = {s.email for s, _ in pipeline.audience(config, store, issue).assignments}
+        week_one = pipeline.send_issue(config, store, (IsoWeek(2018, 1),), clock=clock)
+    assert gone not in listed and blocked in listed
+    assert week_one.report.sent > 0
+    assert smtp_server.count("RCPT", gone) == 1  # never asked for again
 
 
 def test_summary_counts_a_permanent_refusal_as_failed(tmp_path: Path, smtp_server: SmtpServer) -> None:

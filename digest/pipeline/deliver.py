@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -247,9 +248,32 @@ def send_issue(
             progress=on_event,
         )
         unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
+        mark_bounces(store, key, clock())
         return SendSummary(key, planned, len(due), built.audience.no_match, report, built.warnings, unknown)
     finally:
         store.release_lock(SEND_LOCK, owner)
+
+
+#: A permanent refusal that says the mailbox does not exist (RFC 3463 5.1.x), not a policy block.
+_NO_SUCH_MAILBOX = re.compile(
+    r"\b5\.1\.[0-9]{1,3}\b|user unknown|unknown (user|recipient)|no such (user|mailbox|recipient)|does not exist",
+    re.IGNORECASE,
+)
+
+
+def mark_bounces(store: Store, issue_key: str, now: dt.datetime) -> list[str]:
+    """Mark subscribers bounced whose address the server said does not exist.
+
+    Later issues skip them; a spam or policy refusal (also a 550) is not a bounce.
+    """
+    bounced = [
+        row.email
+        for row in store.deliveries(issue_key, Delivery.FAILED_PERMANENT)
+        if row.last_code in (550, 551, 553) and _NO_SUCH_MAILBOX.search(row.last_error or "")
+    ]
+    for email in bounced:
+        store.set_status(email, SubscriberStatus.BOUNCED, now, f"bounce: issue {issue_key}")
+    return bounced
 
 
 def _dry_run(
