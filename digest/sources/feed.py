@@ -27,7 +27,7 @@ from digest.errors import ParseError
 from digest.models import Author, Entry, Source
 from digest.sources.dates import parse_date
 from digest.sources.ids import IdInput, assign_ids, is_url
-from digest.sources.text import collapse, decode, derive_title, html_to_text
+from digest.sources.text import collapse, decode, headline, html_to_text
 
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
 _XML_ENCODING = re.compile(r"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])[^\"']*", re.I)
@@ -221,9 +221,7 @@ def _draft(
     published: dt.datetime | None,
     tags: Iterable[str],
 ) -> Entry:
-    derived = not title
-    if derived:
-        title = derive_title(summary) if summary else (link or "Untitled")
+    title, derived = headline(title, summary, link or "Untitled")
     return Entry(
         id="",
         source=source.name,

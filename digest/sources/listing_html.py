@@ -32,7 +32,7 @@ from digest.models import Entry, Source
 from digest.sources.dates import parse_date
 from digest.sources.ids import IdInput, assign_ids, is_url
 from digest.sources.listing_text import parse_author
-from digest.sources.text import collapse, derive_title
+from digest.sources.text import collapse, headline
 
 _HEADINGS = CSSSelector("h1, h2, h3, h4, h5, h6")
 _ANCHORS = CSSSelector("a[href]")
@@ -146,9 +146,7 @@ def _entry(
     authors = tuple(parse_author(t) for el in sel["author"](item) if (t := _text(el))) if "author" in sel else ()
     if not (title or summary or link):
         return None
-    derived = not title
-    if derived:
-        title = derive_title(summary) if summary else (link or "")
+    title, derived = headline(title, summary, link or "")
     return Entry(
         id="",
         source=source.name,

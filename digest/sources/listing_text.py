@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo
 from digest.models import Author, Entry, Source
 from digest.sources.dates import parse_date_line
 from digest.sources.ids import IdInput, assign_ids, is_url
-from digest.sources.text import clean_line, collapse, derive_title, words
+from digest.sources.text import clean_line, collapse, headline, words
 
 _PARTICLES = words("van von der den de del della da di du la le bin binti al el ibn dos das ter ten")
 _NOT_NAMES = words("read more continue reading share comments click here next previous back top home")
@@ -195,10 +195,7 @@ def parse_text_listing(source: Source, text: str, tz: ZoneInfo, base_url: str | 
     drafts: list[Entry] = []
     for rec in records:
         summary = rec.summary
-        title = rec.title
-        derived = not title
-        if derived:
-            title = derive_title(summary) if summary else rec.published.strftime("%d %B %Y").lstrip("0")
+        title, derived = headline(rec.title, summary, rec.published.strftime("%d %B %Y").lstrip("0"))
         drafts.append(
             Entry(
                 id="",

@@ -151,6 +151,13 @@ def first_sentence(text: str) -> str:
     return text.strip()
 
 
+def headline(title: str, summary: str, fallback: str) -> tuple[str, bool]:
+    """The entry's title, or one derived from its summary (else ``fallback``); and whether it was derived."""
+    if title:
+        return title, False
+    return (derive_title(summary) if summary else fallback), True
+
+
 def derive_title(summary: str, limit: int = 90) -> str:
     """A headline for an entry without one, made from its summary.
 
