@@ -32,7 +32,7 @@ from digest.backend import LocalBackend
 from digest.config import load_config
 from digest.scaffold import scaffold
 from digest.web import create_app
-from tests.test_web import running
+from tests.fixtures.web_server import running
 from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS
 
 UPDATE_SCREENSHOTS = os.environ.get("DIGEST_UPDATE_SCREENSHOTS") == "1"

@@ -7,17 +7,11 @@ loopback; state is the folder's SQLite file.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from digest import pipeline, subscribers
 from digest.backend import LocalBackend
@@ -28,6 +22,7 @@ from digest.store import Store
 from digest.web import create_app
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import SmtpServer
+from tests.fixtures.web_server import running
 
 W02 = (IsoWeek(2018, 2),)
 
@@ -36,26 +31,6 @@ W02 = (IsoWeek(2018, 2),)
 def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
     # LocalBackend reads the config (and so the secret) from the environment.
     monkeypatch.setenv("DIGEST_SECRET", ws.SECRET)
-
-
-@contextlib.contextmanager
-def running(app: Starlette) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15  # a guard against hanging, not a speed check
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def unsubscribe_during_send(

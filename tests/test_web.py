@@ -6,20 +6,17 @@ records what it was asked to do.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
 from digest.errors import ConfigError, StoreError, SubscriberError
 from digest.web import Preview, PreviewSubscriber, PreviewVariant, create_app
 from digest.web.forms import form_fields, is_one_click
 from digest.web.pages import mask_email
+from tests.fixtures.web_server import running
 
 TITLE = "Cyber Weekly"
 
@@ -108,26 +105,6 @@ class FakeBackend:
             self.previews[None] = preview
             self.previews[preview.issue_key] = preview
             self.fp = fingerprint
-
-
-@contextlib.contextmanager
-def running(app: Starlette) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yields the base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15  # a guard against hanging, not a speed check
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

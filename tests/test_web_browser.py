@@ -11,7 +11,8 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from digest.web import create_app
-from tests.test_web import TITLE, FakeBackend, running, sample_preview
+from tests.fixtures.web_server import running
+from tests.test_web import TITLE, FakeBackend, sample_preview
 
 pytestmark = pytest.mark.browser
 
