@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, func, or_, select, update
 
 from digest.errors import StoreError
 from digest.models import Delivery
@@ -68,6 +68,52 @@ def _due(now: dt.datetime, include_unknown: bool) -> ColumnElement[bool]:
         or_(c.next_attempt.is_(None), c.next_attempt <= now),
     )
     return or_(c.state.in_(states), retry)
+
+
+def _due_bound() -> ColumnElement[bool]:
+    """``_due`` with the states and the time as bound parameters, for prebuilt statements."""
+    c = t_deliveries.c
+    retry = and_(
+        c.state == Delivery.FAILED_TEMPORARY.value,
+        or_(c.next_attempt.is_(None), c.next_attempt <= bindparam("b_now")),
+    )
+    return or_(c.state.in_(bindparam("b_states", expanding=True)), retry)
+
+
+def _states(include_unknown: bool) -> list[str]:
+    return [Delivery.PENDING.value] + ([Delivery.UNKNOWN.value] if include_unknown else [])
+
+
+# The hot path runs these once or twice per message: built once, so each call only binds values
+# (building the expression trees anew cost more than the UPDATE itself).
+_c = t_deliveries.c
+_CLAIM = (
+    update(t_deliveries)
+    .where(_c.issue_key == bindparam("b_key"), _c.email == bindparam("b_email"), _due_bound())
+    .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
+)
+_CLAIM_MANY = (
+    update(t_deliveries)
+    .where(_c.issue_key == bindparam("b_key"), _c.email.in_(bindparam("b_emails", expanding=True)), _due_bound())
+    .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
+    .returning(_c.email)
+)
+_SENT_VALUES: dict[str, Any] = {
+    "state": Delivery.SENT.value,
+    "next_attempt": None,
+    "last_error": None,
+    "updated_at": bindparam("b_now"),
+}
+_MARK_SENT = (
+    update(t_deliveries)
+    .where(_c.issue_key == bindparam("b_key"), _c.email == bindparam("b_email"))
+    .values(**_SENT_VALUES)
+)
+_MARK_SENT_MANY = (
+    update(t_deliveries)
+    .where(_c.issue_key == bindparam("b_key"), _c.email.in_(bindparam("b_emails", expanding=True)))
+    .values(**_SENT_VALUES)
+)
 
 
 def _one(issue_key: str, email: str) -> ColumnElement[bool]:
@@ -124,31 +170,21 @@ class LedgerMixin(StoreBase):
         False if the row is missing, done, claimed by another run, or not due yet.
         ``unknown`` rows are claimable only with ``include_unknown``.
         """
-        c = t_deliveries.c
-        stmt = (
-            update(t_deliveries)
-            .where(_one(issue_key, email), _due(now, include_unknown))
-            .values(state=Delivery.CLAIMED.value, attempts=c.attempts + 1, updated_at=now)
-        )
+        params = {"b_key": issue_key, "b_email": email, "b_now": now, "b_states": _states(include_unknown)}
         with self._write() as conn:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(_CLAIM, params).rowcount == 1
 
     def claim_many(
         self, issue_key: str, emails: Iterable[str], now: dt.datetime, *, include_unknown: bool = False
     ) -> list[str]:
         """``claim`` for many rows at once; returns the addresses claimed, in the given order."""
         wanted = list(dict.fromkeys(emails))
-        c = t_deliveries.c
         won: set[str] = set()
+        states = _states(include_unknown)
         with self._write() as conn:
             for batch in chunked(wanted, _IN_CHUNK):
-                stmt = (
-                    update(t_deliveries)
-                    .where(c.issue_key == issue_key, c.email.in_(batch), _due(now, include_unknown))
-                    .values(state=Delivery.CLAIMED.value, attempts=c.attempts + 1, updated_at=now)
-                    .returning(c.email)
-                )
-                won.update(conn.execute(stmt).scalars())
+                params = {"b_key": issue_key, "b_emails": list(batch), "b_now": now, "b_states": states}
+                won.update(conn.execute(_CLAIM_MANY, params).scalars())
         return [e for e in wanted if e in won]
 
     def _not_planned(self, issue_key: str, email: str) -> StoreError:
@@ -170,27 +206,18 @@ class LedgerMixin(StoreBase):
         """The server accepted the message."""
         utc_text(now)
         with self._write() as conn:
-            stmt = (
-                update(t_deliveries)
-                .where(_one(issue_key, email))
-                .values(state=Delivery.SENT.value, next_attempt=None, last_error=None, updated_at=now)
-            )
-            if conn.execute(stmt).rowcount == 0:
+            if conn.execute(_MARK_SENT, {"b_key": issue_key, "b_email": email, "b_now": now}).rowcount == 0:
                 raise self._not_planned(issue_key, email)
 
     def mark_sent_many(self, issue_key: str, emails: Iterable[str], now: dt.datetime) -> int:
         """``mark_sent`` for many rows in one transaction; returns how many rows were updated."""
         utc_text(now)
-        c = t_deliveries.c
         done = 0
         with self._write() as conn:
             for batch in chunked(list(dict.fromkeys(emails)), _IN_CHUNK):
-                stmt = (
-                    update(t_deliveries)
-                    .where(c.issue_key == issue_key, c.email.in_(batch))
-                    .values(state=Delivery.SENT.value, next_attempt=None, last_error=None, updated_at=now)
-                )
-                done += conn.execute(stmt).rowcount
+                done += conn.execute(
+                    _MARK_SENT_MANY, {"b_key": issue_key, "b_emails": list(batch), "b_now": now}
+                ).rowcount
         return done
 
     def mark_failed(
