@@ -136,7 +136,8 @@ def test_many_messages_over_several_connections_arrive_exactly_once(smtp_server:
 def test_batched_ledger_claims_in_chunks_and_marks_all_sent(smtp_server: SmtpServer) -> None:
     msgs = [message(i) for i in range(40)] + [message(i, "2018-W03") for i in range(5)]
     ledger = BatchLedger()
-    report = SmtpSender(settings_for(smtp_server), "b@example.org", batch=8).send(msgs, ledger, clock=clock)
+    sender = SmtpSender(settings_for(smtp_server), "b@example.org", batch=8, claim_ahead=True)
+    report = sender.send(msgs, ledger, clock=clock)
 
     assert report.sent == 45
     assert len(smtp_server.messages) == 45

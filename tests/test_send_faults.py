@@ -136,20 +136,25 @@ def test_refused_login_is_one_clear_error_for_the_run(smtp_server_factory: Calla
     assert server.messages == []
 
 
-def test_missing_login_stops_the_run_failing_no_one(smtp_server_factory: Callable[..., SmtpServer]) -> None:
+@pytest.mark.parametrize("claim_ahead", [True, False])
+def test_missing_login_stops_the_run_failing_no_one(
+    smtp_server_factory: Callable[..., SmtpServer], claim_ahead: bool
+) -> None:
     server = smtp_server_factory(auth=("editor", "s3cret"))
     ledger = BatchLedger()
     with pytest.raises(SendAborted) as info:
-        SmtpSender(settings_for(server, connections=1), "b@example.org", batch=4).send(
+        SmtpSender(settings_for(server, connections=1), "b@example.org", batch=4, claim_ahead=claim_ahead).send(
             [message(i) for i in range(4)], ledger, clock=clock
         )
 
     assert info.value.code == 530
     assert ledger.count(Delivery.FAILED_PERMANENT) == 0
-    # The one tried and the claimed rest are released for the next run.
-    assert ledger.count(Delivery.FAILED_TEMPORARY) == 4
+    # The one tried (and, claiming ahead, the claimed rest) are released for the next run;
+    # claiming one by one, the others were never claimed and stay pending.
+    tried = 4 if claim_ahead else 1
+    assert ledger.count(Delivery.FAILED_TEMPORARY) == tried
     assert all(f["next_attempt"] == NOW for f in ledger.failures.values())
-    assert info.value.report.failed_temporary == 4
+    assert info.value.report.failed_temporary == tried
 
 
 def test_sender_refused_at_mail_stops_the_run(smtp_server: SmtpServer) -> None:

@@ -146,6 +146,18 @@ def test_batched_claim_and_mark_sent(any_store: Store) -> None:
     assert (counts[Delivery.SENT], counts[Delivery.CLAIMED]) == (1000, 200)
 
 
+def test_claim_next_records_the_sent_and_claims_in_one_go(any_store: Store) -> None:
+    plan(any_store, "a@x.org", "b@x.org", "c@x.org")
+    assert any_store.claim_next(KEY, "a@x.org", NOW) is True
+    assert any_store.claim_next(KEY, "b@x.org", NOW, sent=["a@x.org"]) is True
+    assert any_store.claim_next(KEY, "b@x.org", NOW, sent=[]) is False  # already claimed
+    counts = any_store.delivery_counts(KEY)
+    assert (counts[Delivery.SENT], counts[Delivery.CLAIMED], counts[Delivery.PENDING]) == (1, 1, 1)
+    # A failed claim still commits the sent marks that came with it.
+    assert any_store.claim_next(KEY, "a@x.org", NOW, sent=["b@x.org"]) is False
+    assert any_store.delivery_counts(KEY)[Delivery.SENT] == 2
+
+
 def test_plan_many_rows_in_batches(any_store: Store) -> None:
     rows = [(f"reader{i:06d}@example.org", f"v{i % 7}") for i in range(30_000)]
     assert any_store.plan_deliveries(KEY, rows, NOW) == 30_000

@@ -42,7 +42,7 @@ def make_sender(settings: SenderSettings) -> Sender:
         address = parseaddr(settings.from_)[1]
         if "@" not in address:
             raise ConfigError(f"sender.from: no address in {settings.from_!r}")
-        # One claim per message: a crash then leaves at most one row per connection
-        # 'unknown', never a batch of rows that were claimed but not yet tried.
-        return SmtpSender(settings, address, batch=1)
+        # One claim per message (claim_ahead off): a crash then leaves at most one row per
+        # connection 'unknown', never a batch of rows that were claimed but not yet tried.
+        return SmtpSender(settings, address)
     raise ConfigError(f"sender.transport: must be 'smtp' or 'maildir', got {settings.transport!r}")

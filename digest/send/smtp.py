@@ -39,8 +39,13 @@ class SmtpSender:
 
     ``envelope_from`` is the bare bounce address for MAIL FROM. ``backoff``
     is the first retry delay in seconds (doubling, at most ``backoff_cap``);
-    ``batch`` is how many messages of one issue a worker claims at once when
-    the ledger has ``claim_many``. ``tls_context`` overrides the default
+    ``batch`` is how many messages of one issue a worker takes at once.
+    Each message is claimed on its own, just before its SMTP transaction;
+    with a ledger that has ``claim_next`` the previous messages' ``sent``
+    marks ride in that same transaction, so a message costs one commit.
+    ``claim_ahead=True`` (with ``claim_many``) claims a whole batch in one
+    commit instead: faster, but a crash then leaves up to ``batch`` rows per
+    connection ``unknown`` that were never tried. ``tls_context`` overrides the default
     certificate checks (tests use it with a self-signed server); ``sleep``
     waits between retries and ``rate_limit`` replaces the bucket built from
     ``settings.rate``.
@@ -54,6 +59,7 @@ class SmtpSender:
         backoff: float = 0.5,
         backoff_cap: float = 60.0,
         batch: int = 16,
+        claim_ahead: bool = False,
         tls_context: ssl.SSLContext | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rate_limit: TokenBucket | None = None,
@@ -64,6 +70,7 @@ class SmtpSender:
         self.backoff = backoff
         self.backoff_cap = backoff_cap
         self.batch = max(1, batch)
+        self.claim_ahead = claim_ahead
         self.tls = tls_context or ssl.create_default_context()
         self.sleep = sleep
         self.max_attempts = max(1, settings.max_attempts)
@@ -108,7 +115,8 @@ class _Run:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.work: queue.Queue[list[Outgoing] | None] = queue.Queue(maxsize=sender.settings.connections * 4)
-        self.claim_many = getattr(ledger, "claim_many", None)
+        self.claim_many = getattr(ledger, "claim_many", None) if sender.claim_ahead else None
+        self.claim_next = getattr(ledger, "claim_next", None)
         self.mark_sent_many = getattr(ledger, "mark_sent_many", None)
 
     def execute(self, messages: Iterable[Outgoing]) -> SendReport:
@@ -136,7 +144,7 @@ class _Run:
         return report
 
     def chunks(self, messages: Iterable[Outgoing]) -> Iterator[list[Outgoing]]:
-        size = self.s.batch if self.claim_many is not None else 1
+        size = self.s.batch if self.claim_many is not None or self.mark_sent_many is not None else 1
         for _, group in groupby(messages, key=attrgetter("issue_key")):
             while chunk := list(islice(group, size)):
                 yield chunk
@@ -173,12 +181,12 @@ class _Run:
                 conn.quit()
 
     def chunk(self, conn: SmtpSession, chunk: list[Outgoing]) -> None:
+        ahead = self.claim_many is not None
         wanted: list[Outgoing] = []
         for msg in chunk:
-            if self.should_send is None or self.should_send(msg):
+            # Claiming one by one, ask just before each claim: an unsubscribe mid-chunk still counts.
+            if not ahead or self.wanted(msg):
                 wanted.append(msg)
-            else:
-                self.tally.add(Delivery.SKIPPED, msg.recipient)
         if not wanted:
             return
         self.open(conn)  # before claiming: an unreachable server claims nothing
@@ -194,20 +202,37 @@ class _Run:
                     self.tally.add(Delivery.SKIPPED, msg.recipient)
         else:
             todo = wanted
-        sent: list[str] = []
+        sent: list[str] = []  # accepted by the server, not yet recorded
         try:
             for i, msg in enumerate(todo):
-                if self.claim_many is None and not self.ledger.claim(key, msg.recipient, self.clock()):
-                    self.tally.add(Delivery.SKIPPED, msg.recipient)
+                if not ahead and not (self.wanted(msg) and self.claim(key, msg.recipient, sent)):
                     continue
                 try:
                     self.one(conn, msg, sent)
                 except Fatal:
-                    self.release(todo[i + 1 :] if self.claim_many is not None else [])
+                    self.release(todo[i + 1 :] if ahead else [])
                     raise
         finally:
             if sent and self.mark_sent_many is not None:
                 self.mark_sent_many(key, sent, self.clock())
+
+    def wanted(self, msg: Outgoing) -> bool:
+        """``should_send``, counting a refusal as skipped."""
+        if self.should_send is None or self.should_send(msg):
+            return True
+        self.tally.add(Delivery.SKIPPED, msg.recipient)
+        return False
+
+    def claim(self, key: str, email: str, sent: list[str]) -> bool:
+        """Claim one row, committing the pending ``sent`` marks in the same transaction when the ledger can."""
+        if self.claim_next is None or self.mark_sent_many is None:
+            won = bool(self.ledger.claim(key, email, self.clock()))
+        else:
+            won = bool(self.claim_next(key, email, self.clock(), sent=sent))
+            sent.clear()
+        if not won:
+            self.tally.add(Delivery.SKIPPED, email)
+        return won
 
     def open(self, conn: SmtpSession) -> None:
         for attempt in range(1, self.s.max_attempts + 1):
