@@ -26,6 +26,7 @@ from digest.models import (
 )
 from digest.pipeline.gather import FetchLine, fetch_all
 from digest.pipeline.issue import (
+    Audience,
     Built,
     TooFewEntries,
     audience,
@@ -33,7 +34,7 @@ from digest.pipeline.issue import (
     check_size,
     compose_settings,
     make_issue,
-    recipient,
+    recipients,
     renderer_for,
     resolve_weeks,
     selection,
@@ -76,16 +77,19 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
     """
     key = grouping.issue_key(weeks)
     frozen = store.frozen_issue(key)
+    aud: Audience | None = None
     if frozen is None:
         issue = make_issue(config, store, weeks)
         check_size(config, issue)
         built = build(config, store, issue, now)
-        store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now)
+        if store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now):
+            aud = built.audience  # the same lists, just read: no need to read and check them again
         frozen = store.frozen_issue(key)
         assert frozen is not None
     issue = issue_from_json(frozen.payload)
     variants = {r.variant: r for r in frozen.variants}
-    aud = audience(config, store, issue)
+    if aud is None:
+        aud = audience(config, store, issue)
     missing = {v: selection(s, issue) for s, v in aud.assignments if v is not None and v not in variants}
     if missing:
         # A subscriber who joined after the freeze: render their variant from the frozen issue.
@@ -222,6 +226,7 @@ def send_issue(
         settings = compose_settings(config, built.date)
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
         people = {s.email.lower(): s for s, v in built.audience.assignments if v}
+        make_recipient = recipients(config)
         last_refresh = [time.monotonic()]
 
         def messages() -> Iterator[Outgoing]:
@@ -230,7 +235,7 @@ def send_issue(
                 if sub is None or row.variant not in templates:
                     store.mark_skipped(key, row.email, clock(), "no longer on the list")
                     continue
-                yield templates[row.variant].personalise(recipient(config, sub))
+                yield templates[row.variant].personalise(make_recipient(sub))
 
         def on_event(event: SendEvent) -> None:
             if time.monotonic() - last_refresh[0] > 60:
@@ -293,7 +298,8 @@ def _dry_run(
     settings = compose_settings(config, built.date)
     templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
     outbox = config.sender.maildir.with_name(config.sender.maildir.name + "-dry-run")
-    msgs = [templates[v].personalise(recipient(config, s)) for s, v in built.audience.assignments if v is not None]
+    make_recipient = recipients(config)
+    msgs = [templates[v].personalise(make_recipient(s)) for s, v in built.audience.assignments if v is not None]
     total = len(msgs)
 
     def on_event(event: SendEvent) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,9 +160,19 @@ def default_list_id(config: Config) -> str:
     return compose_default_list_id(config.digest.title, config.sender.from_)
 
 
+def recipients(config: Config) -> Callable[[Subscriber], Recipient]:
+    """Subscriber → Recipient with a signed unsubscribe URL; the per-list values are worked out once."""
+    key, list_id, base_url = secret(config), config.digest.list_id or default_list_id(config), config.digest.base_url
+
+    def make(sub: Subscriber) -> Recipient:
+        token = subscribers.make_token(key, sub.email, list_id)
+        return Recipient(sub.email, sub.name, subscribers.unsubscribe_url(base_url, token))
+
+    return make
+
+
 def recipient(config: Config, sub: Subscriber) -> Recipient:
-    token = subscribers.make_token(secret(config), sub.email, config.digest.list_id or default_list_id(config))
-    return Recipient(sub.email, sub.name, subscribers.unsubscribe_url(config.digest.base_url, token))
+    return recipients(config)(sub)
 
 
 def secret(config: Config) -> str:
