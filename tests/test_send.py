@@ -16,6 +16,7 @@ from digest.config import SenderSettings
 from digest.errors import ConfigError
 from digest.models import Delivery, Outgoing
 from digest.send import MaildirSender, SendAborted, SendEvent, SmtpSender, TokenBucket, make_sender
+from digest.send.session import dot_stuff
 from tests.fixtures.smtp_server import SmtpServer
 
 NOW = datetime(2018, 1, 15, 8, 0, tzinfo=UTC)
@@ -337,3 +338,16 @@ def test_a_recipient_listed_twice_gets_one_message(smtp_server: SmtpServer) -> N
 
     assert (report.sent, report.skipped) == (2, 1)
     assert len(smtp_server.received("user0@example.org")) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "stuffed"),
+    [
+        (b".top\r\nmid\r\n.dot\r\n..two\r\nend.\r\n", b"..top\r\nmid\r\n..dot\r\n...two\r\nend.\r\n"),
+        (b"no dots\r\n", b"no dots\r\n"),
+        (b"", b""),
+        (b".", b".."),
+    ],
+)
+def test_dot_stuffing_doubles_only_line_leading_dots(raw: bytes, stuffed: bytes) -> None:
+    assert dot_stuff(raw) == stuffed
