@@ -72,12 +72,14 @@ class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin)
                 with store._connect_for_write() as conn:
                     migrate(conn, now or dt.datetime.now(dt.UTC), migrations)
         except BaseException:
-            engine.dispose()
+            store.close()
             raise
         return store
 
     def close(self) -> None:
         """Close every pooled connection."""
+        with self._write_lock:
+            self._close_writer()
         self._engine.dispose()
 
     def __enter__(self) -> Store:

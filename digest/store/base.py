@@ -134,6 +134,7 @@ class StoreBase:
         self._is_sqlite = engine.dialect.name == "sqlite"
         # PostgreSQL takes row locks itself; SQLite has one writer per file anyway.
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if self._is_sqlite else nullcontext()
+        self._writer: Connection | None = None
 
     @property
     def label(self) -> str:
@@ -155,9 +156,28 @@ class StoreBase:
     @contextmanager
     def _connect_for_write(self) -> Iterator[Connection]:
         """A connection, outside a transaction, whose transactions take the write lock."""
-        with self._guard(), self._write_lock, self._engine.connect() as conn:
-            conn.execution_options(**{_IMMEDIATE: True})
-            yield conn
+        if not self._is_sqlite:
+            with self._guard(), self._engine.connect() as conn:
+                yield conn
+            return
+        # SQLite has one writer at a time, so one connection serves every write; checking a
+        # connection out of the pool for each one cost more than the UPDATE (the send ledger
+        # writes once per message).
+        with self._guard(), self._write_lock:
+            if self._writer is None:
+                self._writer = self._engine.connect()
+                self._writer.execution_options(**{_IMMEDIATE: True})
+            try:
+                yield self._writer
+            except BaseException:
+                # After an error the connection may be unusable: take a fresh one next time.
+                self._close_writer()
+                raise
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

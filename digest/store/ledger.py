@@ -70,14 +70,18 @@ def _due(now: dt.datetime, include_unknown: bool) -> ColumnElement[bool]:
     return or_(c.state.in_(states), retry)
 
 
-def _due_bound() -> ColumnElement[bool]:
-    """``_due`` with the states and the time as bound parameters, for prebuilt statements."""
+def _due_bound(include_unknown: bool) -> ColumnElement[bool]:
+    """``_due`` with the time as a bound parameter, for prebuilt statements.
+
+    The states are literal (one statement per choice): an expanding IN
+    parameter is re-rendered on every execution.
+    """
     c = t_deliveries.c
     retry = and_(
         c.state == Delivery.FAILED_TEMPORARY.value,
         or_(c.next_attempt.is_(None), c.next_attempt <= bindparam("b_now")),
     )
-    return or_(c.state.in_(bindparam("b_states", expanding=True)), retry)
+    return or_(c.state.in_(_states(include_unknown)), retry)
 
 
 def _states(include_unknown: bool) -> list[str]:
@@ -87,17 +91,19 @@ def _states(include_unknown: bool) -> list[str]:
 # The hot path runs these once or twice per message: built once, so each call only binds values
 # (building the expression trees anew cost more than the UPDATE itself).
 _c = t_deliveries.c
-_CLAIM = (
-    update(t_deliveries)
-    .where(_c.issue_key == bindparam("b_key"), _c.email == bindparam("b_email"), _due_bound())
+_CLAIM = {
+    unknown: update(t_deliveries)
+    .where(_c.issue_key == bindparam("b_key"), _c.email == bindparam("b_email"), _due_bound(unknown))
     .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
-)
-_CLAIM_MANY = (
-    update(t_deliveries)
-    .where(_c.issue_key == bindparam("b_key"), _c.email.in_(bindparam("b_emails", expanding=True)), _due_bound())
+    for unknown in (False, True)
+}
+_CLAIM_MANY = {
+    unknown: update(t_deliveries)
+    .where(_c.issue_key == bindparam("b_key"), _c.email.in_(bindparam("b_emails", expanding=True)), _due_bound(unknown))
     .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
     .returning(_c.email)
-)
+    for unknown in (False, True)
+}
 _SENT_VALUES: dict[str, Any] = {
     "state": Delivery.SENT.value,
     "next_attempt": None,
@@ -170,9 +176,9 @@ class LedgerMixin(StoreBase):
         False if the row is missing, done, claimed by another run, or not due yet.
         ``unknown`` rows are claimable only with ``include_unknown``.
         """
-        params = {"b_key": issue_key, "b_email": email, "b_now": now, "b_states": _states(include_unknown)}
+        params = {"b_key": issue_key, "b_email": email, "b_now": now}
         with self._write() as conn:
-            return conn.execute(_CLAIM, params).rowcount == 1
+            return conn.execute(_CLAIM[include_unknown], params).rowcount == 1
 
     def claim_next(
         self,
@@ -189,11 +195,14 @@ class LedgerMixin(StoreBase):
         is committed no later than the next claim.
         """
         done = list(dict.fromkeys(sent))
-        params = {"b_key": issue_key, "b_email": email, "b_now": now, "b_states": _states(include_unknown)}
+        params = {"b_key": issue_key, "b_email": email, "b_now": now}
         with self._write() as conn:
-            for batch in chunked(done, _IN_CHUNK):
-                conn.execute(_MARK_SENT_MANY, {"b_key": issue_key, "b_emails": list(batch), "b_now": now})
-            return conn.execute(_CLAIM, params).rowcount == 1
+            if len(done) == 1:
+                conn.execute(_MARK_SENT, {"b_key": issue_key, "b_email": done[0], "b_now": now})
+            else:
+                for batch in chunked(done, _IN_CHUNK):
+                    conn.execute(_MARK_SENT_MANY, {"b_key": issue_key, "b_emails": list(batch), "b_now": now})
+            return conn.execute(_CLAIM[include_unknown], params).rowcount == 1
 
     def claim_many(
         self, issue_key: str, emails: Iterable[str], now: dt.datetime, *, include_unknown: bool = False
@@ -201,11 +210,10 @@ class LedgerMixin(StoreBase):
         """``claim`` for many rows at once; returns the addresses claimed, in the given order."""
         wanted = list(dict.fromkeys(emails))
         won: set[str] = set()
-        states = _states(include_unknown)
         with self._write() as conn:
             for batch in chunked(wanted, _IN_CHUNK):
-                params = {"b_key": issue_key, "b_emails": list(batch), "b_now": now, "b_states": states}
-                won.update(conn.execute(_CLAIM_MANY, params).scalars())
+                params = {"b_key": issue_key, "b_emails": list(batch), "b_now": now}
+                won.update(conn.execute(_CLAIM_MANY[include_unknown], params).scalars())
         return [e for e in wanted if e in won]
 
     def _not_planned(self, issue_key: str, email: str) -> StoreError:
