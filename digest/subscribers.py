@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from digest.errors import ConfigError, SubscriberError
 from digest.models import Subscriber, SubscriberStatus
@@ -84,12 +84,27 @@ class ImportResult:
     problems: tuple[str, ...]
 
 
+#: A plain ASCII address that email-validator would accept as it is: dot-atoms without empty
+#: parts, LDH domain labels, an alphabetic top-level domain. Lists are read on every send;
+#: this shortcut spares the full validation (about 0.5 ms an address) for the usual case.
+_PLAIN_ADDRESS = re.compile(
+    r"(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
 def normalise_email(raw: str) -> str:
     """A valid address with its domain lowercased (IDNA), the local part as given.
 
     Raises ``SubscriberError`` saying why the address is unusable.
     """
     raw = raw.strip()
+    if _PLAIN_ADDRESS.fullmatch(raw):
+        local, domain = raw.rsplit("@", 1)
+        domain = domain.lower()
+        # Special-use domains (example.invalid, x.local, ...) get the validator's own verdict.
+        if domain.rsplit(".", 1)[-1] not in SPECIAL_USE_DOMAIN_NAMES:
+            return f"{local}@{domain}"
     try:
         info = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

@@ -15,6 +15,7 @@ from digest.subscribers import (
     import_file,
     load_lists,
     make_token,
+    normalise_email,
     remove_subscriber,
     unsubscribe_url,
     verify_token,
@@ -236,3 +237,39 @@ def test_token_needs_a_secret() -> None:
 def test_unsubscribe_url() -> None:
     assert unsubscribe_url("https://example.org/", "TOKEN") == "https://example.org/u/TOKEN"
     assert unsubscribe_url("http://127.0.0.1:8025", "abc") == "http://127.0.0.1:8025/u/abc"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "a@b.org",
+        "A.B@Example.ORG",
+        "a+tag@sub.example.co.uk",
+        "o'brien@x.org",
+        "a@xn--bcher-kva.de",
+        "a..b@x.org",
+        ".a@x.org",
+        "a.@x.org",
+        "a@-x.org",
+        "a@x-.org",
+        "a@x.123",
+        "x@localhost",
+        "a@b..org",
+        "a b@x.org",
+        "user@example.invalid",
+        "a@x.local",
+        "a@x.test",
+        "a@bücher.de",
+        "a" * 65 + "@x.org",
+    ],
+)
+def test_the_plain_address_shortcut_agrees_with_email_validator(raw: str) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        info = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        with pytest.raises(SubscriberError):
+            normalise_email(raw)
+    else:
+        assert normalise_email(raw) == f"{raw.rsplit('@', 1)[0]}@{info.ascii_domain.lower()}"
