@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from digest import pipeline, subscribers
+from digest import pipeline, tokens
 from digest.codec import issue_from_json
 from digest.compose import MessageTemplate
 from digest.config import Config, load_config
@@ -151,7 +151,7 @@ class LocalBackend:
     def check_token(self, token: str) -> str:
         config = self.config()
         list_id = config.digest.list_id or pipeline.default_list_id(config)
-        return subscribers.verify_token(pipeline.secret(config), token, list_id)
+        return tokens.verify_token(pipeline.secret(config), token, list_id)
 
     def unsubscribe(self, token: str, how: str) -> str:
         email = self.check_token(token)

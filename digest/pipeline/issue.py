@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from digest import grouping, subscribers
+from digest import grouping, subscribers, tokens
 from digest.compose import ComposeSettings, MessageTemplate, Recipient
 from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
@@ -165,8 +165,8 @@ def recipients(config: Config) -> Callable[[Subscriber], Recipient]:
     key, list_id, base_url = secret(config), config.digest.list_id or default_list_id(config), config.digest.base_url
 
     def make(sub: Subscriber) -> Recipient:
-        token = subscribers.make_token(key, sub.email, list_id)
-        return Recipient(sub.email, sub.name, subscribers.unsubscribe_url(base_url, token))
+        token = tokens.make_token(key, sub.email, list_id)
+        return Recipient(sub.email, sub.name, tokens.unsubscribe_url(base_url, token))
 
     return make
 
