@@ -62,7 +62,7 @@ def child_digest(folder: Path, profile: Path | None, claim_batch: int = 0) -> di
         from digest.send import SmtpSender
 
         def batched(settings: SenderSettings) -> SmtpSender:
-            return SmtpSender(settings, parseaddr(settings.from_)[1], batch=claim_batch)
+            return SmtpSender(settings, parseaddr(settings.from_)[1], batch=claim_batch, claim_ahead=True)
 
         # Wherever the pipeline looks the sender factory up (it may be a package).
         factory = "make_sender"
