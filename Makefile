@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 N ?=
 
-.PHONY: demo test bench lint venv browser clean
+.PHONY: demo test bench lint venv system clean
 
 $(BIN)/digest: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,16 +14,20 @@ $(BIN)/digest: pyproject.toml
 
 venv: $(BIN)/digest
 
-# Browser tests drive Debian's Chromium; install it when we may.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium is missing: apt-get install chromium" >&2; exit 1; fi; }
+# Browser tests drive Debian's Chromium; the store tests also run against a throwaway
+# PostgreSQL 15 server. Install what is missing when we may (root), else say what to install.
+SYSTEM_PKGS = $(if $(shell command -v chromium),,chromium) \
+	$(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15)
+system:
+	@if [ -n "$(strip $(SYSTEM_PKGS))" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
+	  else echo "missing system packages: apt-get install $(SYSTEM_PKGS)" >&2; exit 1; fi; fi
 
 demo: venv
 	$(BIN)/digest demo
 
-test: venv browser
+test: venv system
 	$(BIN)/python -m pytest -q
 
 lint: venv
