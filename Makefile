@@ -36,7 +36,7 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
-	$(BIN)/python -m bench $(if $(N),--n $(N),)
+	$(BIN)/python -m bench $(if $(N),--n $(N) --out bench/out/results-$(N).json,)
 
 clean:
 	rm -rf $(VENV) demo/ build/ *.egg-info
