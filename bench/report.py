@@ -112,4 +112,5 @@ def write_results(path: Path, figures: list[Figure], meta: dict[str, Any]) -> No
             for f in figures
         ],
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
