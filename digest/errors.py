@@ -50,6 +50,10 @@ class SourceError(DigestError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[SourceError], tuple[str, str]]:
+        # Rebuilt from (source, reason), not from the formatted message: parsing may run in a worker process.
+        return (type(self), (self.source, self.reason))
+
 
 class FetchError(SourceError):
     """The bytes of a source could not be fetched (network, status, limits)."""

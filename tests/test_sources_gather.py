@@ -116,3 +116,33 @@ def test_gather_async_inside_a_running_loop(feed_server: FeedServer) -> None:
 
     [res] = asyncio.run(main())
     assert res.status is FetchStatus.OK and res.entries[0].title == "Old item"
+
+
+def test_many_sources_parse_in_worker_processes_with_the_same_results(
+    feed_server: FeedServer, data_dir: Path, tmp_path: Path
+) -> None:
+    from digest.sources import POOL_FROM, parse_pool
+
+    few = _sources(feed_server, data_dir, tmp_path)
+    # Enough sources for worker processes: every source twice over, under new names.
+    many = [Source(f"{s.name}-{i}", s.kind, s.url, s.format) for i in range(2) for s in few]
+    many += [Source(f"rss-extra-{i}", SourceKind.FEED, feed_server.url("feeds/rss2.xml")) for i in range(POOL_FROM)]
+    pool = parse_pool(len(many))
+    assert pool is not None  # the path under test really uses processes
+    pool.shutdown()
+    assert parse_pool(len(few)) is None
+    settings = FetchSettings(deadline=2, connect_timeout=2, max_bytes=1_000_000, concurrency=8)
+
+    alone = {r.source: r for r in gather(few, {}, settings, SHANGHAI)}
+    pooled = {r.source: r for r in gather(many, {}, settings, SHANGHAI)}
+
+    for name, single in alone.items():
+        for i in range(2):
+            twin = pooled[f"{name}-{i}"]
+            assert twin.status is single.status
+            # A ParseError raised in a worker comes back whole, reason included.
+            assert twin.error == single.error
+            assert [(e.title, e.link, e.published, e.authors) for e in twin.entries] == [
+                (e.title, e.link, e.published, e.authors) for e in single.entries
+            ]
+    assert all(pooled[f"rss-extra-{i}"].status is FetchStatus.OK for i in range(POOL_FROM))
