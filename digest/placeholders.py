@@ -9,6 +9,7 @@ printable nor base64 line folding alters (no ``<>&"'=``, no spaces).
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping
 
 NAME = "DIGESTxNAMEx7f3a"
@@ -23,6 +24,20 @@ PLACEHOLDERS: Mapping[str, str] = {
     "greeting": GREETING,
     "unsubscribe_url": UNSUBSCRIBE_URL,
 }
+
+
+#: Anything shaped like a token, so feed text cannot smuggle one in (not just today's four).
+_ANY_TOKEN = re.compile(r"DIGESTx[A-Za-z]*x7f3a", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """``text`` without anything that looks like a placeholder token.
+
+    Entries come from the open web: a feed that put ``DIGESTxEMAILx7f3a`` in a
+    link would otherwise have every subscriber's address and unsubscribe URL
+    filled into it. Render scrubs every entry before it reaches a template.
+    """
+    return _ANY_TOKEN.sub("", text) if "x7f3a" in text.lower() else text
 
 
 def greeting(name: str) -> str:

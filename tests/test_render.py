@@ -481,3 +481,35 @@ def test_external_stylesheets_are_never_fetched(tmp_path: Path) -> None:
     (tmp_path / "digest.html.j2").write_text(html.replace("</head>", link, 1), encoding="utf-8")
     rendered = Renderer(settings(templates_dir=tmp_path)).render_variant(w02(), None)
     assert "color:#123456" in rendered.html
+
+
+def test_feed_text_cannot_smuggle_in_placeholders(renderer: Renderer) -> None:
+    hostile = Entry(
+        id="evil",
+        source="Evil feed",
+        title=f"Free prize for {placeholders.EMAIL} dixgestx",
+        link=f"https://evil.example.org/track?who={placeholders.EMAIL}&u={placeholders.UNSUBSCRIBE_URL}",
+        summary=f"Hello {placeholders.NAME}, see digestxgreetingx7F3A and DIGESTxFUTUREx7f3a",
+        authors=(Author(placeholders.NAME, placeholders.EMAIL),),
+        published=dt.datetime(2018, 1, 10, 9, 0, tzinfo=TZ),
+    )
+    issue = make_issue([hostile], [IsoWeek(2018, 2)])
+    rendered = renderer.render_variant(issue, None)
+    values = placeholders.values_for("Ann", "ann@example.org", "https://example.org/u/SECRET")
+    html = placeholders.fill(rendered.html, values, escape_html=True)
+    text = placeholders.fill(rendered.text, values, escape_html=False)
+    evil_parts = [html[html.find("evil.example.org") :][:300], text[text.find("evil.example.org") :][:300]]
+    for part in evil_parts:
+        assert "ann@example.org" not in part and "SECRET" not in part
+    benign = dataclasses.replace(hostile, title="Prize", link="https://ok.example.org/", summary="Hi", authors=())
+    clean = renderer.render_variant(make_issue([benign], [IsoWeek(2018, 2)]), None)
+    own = {
+        "html": placeholders.fill(clean.html, values, escape_html=True),
+        "text": placeholders.fill(clean.text, values, escape_html=False),
+    }
+    for kind, body in (("html", html), ("text", text)):
+        # The address and the link appear only where our own templates put them.
+        assert body.count("ann@example.org") == own[kind].count("ann@example.org") > 0
+        assert body.count("SECRET") == own[kind].count("SECRET") > 0
+        assert "x7f3a" not in body.lower()
+    assert "Free prize for" in text and "dixgestx" in text

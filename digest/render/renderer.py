@@ -23,7 +23,7 @@ from digest.errors import RenderError
 from digest.models import Issue, Rendered
 from digest.render import environment
 from digest.render.inline import inline_css
-from digest.render.view import IssueView, build_view, slug, theme_order
+from digest.render.view import IssueView, build_view, scrub_issue, slug, theme_order
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Renderer:
 
     def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None) -> IssueView:
         return build_view(
-            issue,
+            scrub_issue(issue),
             chosen,
             title=issue.title or self.settings.title,
             tz=self.tz,
