@@ -215,3 +215,16 @@ def test_racing_lock_has_one_winner(store_url: str) -> None:
         winners = race([taker(i) for i in range(4)])
         assert len(winners) == 1
         assert one.lock_holder("send", NOW) == winners[0]
+
+
+def test_an_address_respelt_in_another_case_is_the_same_row(any_store: Store) -> None:
+    assert plan(any_store, "Ada@Example.org") == 1
+    assert any_store.claim(KEY, "ada@example.org", NOW)
+    any_store.mark_sent(KEY, "ADA@example.org", NOW)
+    assert plan(any_store, "ada@example.org", "ADA@EXAMPLE.ORG") == 0
+    assert any_store.due_deliveries(KEY, NOW) == []
+    assert any_store.claim(KEY, "Ada@Example.org", NOW) is False
+    (row,) = any_store.deliveries(KEY)
+    assert (row.email, row.state) == ("ada@example.org", Delivery.SENT)
+    plan(any_store, "Bo@x.org")
+    assert any_store.claim_many(KEY, ["Bo@x.org", "bo@x.org"], NOW) == ["Bo@x.org"]

@@ -8,8 +8,10 @@ before the message is handed to the server. A claim left by a run that died
 becomes ``unknown``: the server may or may not have taken the message, and
 only the operator may choose to resend those.
 
-Addresses are kept exactly as given; the caller uses one spelling per
-subscriber. Every method is safe to call from several threads at once.
+Rows are keyed by the lowercased address: ``Ada@example.org`` and
+``ada@example.org`` are one subscriber (the list files compare addresses the
+same way), so re-spelling an address can never plan a second message.
+Rows come back with that lowercased address. Every method is safe to call from several threads at once.
 """
 
 from __future__ import annotations
@@ -122,8 +124,13 @@ _MARK_SENT_MANY = (
 )
 
 
+def _key(email: str) -> str:
+    """The ledger's spelling of an address."""
+    return email.lower()
+
+
 def _one(issue_key: str, email: str) -> ColumnElement[bool]:
-    return and_(t_deliveries.c.issue_key == issue_key, t_deliveries.c.email == email)
+    return and_(t_deliveries.c.issue_key == issue_key, t_deliveries.c.email == _key(email))
 
 
 class LedgerMixin(StoreBase):
@@ -138,7 +145,7 @@ class LedgerMixin(StoreBase):
         utc_text(now)
         wanted: dict[str, str] = {}
         for email, variant in rows:
-            wanted.setdefault(email, variant)
+            wanted.setdefault(_key(email), variant)
         with self._write() as conn:
             have = conn.execute(select(t_deliveries.c.email).where(t_deliveries.c.issue_key == issue_key))
             existing = set(have.scalars())
@@ -176,7 +183,7 @@ class LedgerMixin(StoreBase):
         False if the row is missing, done, claimed by another run, or not due yet.
         ``unknown`` rows are claimable only with ``include_unknown``.
         """
-        params = {"b_key": issue_key, "b_email": email, "b_now": now}
+        params = {"b_key": issue_key, "b_email": _key(email), "b_now": now}
         with self._write() as conn:
             return conn.execute(_CLAIM[include_unknown], params).rowcount == 1
 
@@ -194,8 +201,8 @@ class LedgerMixin(StoreBase):
         The sender's hot path: one commit per message, and each ``sent`` mark
         is committed no later than the next claim.
         """
-        done = list(dict.fromkeys(sent))
-        params = {"b_key": issue_key, "b_email": email, "b_now": now}
+        done = list(dict.fromkeys(_key(e) for e in sent))
+        params = {"b_key": issue_key, "b_email": _key(email), "b_now": now}
         with self._write() as conn:
             if len(done) == 1:
                 conn.execute(_MARK_SENT, {"b_key": issue_key, "b_email": done[0], "b_now": now})
@@ -209,12 +216,19 @@ class LedgerMixin(StoreBase):
     ) -> list[str]:
         """``claim`` for many rows at once; returns the addresses claimed, in the given order."""
         wanted = list(dict.fromkeys(emails))
+        keys = list(dict.fromkeys(_key(e) for e in wanted))
         won: set[str] = set()
         with self._write() as conn:
-            for batch in chunked(wanted, _IN_CHUNK):
+            for batch in chunked(keys, _IN_CHUNK):
                 params = {"b_key": issue_key, "b_emails": list(batch), "b_now": now}
                 won.update(conn.execute(_CLAIM_MANY[include_unknown], params).scalars())
-        return [e for e in wanted if e in won]
+        # One spelling per row: a second spelling of a claimed address is not claimed again.
+        out = []
+        for e in wanted:
+            if _key(e) in won:
+                won.discard(_key(e))
+                out.append(e)
+        return out
 
     def _not_planned(self, issue_key: str, email: str) -> StoreError:
         return StoreError(f"database {self.label}: no delivery of issue {issue_key} to {email} is planned")
@@ -235,7 +249,7 @@ class LedgerMixin(StoreBase):
         """The server accepted the message."""
         utc_text(now)
         with self._write() as conn:
-            if conn.execute(_MARK_SENT, {"b_key": issue_key, "b_email": email, "b_now": now}).rowcount == 0:
+            if conn.execute(_MARK_SENT, {"b_key": issue_key, "b_email": _key(email), "b_now": now}).rowcount == 0:
                 raise self._not_planned(issue_key, email)
 
     def mark_sent_many(self, issue_key: str, emails: Iterable[str], now: dt.datetime) -> int:
@@ -243,7 +257,7 @@ class LedgerMixin(StoreBase):
         utc_text(now)
         done = 0
         with self._write() as conn:
-            for batch in chunked(list(dict.fromkeys(emails)), _IN_CHUNK):
+            for batch in chunked(list(dict.fromkeys(_key(e) for e in emails)), _IN_CHUNK):
                 done += conn.execute(
                     _MARK_SENT_MANY, {"b_key": issue_key, "b_emails": list(batch), "b_now": now}
                 ).rowcount
