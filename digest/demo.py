@@ -26,6 +26,7 @@ from digest.models import IsoWeek
 from digest.scaffold import scaffold
 
 DEMO_WEEK = IsoWeek(2018, 2)
+DEMO_SECRET = "digest-demo-only-secret"
 MARKER = ".digest-demo"
 
 
@@ -88,7 +89,9 @@ def run_demo(directory: Path, console: Console, *, now: dt.datetime | None = Non
     weeks = (DEMO_WEEK,)
     with LoopbackMailServer(outbox) as server:
         sender = dataclasses.replace(config.sender, transport="smtp", host="127.0.0.1", port=server.port)
-        config = dataclasses.replace(config, sender=sender)
+        # Sending needs an unsubscribe-token key; the demo's messages only ever reach its own outbox.
+        settings = dataclasses.replace(config.digest, secret=config.digest.secret or DEMO_SECRET)
+        config = dataclasses.replace(config, sender=sender, digest=settings)
         console.print(f"[bold]digest demo[/] in {directory}")
         console.print(f"SMTP server on 127.0.0.1:{server.port} storing into {outbox}/")
         with pipeline.open_store(config) as store:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from digest import pipeline
+from digest.config import load_config
+from digest.errors import ConfigError
 from digest.models import Delivery, IsoWeek, SubscriberStatus
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import DISCONNECT_AFTER_DOT, SmtpServer
@@ -255,3 +259,17 @@ def test_a_reader_who_joins_after_the_freeze_gets_the_frozen_issue(tmp_path: Pat
     assert "DIGITAL ECONOMY" in body and "CYBERSECURITY" not in body
     assert "Cross-border e-commerce rules" in body and "LATE" not in body
     # Its variant was not frozen, so its subject comes from today's templates (see the note in prepare).
+
+
+def test_sending_without_a_secret_is_refused_before_anything_changes(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    path = ws.make_folder(tmp_path, ws.rows(3), port=smtp_server.port)
+    config = load_config(path, env={})  # no DIGEST_SECRET
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, ws.RUN_NOW)
+        with pytest.raises(ConfigError, match=r"digest\.secret: not set"):
+            pipeline.send_issue(config, store, W02, clock=ws.fixed_clock())
+        assert store.frozen_issue("2018-W02") is None
+        assert store.deliveries("2018-W02") == []
+        dry = pipeline.send_issue(config, store, W02, clock=ws.fixed_clock(), dry_run=True)
+    assert dry.report.sent > 0  # a dry run never leaves the machine: it may use the stand-in key
+    assert smtp_server.messages == []

@@ -344,7 +344,10 @@ def test_scheduled_run_logs_a_config_error_instead_of_raising(tmp_path: Path, ca
     assert str(missing) in caplog.text
 
 
-def test_scheduled_run_runs_the_pipeline_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_scheduled_run_runs_the_pipeline_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SECRET", "a-test-secret")  # sending refuses to run without one
     config = write_config(tmp_path, "mon 08:00")
     with caplog.at_level(logging.INFO, logger="digest.schedule"):
         scheduled_run(str(config.path))

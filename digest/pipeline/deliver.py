@@ -37,6 +37,7 @@ from digest.pipeline.issue import (
     recipients,
     renderer_for,
     resolve_weeks,
+    secret,
     selection,
 )
 from digest.send import MaildirSender, SendEvent, SendReport, make_sender
@@ -204,6 +205,7 @@ def send_issue(
     now = clock()
     if dry_run:
         return _dry_run(config, store, weeks, now, clock, progress)
+    secret(config, strict=True)  # before anything is frozen or planned
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     while not store.acquire_lock(SEND_LOCK, owner, clock(), LOCK_TTL):
         holder = store.lock_holder(SEND_LOCK, clock())
@@ -226,7 +228,7 @@ def send_issue(
         settings = compose_settings(config, built.date)
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
         people = {s.email.lower(): s for s, v in built.audience.assignments if v}
-        make_recipient = recipients(config)
+        make_recipient = recipients(config, strict=True)
         last_refresh = [time.monotonic()]
 
         def messages() -> Iterator[Outgoing]:

@@ -12,7 +12,7 @@ from digest import grouping, subscribers, tokens
 from digest.compose import ComposeSettings, MessageTemplate, Recipient
 from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
-from digest.errors import DigestError
+from digest.errors import ConfigError, DigestError
 from digest.models import (
     Entry,
     IsoWeek,
@@ -160,9 +160,13 @@ def default_list_id(config: Config) -> str:
     return compose_default_list_id(config.digest.title, config.sender.from_)
 
 
-def recipients(config: Config) -> Callable[[Subscriber], Recipient]:
-    """Subscriber → Recipient with a signed unsubscribe URL; the per-list values are worked out once."""
-    key, list_id, base_url = secret(config), config.digest.list_id or default_list_id(config), config.digest.base_url
+def recipients(config: Config, *, strict: bool = False) -> Callable[[Subscriber], Recipient]:
+    """Subscriber → Recipient with a signed unsubscribe URL; the per-list values are worked out once.
+
+    ``strict``: for messages that really go out, a configured secret is required (see ``secret``).
+    """
+    key = secret(config, strict=strict)
+    list_id, base_url = config.digest.list_id or default_list_id(config), config.digest.base_url
 
     def make(sub: Subscriber) -> Recipient:
         token = tokens.make_token(key, sub.email, list_id)
@@ -175,10 +179,21 @@ def recipient(config: Config, sub: Subscriber) -> Recipient:
     return recipients(config)(sub)
 
 
-def secret(config: Config) -> str:
+def secret(config: Config, *, strict: bool = False) -> str:
+    """The key of unsubscribe tokens.
+
+    Without a configured secret, previews and builds use a per-folder
+    stand-in, which anyone who guesses the folder could use to forge
+    unsubscribe links; ``strict`` (sending, the unsubscribe endpoint)
+    refuses it instead.
+    """
     if config.digest.secret:
         return config.digest.secret
-    # A stable per-folder fallback so a demo works; production sets DIGEST_SECRET.
+    if strict:
+        raise ConfigError(
+            f"{config.path}: digest.secret: not set, so unsubscribe links could be forged; "
+            "set DIGEST_SECRET (or digest.secret) to a long random string"
+        )
     return "digest-insecure-default:" + str(config.base_dir)
 
 
