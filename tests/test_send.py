@@ -272,6 +272,28 @@ def test_make_sender_picks_the_transport(tmp_path: Path) -> None:
         make_sender(SenderSettings(transport="carrier-pigeon"))
 
 
+@pytest.mark.parametrize("host", ["smtp.example.org", "192.0.2.10", "::ffff:192.0.2.10", "localhost.example.org"])
+def test_make_sender_refuses_a_plaintext_login_to_a_remote_host(host: str) -> None:
+    secret = "hunter2-xyzzy"
+    settings = SenderSettings(transport="smtp", host=host, security="none", username="editor", password=secret)
+    with pytest.raises(ConfigError, match=r"^sender\.security: ") as info:
+        make_sender(settings)
+    assert info.value.exit_code == 2
+    assert host in str(info.value) and secret not in str(info.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST."])
+def test_make_sender_allows_a_plaintext_login_to_loopback(host: str) -> None:
+    settings = SenderSettings(transport="smtp", host=host, security="none", username="editor", password="pw")
+    assert isinstance(make_sender(settings), SmtpSender)
+
+
+@pytest.mark.parametrize(("security", "username"), [("starttls", "editor"), ("tls", "editor"), ("none", "")])
+def test_make_sender_allows_a_remote_host_with_tls_or_without_login(security: str, username: str) -> None:
+    settings = SenderSettings(transport="smtp", host="smtp.example.org", security=security, username=username)
+    assert isinstance(make_sender(settings), SmtpSender)
+
+
 def _tls(cert: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(*cert)

@@ -12,6 +12,7 @@ message, so a killed run neither loses nor repeats a delivery.
 
 from __future__ import annotations
 
+import ipaddress
 from email.utils import parseaddr
 
 from digest.config import SenderSettings
@@ -35,14 +36,35 @@ __all__ = [
 
 
 def make_sender(settings: SenderSettings) -> Sender:
-    """The sender for ``settings.transport``: ``"smtp"`` or ``"maildir"``."""
+    """The sender for ``settings.transport``: ``"smtp"`` or ``"maildir"``.
+
+    Raises ``ConfigError`` for a bad transport or ``from``, and for a login
+    (``username`` set) over ``security = "none"`` to a host that is not loopback.
+    """
     if settings.transport == "maildir":
         return MaildirSender(settings.maildir)
     if settings.transport == "smtp":
         address = parseaddr(settings.from_)[1]
         if "@" not in address:
             raise ConfigError(f"sender.from: no address in {settings.from_!r}")
+        if settings.username and settings.security == "none" and not _is_loopback(settings.host):
+            raise ConfigError(
+                f"sender.security: 'none' would send the password of {settings.username!r} in clear"
+                f" to {settings.host}; use 'starttls' or 'tls' (a plaintext login is allowed only"
+                " to a loopback host)"
+            )
         # One claim per message (claim_ahead off): a crash then leaves at most one row per
         # connection 'unknown', never a batch of rows that were claimed but not yet tried.
         return SmtpSender(settings, address)
     raise ConfigError(f"sender.transport: must be 'smtp' or 'maildir', got {settings.transport!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: 127.0.0.0/8, ``::1`` or ``localhost`` (no DNS lookup)."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
