@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from digest.errors import SendError
 from digest.models import Delivery
 from digest.send import SendAborted, SmtpSender
+from digest.send.session import SmtpSession
 from digest.store import Store
 from tests.fixtures.smtp_server import DISCONNECT, DISCONNECT_AFTER_DOT, SmtpServer
 from tests.test_send import NOW, BatchLedger, MemoryLedger, clock, message, settings_for, smtp
@@ -200,3 +202,110 @@ def test_real_store_ledger_records_every_outcome_and_a_rerun_sends_nothing_twice
     again = smtp(smtp_server, connections=3).send(msgs, store, clock=clock)
     assert again.sent == 0
     assert len(smtp_server.messages) == 28  # nothing went out twice
+
+
+RELAY_REFUSALS = [
+    (554, "5.7.1 <user0@example.org>: Relay access denied"),  # Postfix
+    (550, "5.7.1 Unable to relay"),  # Exchange
+    (550, "relaying denied"),
+    (553, "sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"),  # qmail
+    (454, "4.7.1 <user0@example.org>: Relay access denied"),  # Postfix, deferring
+]
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize(("code", "text"), RELAY_REFUSALS)
+def test_relay_refused_on_every_rcpt_stops_the_run_failing_no_one(
+    smtp_server_factory: Callable[..., SmtpServer], code: int, text: str, pipelining: bool
+) -> None:
+    server = smtp_server_factory(pipelining=pipelining)
+    server.inject("RCPT", code, text=text, times=None)
+    ledger = MemoryLedger()
+    with pytest.raises(SendAborted) as info:
+        smtp(server, connections=1).send([message(i) for i in range(5)], ledger, clock=clock)
+
+    err = info.value
+    assert "relay" in str(err) and "\n" not in str(err)
+    assert err.code == code
+    assert ledger.count(Delivery.FAILED_PERMANENT) == 0
+    assert ledger.claims == [A]  # the one tried is released; the rest were never claimed
+    assert ledger.of(A) is Delivery.FAILED_TEMPORARY
+    assert ledger.failures[("2018-W02", A)]["next_attempt"] == NOW
+    assert server.count("RCPT") == 1  # no retries against a relay that will not relay
+    assert server.messages == []
+
+
+def test_relay_refused_at_mail_stops_the_run(smtp_server: SmtpServer) -> None:
+    smtp_server.inject("MAIL", 451, text="4.7.1 relaying not permitted", times=None)
+    ledger = MemoryLedger()
+    with pytest.raises(SendAborted, match="relay"):
+        smtp(smtp_server, connections=1).send([message(i) for i in range(3)], ledger, clock=clock)
+
+    assert smtp_server.count("MAIL") == 1
+    assert ledger.count(Delivery.FAILED_PERMANENT) == 0
+
+
+def test_relay_refusal_leaves_every_row_for_the_next_run(
+    smtp_server_factory: Callable[..., SmtpServer], store: Store
+) -> None:
+    msgs = [message(i) for i in range(6)]
+    store.plan_deliveries("2018-W02", [(m.recipient, "default") for m in msgs], NOW)
+    wrong = smtp_server_factory()
+    wrong.inject("RCPT", 554, text="5.7.1 <user0@example.org>: Relay access denied", times=None)
+    with pytest.raises(SendAborted, match="refuses to relay"):
+        smtp(wrong, connections=2).send(msgs, store, clock=clock)
+
+    counts = store.delivery_counts("2018-W02")
+    assert counts[Delivery.FAILED_PERMANENT] == 0 and counts[Delivery.SENT] == 0
+    assert counts[Delivery.PENDING] + counts[Delivery.FAILED_TEMPORARY] == 6
+
+    right = smtp_server_factory()  # the relay set up for us: the next run sends everyone
+    report = smtp(right, connections=2).send(msgs, store, clock=clock)
+    assert report.sent == 6
+    assert store.delivery_counts("2018-W02")[Delivery.SENT] == 6
+    assert sorted(m.rcpt_tos[0] for m in right.messages) == sorted(m.recipient for m in msgs)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5.1.1 user unknown",
+        # Postfix names a relay here, but the refusal is about this one recipient.
+        "5.1.1 <user0@example.org>: Recipient address rejected: User unknown in relay recipient table",
+    ],
+)
+def test_unknown_user_stays_one_recipients_permanent_failure(smtp_server: SmtpServer, text: str) -> None:
+    smtp_server.inject("RCPT", 550, recipient=A, text=text)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server).send([message(i) for i in range(3)], ledger, clock=clock)
+
+    assert (report.sent, report.failed_permanent, report.failed_temporary) == (2, 1, 0)
+    assert ledger.of(A) is Delivery.FAILED_PERMANENT
+    assert ledger.of(B) is Delivery.SENT and ledger.of(C) is Delivery.SENT
+    assert smtp_server.count("RCPT", A) == 1
+
+
+def test_a_slow_reply_after_the_dot_is_waited_for(smtp_server: SmtpServer) -> None:
+    # A content-scanning relay: answers the final dot later than the session timeout.
+    smtp_server.inject("DATA", 250, recipient=A, delay=1.5)
+    ledger = MemoryLedger()
+    report = smtp(smtp_server, connections=1, timeout=1.0).send([message(0), message(1)], ledger, clock=clock)
+
+    assert (report.sent, report.unknown, report.attempts) == (2, 0, 2)
+    assert ledger.of(A) is Delivery.SENT and ledger.of(B) is Delivery.SENT
+    received = smtp_server.received(A)
+    assert len(received) == 1 and received[0].replied
+    assert smtp_server.connections == 1  # the session outlived the wait
+
+
+def test_the_session_timeout_is_back_after_the_final_reply(smtp_server: SmtpServer) -> None:
+    session = SmtpSession(
+        settings_for(smtp_server, timeout=1.0), b"b@example.org", "example.org", ssl.create_default_context()
+    )
+    try:
+        session.deliver(message(0))
+        assert session.client is not None and session.client.sock is not None
+        assert session.client.sock.gettimeout() == 1.0
+    finally:
+        session.quit()
+    assert len(smtp_server.received(A)) == 1

@@ -108,7 +108,7 @@ class Sender(Protocol):
 
 
 class SendAborted(SendError):
-    """The run stopped early (refused login, unreachable server, sender refused).
+    """The run stopped early (refused login, unreachable server, sender or relaying refused).
 
     Messages not yet claimed stay pending for the next run; ``report`` says
     what was done before the stop.

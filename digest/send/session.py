@@ -4,13 +4,15 @@ This is where smtplib and socket errors become ``SendError``: a refusal
 carries its reply code and whether it is permanent; ``AfterDot`` marks a
 connection lost after the final dot (the outcome is unknown);
 ``ConnectFailed`` a session that could not be opened; ``Fatal`` a problem
-of the whole run (login refused, TLS failed, the sender address refused).
+of the whole run (login refused, TLS failed, the sender address refused,
+a relay that will not relay for us).
 The dialogue is driven by hand (``send`` + ``getreply``) rather than
 ``sendmail`` so that "before" and "after" the final dot can be told apart.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 
@@ -19,6 +21,17 @@ from digest.errors import SendError
 from digest.models import Outgoing
 
 _CRLF = b"\r\n"
+
+#: RFC 5321 4.5.3.2.6: a server may take 10 minutes to answer the final dot
+#: (content scanners do); the shorter session timeout would turn that into "unknown".
+FINAL_REPLY_TIMEOUT = 600.0
+
+# Postfix "Relay access denied", Exchange "Unable to relay", Sendmail "Relaying denied",
+# qmail "not in my list of allowed rcpthosts". "User unknown in relay recipient table"
+# (Postfix) names a relay but is about one recipient, so "relay" alone is not enough.
+_RELAY = re.compile(r"\brelay", re.IGNORECASE)
+_REFUSAL = re.compile(r"\bden(?:y|ied)\b|\bnot\s+permitted\b|\bunable\b|\baccess\b", re.IGNORECASE)
+_RCPTHOSTS = re.compile(r"allowed\s+rcpthosts", re.IGNORECASE)
 
 
 class Fatal(SendError):
@@ -37,8 +50,23 @@ def text_of(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
 
+def relay_denied(text: str) -> bool:
+    """Whether a reply says the server will not relay mail for us at all."""
+    return bool(_RCPTHOSTS.search(text) or (_RELAY.search(text) and _REFUSAL.search(text)))
+
+
 def refused(stage: str, code: int, text: bytes | str) -> SendError:
-    msg = f"{stage} refused: {code} {text_of(text)}".strip()
+    # A multi-line reply comes joined by newlines; an error message stays on one line.
+    words = " ".join(text_of(text).split())
+    msg = f"{stage} refused: {code} {words}".strip()
+    if stage in ("MAIL", "RCPT") and relay_denied(words):
+        # Every recipient would get the same answer: the relay is not set up for us
+        # (no login, wrong host), so failing each subscriber for good would be wrong.
+        return Fatal(
+            f"{msg} (the server refuses to relay our mail: check sender.host, sender.username and sender.security)",
+            code=code,
+            permanent=True,
+        )
     if code == 530 or (stage == "MAIL" and code >= 500 and code != 552):
         # About the sender or the session, not this recipient: failing every
         # subscriber permanently would be wrong.
@@ -149,12 +177,24 @@ class SmtpSession:
             self.drop()
             raise SendError(f"connection lost before the end of the message: {exc}") from exc
         try:
-            code, text = client.getreply()
+            code, text = self._final_reply(client)
         except (smtplib.SMTPException, OSError) as exc:
             self.drop()
             raise AfterDot(f"connection lost after the message was sent, before the reply: {exc}") from exc
         if not 200 <= code < 300:
             raise refused("message", code, text)
+
+    def _final_reply(self, client: smtplib.SMTP) -> tuple[int, bytes]:
+        """The reply to the final dot, waited for up to ``FINAL_REPLY_TIMEOUT``."""
+        sock = client.sock
+        if sock is None:
+            raise smtplib.SMTPServerDisconnected("connection closed before the reply")
+        sock.settimeout(max(FINAL_REPLY_TIMEOUT, self.settings.timeout))
+        try:
+            return client.getreply()
+        finally:
+            if client.sock is not None:
+                client.sock.settimeout(self.settings.timeout)
 
     def _step(self, client: smtplib.SMTP, stage: str, line: bytes, ok: tuple[int, ...]) -> None:
         client.send(line)

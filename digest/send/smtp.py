@@ -13,7 +13,12 @@ then sent in one transaction (``session.py``). Outcomes:
   server may have taken it, so it is never sent again in this run.
 
 Problems of the whole run rather than one recipient (login refused, server
-unreachable, the sender address refused) stop the run with ``SendAborted``.
+unreachable, the sender address refused, a relay that refuses to relay for
+us) stop the run with ``SendAborted``; the message being sent is released
+as failed-temporary, due again at once.
+
+The reply to the final dot may take up to ten minutes (RFC 5321
+4.5.3.2.6); ``settings.timeout`` bounds every other wait.
 """
 
 from __future__ import annotations
