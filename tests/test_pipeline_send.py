@@ -8,6 +8,7 @@ faults do to the report and the exit code of ``digest send``.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,47 @@ def test_sending_without_a_secret_is_refused_before_anything_changes(tmp_path: P
         dry = pipeline.send_issue(config, store, W02, clock=ws.fixed_clock(), dry_run=True)
     assert dry.report.sent > 0  # a dry run never leaves the machine: it may use the stand-in key
     assert smtp_server.messages == []
+
+
+def test_an_issue_left_unfinished_is_finished_by_the_next_run(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    people = ws.rows(6)
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1))
+    config = dataclasses.replace(config, sender=dataclasses.replace(config.sender, max_attempts=1))
+    smtp_server.inject("RCPT", 451, times=None)  # the relay is having a bad Monday
+    monday = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        first = pipeline.run(config, store, clock=monday)
+        assert first.sent is not None and first.sent.report.sent == 0
+        assert first.exit_code == 1
+        assert store.unfinished_issues(dt.datetime(2018, 1, 23, tzinfo=dt.UTC)) == ["2018-W02"]
+
+        smtp_server.clear_faults()
+        # A week later the due issue is 2018-W03; the run first finishes 2018-W02.
+        later = pipeline.run(config, store, clock=ws.fixed_clock(dt.datetime(2018, 1, 23, 10, 0, tzinfo=dt.UTC)))
+        assert [s.issue_key for s in later.resumed] == ["2018-W02"]
+        assert later.resumed[0].report.sent == len([r for r in people if ws.matches(r)])
+        assert store.unfinished_issues(dt.datetime(2018, 1, 30, tzinfo=dt.UTC)) == []
+    w02 = ws.per_recipient([m for m in smtp_server.messages if b"Message-ID: <2018-W02." in m.data])
+    assert set(w02) == {r.email for r in people if ws.matches(r)}
+    assert set(w02.values()) == {1}
+
+
+def test_retry_failed_sends_again_to_those_a_misconfigured_relay_refused(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    people = ws.rows(4)
+    path = ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1)
+    config = ws.load(path)
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, ws.RUN_NOW)
+    refused = next(r.email for r in people if ws.matches(r))
+    smtp_server.inject("RCPT", 550, recipient=refused, text="5.7.0 policy says no")
+    first = ws.run_cli(path, "send", "--week", ws.WEEK)
+    assert first.returncode == 1
+    again = ws.run_cli(path, "send", "--week", ws.WEEK)
+    assert again.returncode == 0 and "nothing due" in again.stdout and "failed-permanent" in again.stdout
+    assert "--retry-failed" in again.stdout
+    retried = ws.run_cli(path, "send", "--week", ws.WEEK, "--retry-failed")
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert smtp_server.count("RCPT", refused) == 2
+    assert ws.per_recipient(smtp_server.messages)[refused] == 1

@@ -228,3 +228,18 @@ def test_an_address_respelt_in_another_case_is_the_same_row(any_store: Store) ->
     assert (row.email, row.state) == ("ada@example.org", Delivery.SENT)
     plan(any_store, "Bo@x.org")
     assert any_store.claim_many(KEY, ["Bo@x.org", "bo@x.org"], NOW) == ["Bo@x.org"]
+
+
+def test_requeue_and_unfinished_issues(any_store: Store) -> None:
+    plan(any_store, "a@x.org", "b@x.org", "c@x.org")
+    any_store.claim(KEY, "a@x.org", NOW)
+    any_store.mark_sent(KEY, "a@x.org", NOW)
+    any_store.claim(KEY, "b@x.org", NOW)
+    any_store.mark_failed(KEY, "b@x.org", NOW, permanent=True, code=550, error="no", next_attempt=None)
+    assert any_store.unfinished_issues(NOW) == [KEY]  # c is still pending
+    any_store.claim(KEY, "c@x.org", NOW)
+    any_store.mark_sent(KEY, "c@x.org", NOW)
+    assert any_store.unfinished_issues(NOW) == []
+    assert any_store.requeue(KEY, (Delivery.FAILED_PERMANENT, Delivery.SENT), NOW) == 1  # sent rows stay sent
+    assert any_store.unfinished_issues(NOW) == [KEY]
+    assert [r.email for r in any_store.due_deliveries(KEY, NOW)] == ["b@x.org"]

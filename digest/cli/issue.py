@@ -24,6 +24,7 @@ from digest.cli.base import (
 )
 from digest.cli.gather import print_fetch
 from digest.errors import ConfigError
+from digest.models import Delivery
 from digest.send import SendEvent
 
 
@@ -57,14 +58,28 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
 @week_options
 @click.option("--dry-run", is_flag=True, help="Write every message to a Maildir beside the outbox; change nothing.")
 @click.option("--wait", is_flag=True, help="If another run is sending, wait for it instead of exiting.")
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Try again the subscribers whose delivery failed (e.g. after fixing the relay settings).",
+)
 @pass_ctx
 @handle_errors
-def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool) -> None:
+def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool, retry_failed: bool) -> None:
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
     config = ctx.config
     weeks = weeks_from(config, week, since)
     with pipeline.open_store(config) as store, SendProgress() as progress:
-        summary = pipeline.send_issue(config, store, weeks, clock=utcnow, dry_run=dry_run, wait=wait, progress=progress)
+        summary = pipeline.send_issue(
+            config,
+            store,
+            weeks,
+            clock=utcnow,
+            dry_run=dry_run,
+            wait=wait,
+            retry_failed=retry_failed,
+            progress=progress,
+        )
     _print_send(summary)
     if summary.failed:
         sys.exit(1)
@@ -80,10 +95,15 @@ def run(ctx: Context, wait: bool) -> None:
     with pipeline.open_store(config) as store:
         report = pipeline.run(config, store, clock=utcnow, wait=wait)
     print_fetch(report.fetched)
+    for earlier in report.resumed:
+        console.print(f"finishing issue {earlier.issue_key}, left unfinished by an earlier run:", markup=False)
+        _print_send(earlier)
     if report.sent is not None:
         _print_send(report.sent)
-    else:
-        console.print(f"nothing sent: {report.skipped}")
+    elif report.skipped:
+        console.print(f"nothing sent: {report.skipped}", markup=False)
+    for problem in report.problems:
+        err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
     sys.exit(report.exit_code)
 
 
@@ -140,19 +160,23 @@ def _print_send(summary: pipeline.SendSummary) -> None:
     r = summary.report
     where = f" into {summary.outbox}" if summary.outbox else ""
     if summary.due == 0:
-        console.print(f"issue {summary.issue_key}: nothing due; every subscriber already has it")
+        done = ", ".join(f"{n} {state.value}" for state, n in summary.counts.items() if n)
+        console.print(f"issue {summary.issue_key}: nothing due ({done or 'no subscribers'})", markup=False)
+        if summary.counts.get(Delivery.FAILED_PERMANENT) or summary.counts.get(Delivery.FAILED_TEMPORARY):
+            console.print("  to try the failed ones again: digest send --retry-failed --week ...", markup=False)
         return
     console.print(
         f"issue {summary.issue_key}{where}: {r.sent} sent, {r.failed_permanent} failed permanently, "
         f"{r.failed_temporary} to retry, {r.unknown} unknown, {r.skipped} skipped; "
-        f"{summary.no_match} subscriber(s) had no matching theme"
+        f"{summary.no_match} subscriber(s) had no matching theme",
+        markup=False,
     )
     for email, code, error in r.problems[:20]:
-        console.print(f"  {email}: {code or ''} {error}")
+        console.print(f"  {email}: {code or ''} {error}", markup=False)
     if summary.unknown:
         console.print(
             f"  {len(summary.unknown)} message(s) in state 'unknown' (connection lost after the data was sent); "
             "they are not resent unless sender.resend_unknown = true"
         )
     for problem in summary.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}")
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", problem))

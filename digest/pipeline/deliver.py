@@ -9,7 +9,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from digest import grouping
 from digest.codec import issue_from_json, issue_to_json
 from digest.compose import MessageTemplate
 from digest.config import Config
-from digest.errors import BusyError
+from digest.errors import BusyError, SendError
 from digest.models import (
     Delivery,
     IsoWeek,
@@ -64,6 +64,7 @@ class SendSummary:
     problems: tuple[str, ...] = ()
     unknown: tuple[str, ...] = ()
     outbox: Path | None = None
+    counts: Mapping[Delivery, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -194,6 +195,7 @@ def send_issue(
     clock: Callable[[], dt.datetime],
     dry_run: bool = False,
     wait: bool = False,
+    retry_failed: bool = False,
     progress: Callable[[SendEvent, int], None] | None = None,
 ) -> SendSummary:
     """Send the issue for ``weeks`` to every subscriber who has not had it yet.
@@ -206,6 +208,7 @@ def send_issue(
     if dry_run:
         return _dry_run(config, store, weeks, now, clock, progress)
     secret(config, strict=True)  # before anything is frozen or planned
+    sender = make_sender(config.sender)  # a bad sender config is an error before any state changes
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     while not store.acquire_lock(SEND_LOCK, owner, clock(), LOCK_TTL):
         holder = store.lock_holder(SEND_LOCK, clock())
@@ -223,6 +226,8 @@ def send_issue(
         store.release_stale_claims(key, clock())
         if config.sender.resend_unknown:
             store.requeue_unknown(key, clock())
+        if retry_failed:
+            store.requeue(key, (Delivery.FAILED_PERMANENT, Delivery.FAILED_TEMPORARY), clock())
         planned = store.plan_deliveries(key, [(s.email, v) for s, v in built.audience.assignments if v], clock())
         due = store.due_deliveries(key, clock())
         settings = compose_settings(config, built.date)
@@ -246,7 +251,6 @@ def send_issue(
             if progress is not None:
                 progress(event, len(due))
 
-        sender = make_sender(config.sender)
         report = sender.send(
             messages(),
             store,
@@ -256,7 +260,10 @@ def send_issue(
         )
         unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
         mark_bounces(store, key, clock())
-        return SendSummary(key, planned, len(due), built.audience.no_match, report, built.warnings, unknown)
+        counts = store.delivery_counts(key)
+        return SendSummary(
+            key, planned, len(due), built.audience.no_match, report, built.warnings, unknown, None, counts
+        )
     finally:
         store.release_lock(SEND_LOCK, owner)
 
@@ -312,25 +319,53 @@ def _dry_run(
     return SendSummary(key, len(msgs), len(msgs), built.audience.no_match, report, built.warnings, (), outbox)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunReport:
+    """What ``run`` did: the fetch, the due issue's send, and earlier issues it finished."""
+
     fetched: list[FetchLine]
     sent: SendSummary | None
     skipped: str = ""
     problems: list[str] = field(default_factory=list)
+    resumed: list[SendSummary] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         bad = any(line.result.status in ("failed", "broken") for line in self.fetched)
-        return 1 if bad or (self.sent is not None and self.sent.failed) else 0
+        sends = [*self.resumed, *([self.sent] if self.sent is not None else [])]
+        return 1 if bad or self.problems or any(s.failed for s in sends) else 0
+
+
+def weeks_of(issue_key: str) -> tuple[IsoWeek, ...]:
+    """The weeks an issue key names: ``2018-W02`` or ``2018-W01..2018-W03``."""
+    first, _, last = issue_key.partition("..")
+    start = IsoWeek.parse(first)
+    return grouping.weeks_between(start, IsoWeek.parse(last)) if last else (start,)
 
 
 def run(config: Config, store: Store, *, clock: Callable[[], dt.datetime], wait: bool = False) -> RunReport:
-    """The cron one-shot: fetch, then send the issue that is due (the last complete week)."""
+    """The cron one-shot: fetch, then send the issue that is due (the last complete week).
+
+    Issues an earlier run left unfinished (the relay was down, the process
+    was killed) are finished first, so a bad Monday never drops an issue.
+    A send that stops (another run holds the lock, the relay refuses us) is
+    reported, not raised, so the report still shows the fetch.
+    """
     fetched = fetch_all(config, store, clock())
     weeks = resolve_weeks(config, clock())
+    due_key = grouping.issue_key(weeks)
+    report = RunReport(fetched, None)
+    for key in store.unfinished_issues(clock()):
+        if key == due_key:
+            continue
+        try:
+            report.resumed.append(send_issue(config, store, weeks_of(key), clock=clock, wait=wait))
+        except SendError as exc:
+            report.problems.append(f"issue {key}: {exc}")
     try:
-        summary = send_issue(config, store, weeks, clock=clock, wait=wait)
+        report.sent = send_issue(config, store, weeks, clock=clock, wait=wait)
     except TooFewEntries as exc:
-        return RunReport(fetched, None, skipped=str(exc))
-    return RunReport(fetched, summary)
+        report.skipped = str(exc)
+    except SendError as exc:
+        report.problems.append(f"issue {due_key}: {exc}")
+    return report

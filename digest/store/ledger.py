@@ -327,6 +327,28 @@ class LedgerMixin(StoreBase):
         with self._write() as conn:
             return int(conn.execute(stmt).rowcount)
 
+    def requeue(self, issue_key: str, states: Iterable[Delivery], now: dt.datetime) -> int:
+        """Make the issue's rows in ``states`` pending again (due at once); returns how many.
+
+        For an operator who fixed what made them fail (``digest send --retry-failed``).
+        A ``sent`` row is never requeued.
+        """
+        wanted = [d.value for d in states if d is not Delivery.SENT]
+        stmt = (
+            update(t_deliveries)
+            .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state.in_(wanted))
+            .values(state=Delivery.PENDING.value, next_attempt=None, updated_at=now)
+        )
+        with self._write() as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def unfinished_issues(self, now: dt.datetime) -> list[str]:
+        """Issues with rows still to send now (pending, or temporary failures that are due), oldest first."""
+        c = t_deliveries.c
+        query = select(c.issue_key).where(_due(now, False)).group_by(c.issue_key).order_by(c.issue_key)
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
     def delivery_counts(self, issue_key: str) -> dict[Delivery, int]:
         """How many rows of the issue are in each state (every state is present, maybe 0)."""
         c = t_deliveries.c
