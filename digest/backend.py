@@ -11,6 +11,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from digest import pipeline, tokens
 from digest.codec import issue_from_json
@@ -26,6 +27,18 @@ SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _placeable_week(text: str, tz: ZoneInfo) -> IsoWeek:
+    """``text`` as a week whose days, neighbours and UTC bounds exist (not 9999-W52, say).
+
+    Raises ``ValueError`` or ``OverflowError`` otherwise.
+    """
+    week = IsoWeek.parse(text)
+    for bound in week.bounds(tz):
+        bound.astimezone(dt.UTC)
+    week.previous(), week.next()
+    return week
 
 
 class LocalBackend:
@@ -62,7 +75,18 @@ class LocalBackend:
             available = sorted({IsoWeek.of(e.when(), tz) for e in store.entries()}, reverse=True)
             warnings: list[str] = []
             if week is not None:
-                weeks: tuple[IsoWeek, ...] = (IsoWeek.parse(week),)
+                try:
+                    weeks: tuple[IsoWeek, ...] = (_placeable_week(week, tz),)
+                except (ValueError, OverflowError):
+                    # A week typed into the URL: said on the page, with the weeks one can pick.
+                    return Preview(
+                        issue_key=week,
+                        weeks=tuple(str(w) for w in available),
+                        variants=(),
+                        subscribers=(),
+                        error=f"no such week {week!r}: weeks look like 2018-W02 and exist in their year",
+                        title=config.digest.title,
+                    )
             else:
                 weeks = pipeline.resolve_weeks(config, now)
                 if available and weeks[0] not in available:

@@ -156,6 +156,21 @@ def test_week_as_html_text_and_eml(client: httpx.Client) -> None:
     assert "Ransomware gangs shift to cloud backups" in parts["text/html"]
 
 
+@pytest.mark.parametrize("week", ["foo", "2018-W99", "2018-W53", "0000-W01", "9999-W52"])
+def test_a_bad_week_is_a_notice_and_its_messages_are_404(client: httpx.Client, week: str) -> None:
+    r = client.get("/", params={"week": week})
+    assert r.status_code == 200
+    doc = lxml.html.fromstring(r.text)
+    notice = words(doc.xpath("string(//*[@role='alert'])"))
+    assert f"no such week '{week}'" in notice
+    assert doc.xpath("//iframe") == []
+    # The switcher still offers the weeks that have entries.
+    assert WEEK in doc.xpath("//select[@name='week']/option/@value")
+    for ext in ("html", "txt", "eml"):
+        assert client.get(f"/preview/{week}/all.{ext}").status_code == 404
+    assert client.get(f"/preview/{WEEK}/all.html").status_code == 200  # good weeks are unharmed
+
+
 # -- in Chromium -----------------------------------------------------------------
 
 
