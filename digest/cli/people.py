@@ -1,4 +1,8 @@
-"""``digest subscribers add|remove|list|import``."""
+"""``digest subscribers add|remove|list|import``.
+
+Names, addresses and CSV cells are the subscribers' own text: they are
+printed as plain text, never as rich markup.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from digest import pipeline
 from digest.cli.base import (
@@ -18,7 +23,29 @@ from digest.cli.base import (
     handle_errors,
     pass_ctx,
 )
-from digest.errors import ConfigError
+from digest.errors import ConfigError, SubscriberError
+
+_SEPARATORS = ("/", "\\")
+
+
+def list_file(folder: Path, name: str) -> Path:
+    """The list file ``name`` inside ``folder``; ``ConfigError`` unless a plain ``*.csv`` file name.
+
+    Only such names are read back as lists, and a path could write anywhere.
+    """
+    plain = (
+        name.endswith(".csv")
+        and not name.startswith(".")
+        and not any(sep in name for sep in _SEPARATORS)
+        and name.isprintable()
+    )
+    if not plain:
+        raise ConfigError(f"--list: not a plain file name ending in .csv: {name!r}")
+    return folder / name
+
+
+def _notice(label: str, message: str) -> Text:
+    return Text.assemble((label, "yellow"), " ", message)
 
 
 @cli.group(name="subscribers")
@@ -39,7 +66,7 @@ def subscribers_list(ctx: Context, as_json: bool) -> None:
     with pipeline.open_store(config) as store:
         status = store.subscriber_status()
     for problem in loaded.problems:
-        err_console.print(f"[yellow]warning:[/] {problem}")
+        err_console.print(_notice("warning:", problem))
     if as_json:
         for s in loaded.subscribers:
             row = {
@@ -56,7 +83,7 @@ def subscribers_list(ctx: Context, as_json: bool) -> None:
         table.add_column(col)
     for s in loaded.subscribers:
         st = str(status.get(s.email.lower(), "active"))
-        table.add_row(s.email, s.name, "; ".join(sorted(s.themes)) or "(all)", st)
+        table.add_row(Text(s.email), Text(s.name), Text("; ".join(sorted(s.themes)) or "(all)"), Text(st))
     console.print(table)
 
 
@@ -78,8 +105,13 @@ def subscribers_add(ctx: Context, email: str, name: str, themes: str, timezone: 
     unknown = [t for t in chosen if known and t not in known]
     if unknown:
         raise ConfigError(f"--themes: unknown theme {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    sub = subs.add_subscriber(config.subscribers_dir / list_name, email, name, chosen, timezone or None)
-    console.print(f"added {sub.email}")
+    path = list_file(config.subscribers_dir, list_name)
+    try:
+        sub = subs.add_subscriber(path, email, name, chosen, timezone or None)
+    except SubscriberError as exc:
+        # The address or options given are wrong: a usage error, like a bad option.
+        raise ConfigError(str(exc)) from exc
+    console.print(f"added {sub.email}", markup=False)
 
 
 @subscribers_group.command(name="remove")
@@ -92,7 +124,7 @@ def subscribers_remove(ctx: Context, email: str) -> None:
 
     if not subs.remove_subscriber(ctx.config.subscribers_dir, email):
         raise ConfigError(f"{email}: not on any list in {ctx.config.subscribers_dir}")
-    console.print(f"removed {email}")
+    console.print(f"removed {email}", markup=False)
 
 
 @subscribers_group.command(name="import")
@@ -105,9 +137,10 @@ def subscribers_import(ctx: Context, file: Path, list_name: str) -> None:
     from digest import subscribers as subs
 
     config = ctx.config
-    result = subs.import_file(file, config.subscribers_dir / list_name, [t.name for t in config.themes] or None)
+    dest = list_file(config.subscribers_dir, list_name)
+    result = subs.import_file(file, dest, [t.name for t in config.themes] or None)
     for problem in result.problems:
-        err_console.print(f"[yellow]skipped:[/] {problem}")
+        err_console.print(_notice("skipped:", problem))
     console.print(f"imported {result.added}, {result.skipped_duplicates} already subscribed")
     if result.problems:
         sys.exit(1)
