@@ -6,6 +6,7 @@ records what it was asked to do.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from digest.errors import ConfigError, StoreError, SubscriberError
-from digest.web import Preview, PreviewSubscriber, PreviewVariant, create_app
+from digest.web import Preview, PreviewSubscriber, PreviewVariant, check_listen, create_app
 from digest.web.forms import form_fields, is_one_click
 from digest.web.pages import mask_email
 from tests.fixtures.web_server import running
@@ -356,3 +357,20 @@ def test_form_fields() -> None:
     assert not is_one_click(form_fields("application/x-www-form-urlencoded", b"confirm=yes"))
     assert form_fields("multipart/form-data", b"no boundary at all") == {}
     assert form_fields("text/plain", b"List-Unsubscribe=One-Click") == {}
+
+
+# --- listening ------------------------------------------------------------
+
+
+def test_check_listen_refuses_a_port_in_use_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            check_listen("127.0.0.1", port)
+        message = str(caught.value)
+        assert message.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+        assert "in use" in message and "\n" not in message
+        assert caught.value.exit_code == 2
+    check_listen("127.0.0.1", port)  # free again once the listener is gone

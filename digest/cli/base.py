@@ -2,7 +2,7 @@
 
 Every command loads the config once, calls ``pipeline`` and prints a report.
 A ``DigestError`` becomes one line on stderr and exit code 1 (2 for bad
-usage or config), never a traceback.
+usage or config), never a traceback; Ctrl-C becomes "interrupted" and 130.
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: The shell's exit status for a command stopped by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn a DigestError into one line on stderr and its exit code."""
+    """Turn a DigestError into one line on stderr and its exit code; Ctrl-C into "interrupted", 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -45,6 +49,12 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except DigestError as exc:
             err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), soft_wrap=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Python turns SIGINT into KeyboardInterrupt wherever the command is;
+            # the user asked for the stop, so no traceback. (The web servers
+            # take SIGINT as a graceful stop of their own and exit 0.)
+            err_console.print("interrupted", markup=False)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
 

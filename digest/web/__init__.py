@@ -6,7 +6,15 @@ The app sees the rest of digest only through the ``Backend`` seam; see
 
 from __future__ import annotations
 
-from digest.web.app import create_app, serve
+from digest.web.app import check_listen, create_app, serve
 from digest.web.seam import Backend, Preview, PreviewSubscriber, PreviewVariant
 
-__all__ = ["Backend", "Preview", "PreviewSubscriber", "PreviewVariant", "create_app", "serve"]
+__all__ = [
+    "Backend",
+    "Preview",
+    "PreviewSubscriber",
+    "PreviewVariant",
+    "check_listen",
+    "create_app",
+    "serve",
+]

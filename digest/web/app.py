@@ -8,6 +8,7 @@ free to answer the preview page's fingerprint polls while an issue builds.
 from __future__ import annotations
 
 import re
+import socket
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.errors import DigestError, SubscriberError
+from digest.errors import ConfigError, DigestError, SubscriberError
 from digest.web import assets, pages
 from digest.web.forms import MAX_BODY, form_fields, is_one_click
 from digest.web.seam import Backend, Preview
@@ -207,6 +208,29 @@ def create_app(backend: Backend, *, title: str, enable_preview: bool = True) -> 
     return app
 
 
+def check_listen(host: str, port: int) -> None:
+    """Raise ``ConfigError`` unless a server could listen on ``host``:``port`` right now.
+
+    Binds (and closes) a socket for every address ``host`` resolves to, with
+    the options asyncio's server uses, so a port in use or an address this
+    machine does not have is one clear line instead of uvicorn's exit.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
 def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 8025) -> None:
-    """Run ``app`` under uvicorn until interrupted; loopback unless told otherwise."""
+    """Run ``app`` under uvicorn until interrupted; loopback unless told otherwise.
+
+    Raises ``ConfigError`` when ``host``:``port`` cannot be listened on.
+    """
+    check_listen(host, port)
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)

@@ -1,0 +1,203 @@
+"""``digest preview`` and ``serve``: who sees the preview, ports, bind errors and Ctrl-C.
+
+Servers run only on 127.0.0.1: the public-host default is tested through the
+function that decides it, never by binding a public address.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from digest.cli import cli
+from digest.cli.base import handle_errors
+from digest.cli.serving import http_url, is_loopback, preview_enabled, preview_note
+
+#: A title that rich would take as markup (a closing tag with nothing open).
+TITLE = "Cyber [/b] Weekly"
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The config of an init'ed working folder whose title looks like markup."""
+    folder = tmp_path / "site"
+    assert invoke("init", str(folder)).exit_code == 0
+    path = folder / "digest.toml"
+    text = path.read_text(encoding="utf-8")
+    assert 'title = "Cyber Weekly"' in text
+    path.write_text(text.replace('title = "Cyber Weekly"', f'title = "{TITLE}"', 1), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port something already listens on (127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- who sees the preview ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "localhost", "LocalHost", "::ffff:127.0.0.1"]
+)
+def test_loopback_hosts_get_the_preview_by_default(host: str) -> None:
+    assert is_loopback(host)
+    assert preview_enabled(host, None) is True
+    assert preview_enabled(host, False) is False
+    assert preview_note(host, None) == "preview: on (loopback host; --no-preview turns it off)"
+
+
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "", "192.168.1.10", "10.0.0.1", "2001:db8::1", "example.org", "localhost.example.org"]
+)
+def test_other_hosts_get_the_preview_only_when_asked(host: str) -> None:
+    assert not is_loopback(host)
+    assert preview_enabled(host, None) is False
+    assert preview_enabled(host, True) is True
+    assert preview_enabled(host, False) is False
+    assert preview_note(host, None) == "preview: off (not a loopback host; --preview turns it on)"
+    assert preview_note(host, True) == "preview: on (--preview)"
+    assert preview_note(host, False) == "preview: off (--no-preview)"
+
+
+def test_http_url_brackets_ipv6() -> None:
+    assert http_url("::1", 8025) == "http://[::1]:8025/"
+    assert http_url("127.0.0.1", 8025) == "http://127.0.0.1:8025/"
+
+
+def test_serve_help_explains_the_preview_default() -> None:
+    result = invoke("serve", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "--preview / --no-preview" in text
+    assert "Default: on for a loopback host (127.0.0.0/8, ::1, localhost), off for any other." in text
+    assert "1<=x<=65535" in text
+
+
+# -- ports -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["serve", "preview"])
+@pytest.mark.parametrize("port", ["0", "99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(config: Path, command: str, port: str) -> None:
+    result = invoke("--config", str(config), command, "--port", port)
+    assert result.exit_code == 2
+    assert "Invalid value for '--port'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", ["serve", "preview"])
+def test_a_port_in_use_is_one_line_and_exit_2(config: Path, taken_port: int, command: str) -> None:
+    result = invoke("--config", str(config), command, "--port", str(taken_port))
+    assert result.exit_code == 2
+    assert result.stdout == ""  # nothing claims to be serving
+    assert result.stderr == f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"
+
+
+# -- running, and Ctrl-C ---------------------------------------------------------
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start(config: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``python -m digest`` serving on a free loopback port; waits until it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digest", "--config", str(config), *args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As from a terminal: a shell's background jobs start with SIGINT ignored, which the child would inherit.
+        preexec_fn=default_sigint,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30  # a guard against hanging, not a speed check
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", trust_env=False).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"the server did not start: {out}\n{err}")
+        time.sleep(0.05)
+
+
+def interrupt(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Ctrl-C: SIGINT, then the exit code and output.
+
+    uvicorn turns SIGINT into a graceful shutdown, so a server stopped this way exits 0.
+    """
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, out, err
+
+
+def test_preview_prints_the_title_as_text_and_stops_cleanly_on_ctrl_c(config: Path) -> None:
+    proc, base = start(config, "preview")
+    page = httpx.get(base + "/", trust_env=False)
+    assert page.status_code == 200 and "Cyber [/b] Weekly" in page.text
+    code, out, err = interrupt(proc)
+    assert code == 0
+    assert out.splitlines()[0] == f"preview of {TITLE} on {base}/ (Ctrl-C stops)"  # access log lines follow
+    assert "Shutting down" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "status", "note"),
+    [
+        ((), 200, "preview: on (loopback host; --no-preview turns it off)"),
+        (("--no-preview",), 404, "preview: off (--no-preview)"),
+    ],
+)
+def test_serve_says_whether_it_serves_the_preview(config: Path, flags: tuple[str, ...], status: int, note: str) -> None:
+    proc, base = start(config, "serve", "--host", "127.0.0.1", *flags)
+    assert httpx.get(base + "/", trust_env=False).status_code == status
+    assert httpx.get(base + "/u/not-a-token", trust_env=False).status_code == 400  # unsubscribe is always on
+    code, out, err = interrupt(proc)
+    assert code == 0
+    assert out.splitlines()[:2] == [f"serving on {base}/ (Ctrl-C stops)", note]
+    assert "Shutting down" in err and "Traceback" not in err
+
+
+def test_ctrl_c_in_a_command_is_one_line_and_exit_130(capsys: pytest.CaptureFixture[str]) -> None:
+    @handle_errors
+    def command() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stopped:
+        command()
+    assert stopped.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "interrupted\n" and captured.out == ""
