@@ -44,9 +44,12 @@ def _placeable_week(text: str, tz: ZoneInfo) -> IsoWeek:
 class LocalBackend:
     """Serves the preview of a working folder and records unsubscriptions."""
 
-    def __init__(self, config_path: Path, *, default_week: str | None = None) -> None:
+    def __init__(self, config_path: Path, *, default_week: str | None = None, strict_tokens: bool = False) -> None:
+        """``strict_tokens``: unsubscribe links need the configured secret (``digest serve``);
+        the local preview may use the per-folder stand-in."""
         self.config_path = config_path
         self.default_week = default_week
+        self.strict_tokens = strict_tokens
         self._lock = threading.Lock()
         # The page, its iframe and the .eml link each ask for the same preview.
         self._cache: dict[tuple[str | None, str, tuple[int, int]], Preview] = {}
@@ -175,7 +178,7 @@ class LocalBackend:
     def check_token(self, token: str) -> str:
         config = self.config()
         list_id = config.digest.list_id or pipeline.default_list_id(config)
-        return tokens.verify_token(pipeline.secret(config), token, list_id)
+        return tokens.verify_token(pipeline.secret(config, strict=self.strict_tokens), token, list_id)
 
     def unsubscribe(self, token: str, how: str) -> str:
         email = self.check_token(token)

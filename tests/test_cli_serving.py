@@ -38,7 +38,8 @@ def config(tmp_path: Path) -> Path:
     path = folder / "digest.toml"
     text = path.read_text(encoding="utf-8")
     assert 'title = "Cyber Weekly"' in text
-    path.write_text(text.replace('title = "Cyber Weekly"', f'title = "{TITLE}"', 1), encoding="utf-8")
+    text = text.replace('title = "Cyber Weekly"', f'title = "{TITLE}"\nsecret = "serve-needs-a-secret"', 1)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -115,6 +116,15 @@ def test_a_port_in_use_is_one_line_and_exit_2(config: Path, taken_port: int, com
     assert result.exit_code == 2
     assert result.stdout == ""  # nothing claims to be serving
     assert result.stderr == f"error: cannot listen on 127.0.0.1:{taken_port}: Address already in use\n"
+
+
+def test_serve_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+    assert invoke("init", str(folder)).exit_code == 0
+    result = invoke("--config", str(folder / "digest.toml"), "serve", "--port", str(free_port()))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "digest.secret: not set" in result.stderr
 
 
 # -- running, and Ctrl-C ---------------------------------------------------------

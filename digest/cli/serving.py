@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from digest import pipeline
 from digest.cli.base import (
     Context,
     cli,
@@ -95,7 +96,9 @@ def serve(ctx: Context, host: str, port: int, show_preview: bool | None) -> None
     from digest.web import check_listen, create_app
     from digest.web import serve as run_server
 
-    backend = LocalBackend(ctx.config_path)
+    # Links signed with the stand-in key could be forged: the public endpoint needs the real secret.
+    pipeline.secret(ctx.config, strict=True)
+    backend = LocalBackend(ctx.config_path, strict_tokens=True)
     enabled = preview_enabled(host, show_preview)
     title = ctx.config.digest.title
     check_listen(host, port)
