@@ -318,3 +318,14 @@ def test_retry_failed_sends_again_to_those_a_misconfigured_relay_refused(
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert smtp_server.count("RCPT", refused) == 2
     assert ws.per_recipient(smtp_server.messages)[refused] == 1
+
+
+def test_sending_a_week_that_is_not_over_warns(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    config = ws.load(ws.make_folder(tmp_path, ws.rows(3), port=smtp_server.port))
+    clock = ws.fixed_clock()  # Tuesday of 2018-W03
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        current = pipeline.send_issue(config, store, (IsoWeek(2018, 3),), clock=clock)
+        finished = pipeline.send_issue(config, store, W02, clock=clock)
+    assert any("2018-W03 is not over yet" in p for p in current.problems)
+    assert not any("not over" in p for p in finished.problems)

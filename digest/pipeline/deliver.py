@@ -223,6 +223,7 @@ def send_issue(
     try:
         built = prepare(config, store, weeks, clock())
         key = built.issue.key
+        warnings = built.warnings + _unfinished_week(config, weeks, clock())
         store.release_stale_claims(key, clock())
         if config.sender.resend_unknown:
             store.requeue_unknown(key, clock())
@@ -261,9 +262,7 @@ def send_issue(
         unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
         mark_bounces(store, key, clock())
         counts = store.delivery_counts(key)
-        return SendSummary(
-            key, planned, len(due), built.audience.no_match, report, built.warnings, unknown, None, counts
-        )
+        return SendSummary(key, planned, len(due), built.audience.no_match, report, warnings, unknown, None, counts)
     finally:
         store.release_lock(SEND_LOCK, owner)
 
@@ -288,6 +287,17 @@ def mark_bounces(store: Store, issue_key: str, now: dt.datetime) -> list[str]:
     for email in bounced:
         store.set_status(email, SubscriberStatus.BOUNCED, now, f"bounce: issue {issue_key}")
     return bounced
+
+
+def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime) -> tuple[str, ...]:
+    """A warning when the issue covers a week that is not over: the frozen issue will not grow."""
+    last = max(weeks)
+    if now < last.bounds(config.digest.tz)[1]:
+        return (
+            f"week {last} is not over yet: entries published later this week will not be in this issue "
+            "(it is frozen now), nor in the next one",
+        )
+    return ()
 
 
 def _dry_run(
