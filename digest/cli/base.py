@@ -9,20 +9,39 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib
 import logging
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.console import Console
 from rich.text import Text
 
-from digest import pipeline
 from digest.config import Config, find_config, load_config
 from digest.errors import ConfigError, DigestError
 from digest.models import IsoWeek
+
+
+class _LazyModule(types.ModuleType):
+    """A module imported on first attribute use.
+
+    The pipeline pulls in every stage (httpx, feedparser, lxml, SQLAlchemy,
+    premailer: about a second); ``digest --help`` and usage errors need none
+    of it.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+if TYPE_CHECKING:
+    from digest import pipeline as pipeline
+else:
+    pipeline = _LazyModule("digest.pipeline")
 
 P = ParamSpec("P")
 R = TypeVar("R")

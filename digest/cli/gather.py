@@ -12,7 +12,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from digest import pipeline
 from digest.cli.base import (
     Context,
     cli,
@@ -21,6 +20,7 @@ from digest.cli.base import (
     handle_errors,
     parse_date,
     pass_ctx,
+    pipeline,
     utcnow,
 )
 from digest.config import Config

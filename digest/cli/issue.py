@@ -5,12 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.text import Text
 
-from digest import pipeline
 from digest.cli.base import (
     Context,
     cli,
@@ -18,6 +17,7 @@ from digest.cli.base import (
     err_console,
     handle_errors,
     pass_ctx,
+    pipeline,
     utcnow,
     week_options,
     weeks_from,
@@ -25,7 +25,9 @@ from digest.cli.base import (
 from digest.cli.gather import print_fetch
 from digest.errors import ConfigError
 from digest.models import Delivery
-from digest.send import SendEvent
+
+if TYPE_CHECKING:
+    from digest.send import SendEvent
 
 
 @cli.command()

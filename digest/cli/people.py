@@ -14,7 +14,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from digest import pipeline
 from digest.cli.base import (
     Context,
     cli,
@@ -22,6 +21,7 @@ from digest.cli.base import (
     err_console,
     handle_errors,
     pass_ctx,
+    pipeline,
 )
 from digest.errors import ConfigError, SubscriberError
 

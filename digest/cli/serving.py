@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from digest import pipeline
 from digest.cli.base import (
     Context,
     cli,
@@ -22,6 +21,7 @@ from digest.cli.base import (
     handle_errors,
     parse_week,
     pass_ctx,
+    pipeline,
 )
 
 PORT = click.IntRange(1, 65535)
