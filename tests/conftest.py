@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.http_server",
     "tests.fixtures.smtp_server",
     "tests.fixtures.store",
+    "tests.fixtures.browser",
 ]
 
 DATA = Path(__file__).parent / "data"

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 import lxml.html
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
 
 from digest import pipeline
 from digest.backend import LocalBackend
@@ -33,7 +33,6 @@ from digest.config import load_config
 from digest.scaffold import scaffold
 from digest.web import create_app
 from tests.fixtures.web_server import running
-from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS
 
 UPDATE_SCREENSHOTS = os.environ.get("DIGEST_UPDATE_SCREENSHOTS") == "1"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -172,16 +171,6 @@ def test_a_bad_week_is_a_notice_and_its_messages_are_404(client: httpx.Client, w
 
 
 # -- in Chromium -----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (make browser)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 class Tab:
