@@ -319,13 +319,7 @@ class LedgerMixin(StoreBase):
 
         For an operator who chose to resend messages whose fate is unknown.
         """
-        stmt = (
-            update(t_deliveries)
-            .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state == Delivery.UNKNOWN.value)
-            .values(state=Delivery.PENDING.value, next_attempt=None, updated_at=now)
-        )
-        with self._write() as conn:
-            return int(conn.execute(stmt).rowcount)
+        return self.requeue(issue_key, (Delivery.UNKNOWN,), now)
 
     def requeue(self, issue_key: str, states: Iterable[Delivery], now: dt.datetime) -> int:
         """Make the issue's rows in ``states`` pending again (due at once); returns how many.
