@@ -8,6 +8,8 @@ Relative paths in the file are relative to the file's folder.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -66,6 +68,42 @@ class FetchSettings:
     concurrency: int = 8
     user_agent: str = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
     broken_ratio: float = 0.5
+    #: Addresses or CIDRs (as written) that the fetcher may reach although they are private.
+    allow_private: tuple[str, ...] = ()
+    #: Entries kept per source per fetch (the newest).
+    max_entries: int = 500
+    #: Characters kept of an entry's summary and of its content.
+    max_text: int = 65_536
+    #: Consecutive failed runs after which a source is called out.
+    alert_after: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSettings:
+    """``[issue]``: how big an issue is and when a thin week is held."""
+
+    min_entries: int = 1
+    min_per_theme: int = 1
+    max_hold_weeks: int = 3
+    max_entries: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class DedupSettings:
+    """``[dedup]``: grouping one story carried by several sources."""
+
+    enabled: bool = True
+    window_hours: float = 72.0
+    title_ratio: float = 0.85
+    text_jaccard: float = 0.6
+    prefer: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesSettings:
+    """``[updates]``: what happens to an entry that changed after it was sent."""
+
+    policy: str = "ignore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +125,7 @@ class SenderSettings:
     resend_unknown: bool = False
     max_attempts: int = 5
     timeout: float = 30.0
+    retry_for: dt.timedelta = dt.timedelta(hours=72)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +136,9 @@ class Config:
     digest: DigestSettings = field(default_factory=DigestSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     sender: SenderSettings = field(default_factory=SenderSettings)
+    issue: IssueSettings = field(default_factory=IssueSettings)
+    dedup: DedupSettings = field(default_factory=DedupSettings)
+    updates: UpdatesSettings = field(default_factory=UpdatesSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
 
@@ -111,6 +153,18 @@ class Config:
     @property
     def subscribers_dir(self) -> Path:
         return self.digest.subscribers or self.base_dir / "subscribers"
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(raw: str) -> dt.timedelta:
+    """``"90s"``, ``"15m"``, ``"72h"``, ``"7d"``, ``"2w"`` → a positive timedelta; ``ValueError`` otherwise."""
+    m = _DURATION_RE.match(raw)
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"must be a duration like '90s', '15m', '72h' or '7d', got {raw!r}")
+    return dt.timedelta(seconds=float(m.group(1)) * _DURATION_UNITS[m.group(2)])
 
 
 def find_config(explicit: str | os.PathLike[str] | None) -> Path:
@@ -175,7 +229,7 @@ class _Reader:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def config(self, data: dict[str, Any]) -> Config:
-        unknown = sorted(set(data) - {"digest", "fetch", "sender", "sources", "themes"})
+        unknown = sorted(set(data) - {"digest", "fetch", "sender", "issue", "dedup", "updates", "sources", "themes"})
         if unknown:
             raise self.fail(unknown[0], "unknown section")
         digest = self.digest(data)
@@ -186,6 +240,9 @@ class _Reader:
             digest=digest,
             fetch=self.fetch(data),
             sender=self.sender(data),
+            issue=self.issue(data, digest.min_entries),
+            dedup=self.dedup(data),
+            updates=self.updates(data),
             sources=sources,
             themes=themes,
         )
@@ -251,8 +308,25 @@ class _Reader:
             concurrency=self.get(t, "fetch", "concurrency", int, d.concurrency),
             user_agent=self.get(t, "fetch", "user_agent", str, d.user_agent),
             broken_ratio=float(self.get(t, "fetch", "broken_ratio", num, d.broken_ratio)),
+            allow_private=self.strings(t, "fetch", "allow_private"),
+            max_entries=self.get(t, "fetch", "max_entries", int, d.max_entries),
+            max_text=self.get(t, "fetch", "max_text", int, d.max_text),
+            alert_after=self.get(t, "fetch", "alert_after", int, d.alert_after),
         )
-        for key in ("connect_timeout", "deadline", "max_bytes", "concurrency"):
+        for net in s.allow_private:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise self.fail("fetch.allow_private", f"not an address or CIDR: {net!r}") from None
+        for key in (
+            "connect_timeout",
+            "deadline",
+            "max_bytes",
+            "concurrency",
+            "max_entries",
+            "max_text",
+            "alert_after",
+        ):
             if getattr(s, key) <= 0:
                 raise self.fail(f"fetch.{key}", "must be greater than 0")
         if not 0 <= s.max_redirects <= 20:
@@ -304,7 +378,59 @@ class _Reader:
             resend_unknown=self.get(t, w, "resend_unknown", bool, d.resend_unknown),
             max_attempts=self.get(t, w, "max_attempts", int, d.max_attempts),
             timeout=float(self.get(t, w, "timeout", (int, float), d.timeout)),
+            retry_for=self.duration(t, w, "retry_for", d.retry_for),
         )
+
+    def duration(self, data: dict[str, Any], where: str, key: str, default: dt.timedelta) -> dt.timedelta:
+        raw = self.get(data, where, key, str, None)
+        if raw is None:
+            return default
+        try:
+            return parse_duration(raw)
+        except ValueError as exc:
+            raise self.fail(f"{where}.{key}", str(exc)) from None
+
+    def issue(self, data: dict[str, Any], min_entries: int) -> IssueSettings:
+        d = IssueSettings()
+        t = self.table(data, "issue", set(IssueSettings.__slots__))  # type: ignore[attr-defined]
+        s = IssueSettings(
+            # [digest] min_entries is the older spelling of [issue] min_entries.
+            min_entries=self.get(t, "issue", "min_entries", int, min_entries),
+            min_per_theme=self.get(t, "issue", "min_per_theme", int, d.min_per_theme),
+            max_hold_weeks=self.get(t, "issue", "max_hold_weeks", int, d.max_hold_weeks),
+            max_entries=self.get(t, "issue", "max_entries", int, d.max_entries),
+        )
+        for key in ("min_entries", "min_per_theme", "max_hold_weeks"):
+            if getattr(s, key) < 0:
+                raise self.fail(f"issue.{key}", "must be 0 or more")
+        if s.max_entries < 1:
+            raise self.fail("issue.max_entries", "must be at least 1")
+        return s
+
+    def dedup(self, data: dict[str, Any]) -> DedupSettings:
+        d = DedupSettings()
+        t = self.table(data, "dedup", set(DedupSettings.__slots__))  # type: ignore[attr-defined]
+        num = (int, float)
+        s = DedupSettings(
+            enabled=self.get(t, "dedup", "enabled", bool, d.enabled),
+            window_hours=float(self.get(t, "dedup", "window_hours", num, d.window_hours)),
+            title_ratio=float(self.get(t, "dedup", "title_ratio", num, d.title_ratio)),
+            text_jaccard=float(self.get(t, "dedup", "text_jaccard", num, d.text_jaccard)),
+            prefer=self.strings(t, "dedup", "prefer"),
+        )
+        if s.window_hours <= 0:
+            raise self.fail("dedup.window_hours", "must be greater than 0")
+        for key in ("title_ratio", "text_jaccard"):
+            if not 0 < getattr(s, key) <= 1:
+                raise self.fail(f"dedup.{key}", "must be between 0 (excluded) and 1")
+        return s
+
+    def updates(self, data: dict[str, Any]) -> UpdatesSettings:
+        t = self.table(data, "updates", set(UpdatesSettings.__slots__))  # type: ignore[attr-defined]
+        policy = self.get(t, "updates", "policy", str, UpdatesSettings().policy)
+        if policy not in ("ignore", "section"):
+            raise self.fail("updates.policy", f"must be 'ignore' or 'section', got {policy!r}")
+        return UpdatesSettings(policy=policy)
 
     def themes(self, raw: Any) -> tuple[Theme, ...]:
         if not isinstance(raw, list):
