@@ -7,6 +7,7 @@ original as ``__cause__``::
 
     DigestError
      ├── ConfigError          bad digest.toml, bad CLI usage       (exit 2)
+     ├── InvalidURL           a URL that cannot be parsed (also a ValueError)
      ├── SubscriberError      a bad subscriber row or address
      ├── SourceError          one source failed; the others go on
      │    ├── FetchError      network, HTTP status, limits
@@ -32,6 +33,10 @@ class ConfigError(DigestError):
     """The configuration or the command line is wrong; nothing was done."""
 
     exit_code = 2
+
+
+class InvalidURL(DigestError, ValueError):
+    """A URL that cannot be parsed or is not of the kind needed; raised only by ``digest.urls``."""
 
 
 class SubscriberError(DigestError):

@@ -20,6 +20,7 @@ from types import TracebackType
 
 from digest.store.base import BUSY_TIMEOUT_S, make_engine
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
+from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
 from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
@@ -32,15 +33,17 @@ __all__ = [
     "STALE_CLAIM_ERROR",
     "DeliveryRow",
     "FetchCounts",
+    "FetchRecord",
     "FrozenIssue",
     "Migration",
+    "SourceReport",
     "Store",
     "content_hash",
     "normalise",
 ]
 
 
-class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
+class Store(EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
     """A connection pool to the database plus the operations digest needs.
 
     Thread-safe: one ``Store`` may be shared by several threads.

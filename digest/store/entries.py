@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Row, func, select
 
 from digest.models import Author, Entry, FetchStatus, SourceResult, SourceState
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.fetchlog import log_fetch
 from digest.store.schema import entries as t_entries
 from digest.store.schema import sources as t_sources
 from digest.store.schema import utc_text
@@ -162,6 +163,7 @@ class EntriesMixin(StoreBase):
                 for batch in chunked(rows, 2000):
                     conn.execute(stmt, list(batch))
             self._record_source(conn, result, now)
+            log_fetch(conn, result, (new, updated, len(unique) - new - updated), now)
         return FetchCounts(new=new, updated=updated, unchanged=len(unique) - new - updated)
 
     def _record_source(self, conn: Connection, result: SourceResult, now: dt.datetime) -> None:

@@ -168,6 +168,24 @@ locks = Table(
     Column("ttl_seconds", Float, nullable=False),
 )
 
+#: One row per fetch of a source (the newest few per source are kept): the history that
+#: ``digest sources`` and the dashboard show, and the last status with its reason.
+fetch_log = Table(
+    "fetch_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("fetched_at", UtcDateTime, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("new", Integer, nullable=False),
+    Column("updated", Integer, nullable=False),
+    Column("unchanged", Integer, nullable=False),
+    Column("items", Integer),
+    Column("elapsed", Float, nullable=False),
+    Column("error", Text),
+    Index("ix_fetch_log_source", "source", "fetched_at"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -185,7 +203,14 @@ def _initial(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial),)
+def _fetch_log(conn: Connection) -> None:
+    fetch_log.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial),
+    Migration(6, "fetch log", _fetch_log),
+)
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
 _PG_MIGRATION_LOCK = 0x6469676573740001
