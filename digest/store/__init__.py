@@ -24,6 +24,7 @@ from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
 from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
+from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.subscribers import SubscribersMixin, normalise
 
@@ -35,6 +36,8 @@ __all__ = [
     "FetchCounts",
     "FetchRecord",
     "FrozenIssue",
+    "IssueReport",
+    "IssueSummary",
     "Migration",
     "SourceReport",
     "Store",
@@ -43,7 +46,7 @@ __all__ = [
 ]
 
 
-class Store(EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
+class Store(EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, ReportsMixin, SubscribersMixin, LockMixin):
     """A connection pool to the database plus the operations digest needs.
 
     Thread-safe: one ``Store`` may be shared by several threads.
