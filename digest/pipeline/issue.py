@@ -67,6 +67,11 @@ def make_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Issue:
     )
 
 
+def editions_dir(config: Config) -> Path:
+    """Where the edition files of issues live: ``editions/`` beside the config."""
+    return config.base_dir / "editions"
+
+
 def renderer_for(config: Config) -> Renderer:
     templates = config.templates_dir
     return Renderer(
