@@ -14,6 +14,7 @@ original as ``__cause__``::
      │    └── ParseError      bytes that are not a feed / listing
      ├── StoreError           the database refused or is locked
      ├── RenderError          template syntax / undefined variable
+     ├── BounceError          the bounce mailbox cannot be read
      └── SendError            SMTP refused or the connection broke
           └── BusyError       another run holds the send lock
 
@@ -70,6 +71,10 @@ class ParseError(SourceError):
 
 class StoreError(DigestError):
     """The database failed or holds something unexpected."""
+
+
+class BounceError(DigestError):
+    """The bounce mailbox (Maildir or IMAP) cannot be read."""
 
 
 class RenderError(DigestError):

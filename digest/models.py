@@ -222,6 +222,8 @@ class SubscriberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    #: Marked the digest as spam (a feedback report): never re-activated by an import.
+    COMPLAINED = "complained"
 
 
 @dataclass(frozen=True, slots=True)

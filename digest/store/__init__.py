@@ -19,6 +19,7 @@ import datetime as dt
 from types import TracebackType
 
 from digest.store.base import BUSY_TIMEOUT_S, make_engine
+from digest.store.bounces import BounceEvent, BouncesMixin
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
 from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
 from digest.store.issues import FrozenIssue, IssuesMixin
@@ -32,6 +33,7 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "MIGRATIONS",
     "STALE_CLAIM_ERROR",
+    "BounceEvent",
     "DeliveryRow",
     "FetchCounts",
     "FetchRecord",
@@ -46,7 +48,9 @@ __all__ = [
 ]
 
 
-class Store(EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, ReportsMixin, SubscribersMixin, LockMixin):
+class Store(
+    BouncesMixin, EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, ReportsMixin, SubscribersMixin, LockMixin
+):
     """A connection pool to the database plus the operations digest needs.
 
     Thread-safe: one ``Store`` may be shared by several threads.

@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     insert,
     select,
     text,
@@ -186,6 +187,32 @@ fetch_log = Table(
     Index("ix_fetch_log_source", "source", "fetched_at"),
 )
 
+#: Every bounce, complaint and mailto unsubscribe read from the bounce mailbox, once each:
+#: ``report`` identifies the mailbox message, so a second scan records nothing new.
+bounce_events = Table(
+    "bounce_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report", String(64), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("issue_key", String(100), nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("report", "email", name="uq_bounce_events_report_email"),
+    Index("ix_bounce_events_email", "email", "at"),
+)
+
+#: VERP tags: ``bounces+<tag>@domain`` → the issue and the address it was sent to.
+verp_tags = Table(
+    "verp_tags",
+    metadata,
+    Column("tag", String(64), primary_key=True),
+    Column("issue_key", String(100), nullable=False),
+    Column("email", String(320), nullable=False),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -207,9 +234,15 @@ def _fetch_log(conn: Connection) -> None:
     fetch_log.create(conn)
 
 
+def _bounces(conn: Connection) -> None:
+    bounce_events.create(conn)
+    verp_tags.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(6, "fetch log", _fetch_log),
+    Migration(7, "bounce events and VERP tags", _bounces),
 )
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.

@@ -58,7 +58,8 @@ class SubscribersMixin(StoreBase):
             current = conn.execute(select(t_status.c.status).where(t_status.c.email == key)).scalar()
             if current == status.value:
                 return False
-            if current == SubscriberStatus.UNSUBSCRIBED.value and not force:
+            # Leaving always wins: only an explicit re-activation (force) undoes an unsubscribe or a complaint.
+            if current in (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.COMPLAINED.value) and not force:
                 return False
             stmt = upsert_into(conn, t_status).values(email=key, status=status.value, changed_at=now, how=how)
             stmt = stmt.on_conflict_do_update(
