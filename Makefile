@@ -15,9 +15,10 @@ $(BIN)/digest: pyproject.toml
 venv: $(BIN)/digest
 
 # Browser tests drive Debian's Chromium; the store tests also run against a throwaway
-# PostgreSQL 15 server. Install what is missing when we may (root), else say what to install.
+# PostgreSQL 15 server; the bounce tests read an IMAP folder on a throwaway Dovecot. Install what is missing when we may (root), else say what to install.
 SYSTEM_PKGS = $(if $(shell command -v chromium),,chromium) \
-	$(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15)
+	$(if $(wildcard /usr/lib/postgresql/15/bin/initdb),,postgresql-15) \
+	$(if $(wildcard /usr/sbin/dovecot),,dovecot-imapd)
 system:
 	@if [ -n "$(strip $(SYSTEM_PKGS))" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \

@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.smtp_server",
     "tests.fixtures.store",
     "tests.fixtures.browser",
+    "tests.fixtures.imap_server",
 ]
 
 DATA = Path(__file__).parent / "data"

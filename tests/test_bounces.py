@@ -13,6 +13,8 @@ from digest import pipeline
 from digest.bounces import (
     BounceSettings,
     Failure,
+    ImapBox,
+    ImapSettings,
     Kind,
     MaildirBox,
     ScanSettings,
@@ -30,6 +32,7 @@ from digest.errors import BounceError
 from digest.models import IsoWeek, SubscriberStatus
 from digest.store import Store
 from tests.data.send import workspace as ws
+from tests.fixtures.imap_server import ImapServer
 from tests.fixtures.smtp_server import SmtpServer
 
 DATA = Path(__file__).parent / "data" / "bounces"
@@ -242,3 +245,34 @@ def test_an_unreadable_message_is_counted_and_the_scan_goes_on(sent: Store, tmp_
 def test_a_folder_that_is_not_a_maildir_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(BounceError, match="is not a Maildir"):
         MaildirBox(tmp_path)
+
+
+def test_the_imap_path_against_a_real_server(sent: Store, imap_server: ImapServer) -> None:
+    for name in ("postfix-511-verp.eml", "yahoo-arf-abuse.eml", "out-of-office.eml"):
+        imap_server.deliver(fixture(name))
+    settings = ImapSettings(
+        host="127.0.0.1", user=imap_server.user, password=imap_server.password, port=imap_server.port, security="none"
+    )
+    box = ImapBox(settings)
+    try:
+        result = scan(box, sent, SETTINGS, lambda k, e: message_id(k, e, "example.org"), NOW)
+    finally:
+        box.close()
+    assert result.read == 3
+    assert {(e.email, e.verdict) for e in sent.bounce_events()} == {
+        ("r000@example.org", "hard"),
+        ("r006@example.org", "complaint"),
+    }
+    # Never deleted: moved to the processed folder; a second scan finds nothing.
+    assert imap_server.count("INBOX") == 0 and imap_server.count("digest-processed") == 3
+    again = ImapBox(settings)
+    try:
+        assert scan(again, sent, SETTINGS, lambda k, e: message_id(k, e, "example.org"), NOW).read == 0
+    finally:
+        again.close()
+
+
+def test_a_wrong_imap_password_is_one_error(imap_server: ImapServer) -> None:
+    settings = ImapSettings(host="127.0.0.1", user="bounce", password="wrong", port=imap_server.port, security="none")
+    with pytest.raises(BounceError, match=f"bounces.imap_host: 127.0.0.1:{imap_server.port}"):
+        ImapBox(settings)
