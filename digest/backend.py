@@ -13,16 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from digest import pipeline, tokens
+from digest import editions, pipeline, tokens
 from digest.codec import issue_from_json
 from digest.compose import MessageTemplate
 from digest.config import Config, load_config
 from digest.errors import DigestError, StoreError
 from digest.models import IsoWeek, Subscriber, SubscriberStatus
 from digest.placeholders import fill, values_for
+from digest.render import variant_key
+from digest.web.archive import ArchiveItem
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
 
 SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
+#: The values a public copy is filled with: nobody's name or address.
+NEUTRAL = values_for("", "", "")
 
 
 def _utcnow() -> dt.datetime:
@@ -200,3 +204,50 @@ class LocalBackend:
                 values = values_for("", "", config.digest.base_url + "/")
                 return fill(rendered.html, values, escape_html=True)
         return None
+
+    # -- archive -------------------------------------------------------------------
+    def _archived(self, config: Config) -> list[tuple[str, dt.datetime]]:
+        """Keys and finish times of issues the archive may show, newest first."""
+        if config.web.archive != "public":
+            return []
+        with pipeline.open_store(config) as store:
+            summaries = store.issue_summaries()
+        out = []
+        for s in summaries:
+            if s.state not in ("sent", "partly failed") or s.last_sent is None:
+                continue  # only issues whose send has finished
+            try:
+                edition = editions.load_edition(pipeline.editions_dir(config), s.key)
+            except DigestError:
+                continue  # an edition that does not read cannot say it may be published
+            if edition is not None and not edition.archive:
+                continue
+            out.append((s.key, s.last_sent))
+        return out
+
+    def archive_items(self) -> list[ArchiveItem]:
+        config = self.config()
+        items = []
+        with pipeline.open_store(config) as store:
+            for key, finished in self._archived(config):
+                frozen = store.frozen_issue(key)
+                if frozen is None:
+                    continue
+                issue = issue_from_json(frozen.payload)
+                everyone = variant_key(None, issue.themes)
+                rendered = next((r for r in frozen.variants if r.variant == everyone), None)
+                subject = fill(rendered.subject, NEUTRAL, escape_html=False) if rendered else issue.title
+                themes = ", ".join(issue.themes)
+                summary = f"{len(issue.entries)} entries" + (f": {themes}" if themes else "")
+                items.append(ArchiveItem(key, subject, finished, summary))
+        return items
+
+    def archive_html(self, key: str) -> str | None:
+        config = self.config()
+        if key not in {k for k, _ in self._archived(config)}:
+            return None
+        with pipeline.open_store(config) as store:
+            frozen = store.frozen_issue(key)
+        if frozen is None:
+            return None
+        return self.web_version(key, variant_key(None, issue_from_json(frozen.payload).themes))

@@ -100,6 +100,14 @@ class DedupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """``[web]``: the public archive of sent issues."""
+
+    archive: str = "off"
+    archive_feed: str = "summary"
+
+
+@dataclass(frozen=True, slots=True)
 class UpdatesSettings:
     """``[updates]``: what happens to an entry that changed after it was sent."""
 
@@ -139,6 +147,7 @@ class Config:
     issue: IssueSettings = field(default_factory=IssueSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
 
@@ -229,7 +238,9 @@ class _Reader:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def config(self, data: dict[str, Any]) -> Config:
-        unknown = sorted(set(data) - {"digest", "fetch", "sender", "issue", "dedup", "updates", "sources", "themes"})
+        unknown = sorted(
+            set(data) - {"digest", "fetch", "sender", "issue", "dedup", "updates", "web", "sources", "themes"}
+        )
         if unknown:
             raise self.fail(unknown[0], "unknown section")
         digest = self.digest(data)
@@ -243,6 +254,7 @@ class _Reader:
             issue=self.issue(data, digest.min_entries),
             dedup=self.dedup(data),
             updates=self.updates(data),
+            web=self.web(data),
             sources=sources,
             themes=themes,
         )
@@ -424,6 +436,16 @@ class _Reader:
             if not 0 < getattr(s, key) <= 1:
                 raise self.fail(f"dedup.{key}", "must be between 0 (excluded) and 1")
         return s
+
+    def web(self, data: dict[str, Any]) -> WebSettings:
+        t = self.table(data, "web", set(WebSettings.__slots__))  # type: ignore[attr-defined]
+        archive = self.get(t, "web", "archive", str, WebSettings().archive)
+        if archive not in ("off", "public"):
+            raise self.fail("web.archive", f"must be 'off' or 'public', got {archive!r}")
+        feed = self.get(t, "web", "archive_feed", str, WebSettings().archive_feed)
+        if feed not in ("summary", "full"):
+            raise self.fail("web.archive_feed", f"must be 'summary' or 'full', got {feed!r}")
+        return WebSettings(archive=archive, archive_feed=feed)
 
     def updates(self, data: dict[str, Any]) -> UpdatesSettings:
         t = self.table(data, "updates", set(UpdatesSettings.__slots__))  # type: ignore[attr-defined]

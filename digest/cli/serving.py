@@ -10,8 +10,13 @@ from __future__ import annotations
 import ipaddress
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from digest.config import Config
+    from digest.web.archive import ArchiveOptions
 
 from digest.cli.base import (
     Context,
@@ -110,7 +115,20 @@ def serve(ctx: Context, host: str, port: int, show_preview: bool | None) -> None
             " and messages with working unsubscribe links",
             markup=False,
         )
-    run_server(create_app(backend, title=title, enable_preview=enabled), host=host, port=port)
+    run_server(
+        create_app(backend, title=title, enable_preview=enabled, archive=archive_options(ctx.config)),
+        host=host,
+        port=port,
+    )
+
+
+def archive_options(config: Config) -> ArchiveOptions | None:
+    """The public archive's options, or None when ``[web] archive`` is off."""
+    from digest.web.archive import ArchiveOptions
+
+    if config.web.archive != "public":
+        return None
+    return ArchiveOptions(base_url=config.digest.base_url, full=config.web.archive_feed == "full")
 
 
 @cli.command()

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.errors import ConfigError, DigestError, SubscriberError
 from digest.web import assets, pages
+from digest.web.archive import ArchiveOptions, ArchiveSource, archive_routes
 from digest.web.forms import MAX_BODY, form_fields, is_one_click
 from digest.web.seam import Backend, Preview
 
@@ -84,7 +85,9 @@ def _split_name(name: str, allowed: tuple[str, ...]) -> tuple[str, str]:
     return stem, ext
 
 
-def create_app(backend: Backend, *, title: str, enable_preview: bool = True) -> Starlette:
+def create_app(
+    backend: Backend, *, title: str, enable_preview: bool = True, archive: ArchiveOptions | None = None
+) -> Starlette:
     """The web app over ``backend``.
 
     Routes: ``/u/{token}`` (confirmation page on GET, RFC 8058 one-click and
@@ -92,6 +95,8 @@ def create_app(backend: Backend, *, title: str, enable_preview: bool = True) -> 
     ``/healthz``, and, when ``enable_preview``, the preview UI at ``/`` with
     ``/preview/{week}/{variant}.{html,txt,eml}`` and ``/_fingerprint``.
     Without the preview those routes answer 404, for a public server.
+    ``archive`` adds the public archive (``/archive/``, ``/archive/{key}/``,
+    ``/archive.atom``); the backend must then also be an ``ArchiveSource``.
     """
 
     async def unsubscribe_page(request: Request) -> Response:
@@ -197,6 +202,9 @@ def create_app(backend: Backend, *, title: str, enable_preview: bool = True) -> 
         Route("/healthz", healthz, methods=["GET"]),
         Route("/_static/{name}", static, methods=["GET"]),
     ]
+    if archive is not None:
+        assert isinstance(backend, ArchiveSource), "an archive needs a backend that lists archived issues"
+        routes += archive_routes(backend, title=title, options=archive, page_csp=PAGE_CSP, message_csp=MESSAGE_CSP)
     if enable_preview:
         routes += [
             Route("/", preview_ui, methods=["GET"]),
