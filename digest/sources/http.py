@@ -29,6 +29,7 @@ Every httpx error becomes a ``FetchError`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ import httpx
 from digest.config import FetchSettings
 from digest.errors import AddressRefused, FetchError
 from digest.models import Source, SourceState
-from digest.sources.netguard import AddressPolicy, GuardedTransport
+from digest.sources.netguard import AddressPolicy, GuardedTransport, Resolver, resolve
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
@@ -75,18 +76,23 @@ class Fetched:
     not_modified: bool = False
 
 
-def make_client(settings: FetchSettings) -> httpx.AsyncClient:
+def make_client(
+    settings: FetchSettings, *, resolver: Resolver = resolve, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
     """The client all remote sources of one gathering share.
 
     Its transport holds the private-address guard: a client made any other
-    way must not be passed to ``fetch``.
+    way must not be passed to ``fetch``. ``resolver`` and ``verify`` are the
+    guard's and httpx's (tests give their own DNS answers and CA).
     """
     limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
     return httpx.AsyncClient(
         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.deadline, connect=settings.connect_timeout),
         follow_redirects=False,
-        transport=GuardedTransport(AddressPolicy.allowing(settings.allow_private), limits=limits),
+        transport=GuardedTransport(
+            AddressPolicy.allowing(settings.allow_private), limits=limits, verify=verify, resolver=resolver
+        ),
     )
 
 
