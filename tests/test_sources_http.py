@@ -336,3 +336,17 @@ def test_a_redirect_never_leads_to_a_file(feed_server: FeedServer, location: str
         assert res.error == "HTTP 404 Not Found"
     else:
         assert res.error == f"redirect to a non-http(s) URL refused: {location!r}"
+
+
+def test_proxy_variables_are_not_used(
+    monkeypatch: pytest.MonkeyPatch, private_server: FeedServer, ipv6_server: FeedServer
+) -> None:
+    # Through a proxy the guard could not see where a connection goes: the fetcher connects itself.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, ipv6_server.base)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    res = _one(_feed(private_server.url("feeds/rss2.xml")), FetchSettings(allow_private=("127.0.0.2",), deadline=5))
+    assert res.status is FetchStatus.OK, res.error
+    assert len(private_server.connections) == 1
+    assert ipv6_server.connections == []
