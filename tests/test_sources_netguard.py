@@ -152,14 +152,18 @@ def test_every_numeric_spelling_of_an_ipv4_address_is_read_as_that_address(n: in
 
 
 @settings(max_examples=300)
-@given(st.text(alphabet="0123456789xXabcdefABCDEF.", max_size=24))
+@given(st.text(alphabet="0123456789xXoabcdefABCDEF._ +-", max_size=24))
 def test_literal_ipv4_agrees_with_inet_aton(text: str) -> None:
     try:
         expected: ipaddress.IPv4Address | None = ipaddress.IPv4Address(socket.inet_aton(text))
     except OSError:
         expected = None
     got = literal_ipv4(text)
-    if text.endswith(".") and not text.endswith(".."):
+    if " " in text:
+        # inet_aton ignores what follows a space; no URL host holds one, and were it asked, the
+        # resolver's answer would be checked all the same.
+        assert got is None
+    elif text.endswith(".") and not text.endswith(".."):
         # The one place the guard reads more than inet_aton: it is then a literal, never a DNS name.
         assert got == (expected or literal_ipv4(text[:-1]))
     else:
@@ -186,7 +190,24 @@ def test_literal_hosts(host: str, address: str) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["localhost", "feeds.example.org", "256.0.0.1", "1.2.3.4.5", "0x", "08", "1..1", "", "1" * 5000, "[::1", "::g"],
+    [
+        "localhost",
+        "feeds.example.org",
+        "256.0.0.1",
+        "1.2.3.4.5",
+        "0x",
+        "08",
+        "1..1",
+        "",
+        "1" * 5000,
+        "[::1",
+        "::g",
+        "0x0x7f.1",  # int(..., 16) would read these
+        "00o177.1",
+        "1_27.0.0.1",
+        " 127.0.0.1",
+        "+127.0.0.1",
+    ],
 )
 def test_names_and_malformed_numbers_are_not_literals(host: str) -> None:
     assert literal_address(host) is None

@@ -136,6 +136,9 @@ class AddressPolicy:
         return any(ip in net or (inner is not None and inner in net) for net in self.trusted)
 
 
+_DIGITS = {16: frozenset("0123456789abcdefABCDEF"), 10: frozenset("0123456789"), 8: frozenset("01234567")}
+
+
 def _ipv4_part(part: str) -> int | None:
     """One part of an inet_aton address: 0x hex, 0 octal, else decimal."""
     if part[:2].lower() == "0x":
@@ -144,11 +147,12 @@ def _ipv4_part(part: str) -> int | None:
         digits, base = part[1:], 8
     else:
         digits, base = part, 10
-    if not digits or not digits.isascii() or not digits.isalnum():
+    # Checked here, not left to int(), which would also take "0x0x1", "0o7", "1_0" or " 1".
+    if not digits or any(c not in _DIGITS[base] for c in digits):
         return None
     try:
         return int(digits, base)
-    except ValueError:
+    except ValueError:  # more digits than int() will read in base 10
         return None
 
 
