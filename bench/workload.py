@@ -105,6 +105,7 @@ secret = "bench-secret-not-for-production"
 
 [fetch]
 concurrency = {concurrency}
+allow_private = ["127.0.0.1"]  # the feed server of bench.fetch is on loopback
 
 [sender]
 from = "Bench Weekly <digest@example.org>"

@@ -12,6 +12,7 @@ original as ``__cause__``::
      ├── SourceError          one source failed; the others go on
      │    ├── FetchError      network, HTTP status, limits
      │    └── ParseError      bytes that are not a feed / listing
+     ├── AddressRefused       the fetcher would connect to a private address
      ├── StoreError           the database refused or is locked
      ├── RenderError          template syntax / undefined variable
      ├── BounceError          the bounce mailbox cannot be read
@@ -67,6 +68,19 @@ class FetchError(SourceError):
 
 class ParseError(SourceError):
     """The bytes were fetched but are not a usable feed or listing."""
+
+
+class AddressRefused(DigestError):
+    """A fetch would connect to a private address that ``[fetch] allow_private`` does not trust.
+
+    Raised below the HTTP client, where the source is not known;
+    ``sources/http.py`` turns it into the source's ``FetchError``.
+    ``address`` is the refused address as text.
+    """
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"private address ({address})")
+        self.address = address
 
 
 class StoreError(DigestError):

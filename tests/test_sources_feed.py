@@ -16,7 +16,7 @@ from digest.sources.feed import parse_feed
 from tests.fixtures.http_server import FeedServer
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-FAST = FetchSettings(deadline=5, connect_timeout=2)
+FAST = FetchSettings(allow_private=("127.0.0.1",), deadline=5, connect_timeout=2)
 FEEDS = Path(__file__).parent / "data" / "feeds"
 
 

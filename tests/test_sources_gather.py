@@ -42,7 +42,9 @@ def test_one_bad_source_leaves_the_others_intact(
     feed_server: FeedServer, data_dir: Path, tmp_path: Path, concurrency: int
 ) -> None:
     sources = _sources(feed_server, data_dir, tmp_path)
-    settings = FetchSettings(deadline=2, connect_timeout=2, max_bytes=1_000_000, concurrency=concurrency)
+    settings = FetchSettings(
+        allow_private=("127.0.0.1",), deadline=2, connect_timeout=2, max_bytes=1_000_000, concurrency=concurrency
+    )
     seen: list[SourceResult] = []
     results = gather(sources, {}, settings, SHANGHAI, progress=seen.append)
 
@@ -85,7 +87,7 @@ def test_states_are_per_source_and_304_is_not_modified(feed_server: FeedServer, 
         Source("a", SourceKind.FEED, feed_server.url("etag/feeds/rss2.xml")),
         Source("b", SourceKind.FEED, feed_server.url("etag/feeds/atom.xml")),
     ]
-    settings = FetchSettings(deadline=5)
+    settings = FetchSettings(allow_private=("127.0.0.1",), deadline=5)
     first = gather(sources, {}, settings, SHANGHAI)
     assert [r.status for r in first] == [FetchStatus.OK, FetchStatus.OK]
     states = {r.source: r.state for r in first if r.state is not None}
@@ -99,7 +101,9 @@ def test_states_are_per_source_and_304_is_not_modified(feed_server: FeedServer, 
 
 def test_new_state_resets_failures_and_records_counts(feed_server: FeedServer) -> None:
     source = Source("a", SourceKind.FEED, feed_server.url("etag/feeds/rss2.xml"))
-    [res] = gather([source], {"a": SourceState(failures=3)}, FetchSettings(deadline=5), SHANGHAI)
+    [res] = gather(
+        [source], {"a": SourceState(failures=3)}, FetchSettings(allow_private=("127.0.0.1",), deadline=5), SHANGHAI
+    )
     assert res.state is not None
     assert (res.state.failures, res.state.item_count) == (0, 3)
 
@@ -112,7 +116,7 @@ def test_gather_async_inside_a_running_loop(feed_server: FeedServer) -> None:
     source = Source("rss", SourceKind.FEED, feed_server.url("feeds/rss091.xml"))
 
     async def main() -> list[SourceResult]:
-        return await gather_async([source], {}, FetchSettings(deadline=5), SHANGHAI)
+        return await gather_async([source], {}, FetchSettings(allow_private=("127.0.0.1",), deadline=5), SHANGHAI)
 
     [res] = asyncio.run(main())
     assert res.status is FetchStatus.OK and res.entries[0].title == "Old item"
@@ -131,7 +135,9 @@ def test_many_sources_parse_in_worker_processes_with_the_same_results(
     assert pool is not None  # the path under test really uses processes
     pool.shutdown()
     assert parse_pool(len(few)) is None
-    settings = FetchSettings(deadline=2, connect_timeout=2, max_bytes=1_000_000, concurrency=8)
+    settings = FetchSettings(
+        allow_private=("127.0.0.1",), deadline=2, connect_timeout=2, max_bytes=1_000_000, concurrency=8
+    )
 
     alone = {r.source: r for r in gather(few, {}, settings, SHANGHAI)}
     pooled = {r.source: r for r in gather(many, {}, settings, SHANGHAI)}

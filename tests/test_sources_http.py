@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner, Result
 
+from digest.cli import cli
 from digest.config import FetchSettings
 from digest.models import FetchStatus, Source, SourceKind, SourceResult, SourceState
 from digest.sources import gather
 from tests.fixtures.http_server import LAST_MODIFIED, FeedServer
 
 UTC = ZoneInfo("UTC")
-FAST = FetchSettings(deadline=5, connect_timeout=2, user_agent="digest-test/9")
+FAST = FetchSettings(allow_private=("127.0.0.1",), deadline=5, connect_timeout=2, user_agent="digest-test/9")
 
 
 def _feed(url: str, name: str = "feed") -> Source:
@@ -63,7 +67,10 @@ def test_stale_etag_gets_the_body_and_the_new_etag(feed_server: FeedServer) -> N
 
 
 def test_redirects_within_the_limit_are_followed(feed_server: FeedServer) -> None:
-    res = _one(_feed(feed_server.url("redirect/3/feeds/rss2.xml")), FetchSettings(max_redirects=3, deadline=5))
+    res = _one(
+        _feed(feed_server.url("redirect/3/feeds/rss2.xml")),
+        FetchSettings(allow_private=("127.0.0.1",), max_redirects=3, deadline=5),
+    )
     assert res.status is FetchStatus.OK, res.error
     assert len(feed_server.requests) == 4
     # Links resolve against where the feed finally came from.
@@ -71,7 +78,10 @@ def test_redirects_within_the_limit_are_followed(feed_server: FeedServer) -> Non
 
 
 def test_redirects_over_the_limit_fail(feed_server: FeedServer) -> None:
-    res = _one(_feed(feed_server.url("redirect/4/feeds/rss2.xml")), FetchSettings(max_redirects=3, deadline=5))
+    res = _one(
+        _feed(feed_server.url("redirect/4/feeds/rss2.xml")),
+        FetchSettings(allow_private=("127.0.0.1",), max_redirects=3, deadline=5),
+    )
     assert res.status is FetchStatus.FAILED
     assert res.error == "too many redirects (more than 3)"
     assert len(feed_server.requests) == 4
@@ -85,14 +95,17 @@ def test_redirect_to_another_scheme_is_refused(feed_server: FeedServer) -> None:
 
 
 def test_slow_body_hits_the_total_deadline(feed_server: FeedServer) -> None:
-    res = _one(_feed(feed_server.url("slow/feeds/rss2.xml")), FetchSettings(deadline=1, connect_timeout=1))
+    res = _one(
+        _feed(feed_server.url("slow/feeds/rss2.xml")),
+        FetchSettings(allow_private=("127.0.0.1",), deadline=1, connect_timeout=1),
+    )
     assert res.status is FetchStatus.FAILED
     assert res.error == "timed out after 1s"
 
 
 @pytest.mark.parametrize("path", ["huge", "huge/declared"])
 def test_oversized_body_hits_the_byte_cap(feed_server: FeedServer, path: str) -> None:
-    res = _one(_feed(feed_server.url(path)), FetchSettings(max_bytes=100_000, deadline=5))
+    res = _one(_feed(feed_server.url(path)), FetchSettings(allow_private=("127.0.0.1",), max_bytes=100_000, deadline=5))
     assert res.status is FetchStatus.FAILED
     assert res.error == "body over 100000 bytes"
 
@@ -104,7 +117,10 @@ def test_gzip_body_is_decoded(feed_server: FeedServer) -> None:
 
 
 def test_gzip_bomb_is_capped_after_decompression(feed_server: FeedServer) -> None:
-    res = _one(_feed(feed_server.url("gzip-bomb/20")), FetchSettings(max_bytes=1_000_000, deadline=5))
+    res = _one(
+        _feed(feed_server.url("gzip-bomb/20")),
+        FetchSettings(allow_private=("127.0.0.1",), max_bytes=1_000_000, deadline=5),
+    )
     assert res.status is FetchStatus.FAILED
     assert res.error == "body over 1000000 bytes"
     # The compressed bytes were well under the cap: only the decompressed size could trip it.
@@ -155,3 +171,182 @@ def test_only_http_and_absolute_paths(url: str) -> None:
     res = _one(_feed(url))
     assert res.status is FetchStatus.FAILED
     assert "only http(s) URLs or absolute paths" in res.error
+
+
+# --- the private-address guard, end to end ---------------------------------------------
+# The guard itself (policy, literal forms, rebinding, TLS names) is tested in test_sources_netguard.py.
+
+LOOPBACK_ONLY = FetchSettings(allow_private=("127.0.0.1",), deadline=5, connect_timeout=2)
+
+
+def _redirect_to(feed_server: FeedServer, url: str) -> str:
+    return feed_server.url("redirect-to?url=" + quote(url, safe=""))
+
+
+def _fetch_config(tmp_path: Path, sources: dict[str, str], allow_private: list[str]) -> Path:
+    blocks = "".join(f'[[sources]]\nname = "{name}"\nurl = "{url}"\n\n' for name, url in sources.items())
+    text = (
+        '[digest]\ntimezone = "UTC"\n\n'
+        f"[fetch]\ndeadline = 5\nconnect_timeout = 2\nallow_private = {json.dumps(allow_private)}\n\n{blocks}"
+    )
+    path = tmp_path / "digest.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _cli(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def test_redirect_into_the_private_network_is_refused_and_nothing_of_it_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feed_server: FeedServer, private_server: FeedServer
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    admin = private_server.url("private/admin.xml")
+    config = _fetch_config(
+        tmp_path,
+        {"Good": feed_server.url("feeds/rss2.xml"), "Evil": _redirect_to(feed_server, admin)},
+        ["127.0.0.1"],
+    )
+
+    fetched = _cli(config, "fetch")
+
+    assert fetched.exit_code == 1, fetched.output
+    assert "Evil: failed: refused: redirect to a private address (127.0.0.2)" in fetched.stdout.splitlines()
+    assert "3 new entries from 2 sources; 1 failed" in fetched.stdout
+    listed = _cli(config, "entries", "--json")
+    stored = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {e["source"] for e in stored} == {"Good"} and len(stored) == 3
+    assert not any("admin" in e["title"].lower() or "hunter2" in e["summary"] for e in stored)
+    # The feed server answered the redirect; nobody ever connected to 127.0.0.2.
+    assert feed_server.requests_for("/redirect-to")
+    assert private_server.connections == [] and private_server.requests == []
+
+
+def test_redirect_to_a_trusted_private_address_is_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, feed_server: FeedServer, private_server: FeedServer
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    admin = private_server.url("private/admin.xml")
+    config = _fetch_config(tmp_path, {"Intranet": _redirect_to(feed_server, admin)}, ["127.0.0.1", "127.0.0.2/32"])
+
+    fetched = _cli(config, "fetch")
+
+    assert fetched.exit_code == 0, fetched.output
+    [entry] = [json.loads(line) for line in _cli(config, "entries", "--json").stdout.splitlines()]
+    assert entry["title"] == "Admin password reset"
+    assert [r.path for r in private_server.requests] == ["/private/admin.xml"]
+
+
+def test_first_request_to_a_private_address_is_refused(private_server: FeedServer) -> None:
+    res = _one(_feed(private_server.url("private/admin.xml")), LOOPBACK_ONLY)
+    assert res.status is FetchStatus.FAILED
+    assert res.error == "refused: private address (127.0.0.2)"
+    assert res.state is None and res.entries == ()
+    assert private_server.connections == []
+
+
+def test_private_address_of_a_later_hop_says_redirect(feed_server: FeedServer, private_server: FeedServer) -> None:
+    # Two good hops on 127.0.0.1, then one into 127.0.0.2.
+    inner = _redirect_to(feed_server, private_server.url("private/admin.xml"))
+    res = _one(_feed(_redirect_to(feed_server, inner)), LOOPBACK_ONLY)
+    assert res.error == "refused: redirect to a private address (127.0.0.2)"
+    assert len(feed_server.requests_for("/redirect-to")) == 2 and private_server.connections == []
+
+
+@pytest.mark.parametrize(
+    ("target", "address"),
+    [
+        ("http://127.0.0.1:{port}/feeds/rss2.xml", "127.0.0.1"),
+        ("http://localhost:{port}/feeds/rss2.xml", "127.0.0.1"),
+        ("http://2130706433:{port}/feeds/rss2.xml", "127.0.0.1"),
+        ("http://0x7f.1:{port}/feeds/rss2.xml", "127.0.0.1"),
+        ("http://017700000001:{port}/feeds/rss2.xml", "127.0.0.1"),
+        ("http://127.1:{port}/feeds/rss2.xml", "127.0.0.1"),
+        ("http://0.0.0.0:{port}/feeds/rss2.xml", "0.0.0.0"),  # Linux connects 0.0.0.0 to loopback
+        ("http://[::ffff:127.0.0.1]:{port}/feeds/rss2.xml", "::ffff:127.0.0.1"),
+    ],
+)
+def test_direct_loopback_urls_are_refused_before_connecting(feed_server: FeedServer, target: str, address: str) -> None:
+    """Without the guard each of these would reach the feed server; with it, not one connection."""
+    port = feed_server.base.rsplit(":", 1)[1]
+    res = _one(_feed(target.format(port=port)), FetchSettings(deadline=5, connect_timeout=2))
+    assert res.status is FetchStatus.FAILED
+    assert res.error == f"refused: private address ({address})"
+    assert feed_server.connections == []
+    # Trusted, the same URL reaches the server: what refused it above was the guard.
+    trusting = FetchSettings(allow_private=(address,), deadline=5, connect_timeout=2)
+    allowed = _one(_feed(target.format(port=port)), trusting)
+    assert allowed.status is FetchStatus.OK, allowed.error
+    assert len(feed_server.connections) == 1
+
+
+def test_ipv6_loopback_is_refused_before_connecting(ipv6_server: FeedServer) -> None:
+    res = _one(_feed(ipv6_server.url("feeds/rss2.xml")), LOOPBACK_ONLY)
+    assert res.error == "refused: private address (::1)"
+    assert ipv6_server.connections == []
+    # Trusted, the same server is reached: the refusal above was the guard, not a dead socket.
+    allowed = _one(_feed(ipv6_server.url("feeds/rss2.xml")), FetchSettings(allow_private=("::1",), deadline=5))
+    assert allowed.status is FetchStatus.OK, allowed.error
+    assert ipv6_server.connections == ["::1"]
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://10.0.0.1/feed.xml", "10.0.0.1"),
+        ("http://192.168.1.1/feed.xml", "192.168.1.1"),
+        ("http://172.16.0.1/feed.xml", "172.16.0.1"),
+        ("http://100.64.0.1/feed.xml", "100.64.0.1"),
+        ("http://[fd00::1]/feed.xml", "fd00::1"),
+        ("http://[fe80::1]/feed.xml", "fe80::1"),
+        ("http://[::ffff:169.254.169.254]/feed.xml", "::ffff:169.254.169.254"),
+        ("http://[64:ff9b::a00:1]/feed.xml", "64:ff9b::a00:1"),
+        ("http://2852039166/latest/meta-data/", "169.254.169.254"),
+        ("http://224.0.0.1/feed.xml", "224.0.0.1"),
+    ],
+)
+def test_private_networks_are_refused_without_sending_a_packet(url: str, address: str) -> None:
+    # Nothing listens there (and nothing may be sent off loopback): only an answer from the guard
+    # can be this fast and this exact. A real attempt would take the connect timeout or fail otherwise.
+    settings = FetchSettings(deadline=30, connect_timeout=20, allow_private=("127.0.0.1",))
+    started = time.monotonic()
+    res = _one(_feed(url), settings)
+    assert res.error == f"refused: private address ({address})"
+    assert time.monotonic() - started < 1.0
+
+
+def test_trusted_cidr_lets_a_private_address_through(feed_server: FeedServer) -> None:
+    res = _one(_feed(feed_server.url("feeds/rss2.xml")), FetchSettings(allow_private=("127.0.0.0/8",), deadline=5))
+    assert res.status is FetchStatus.OK, res.error
+    assert feed_server.connections == ["127.0.0.1"]
+
+
+def test_local_files_need_no_trust(data_dir: Path) -> None:
+    res = _one(_feed(str(data_dir / "private" / "admin.xml")), FetchSettings())
+    assert res.status is FetchStatus.OK and [e.title for e in res.entries] == ["Admin password reset"]
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "FILE:/etc/passwd", "/etc/passwd?x=file://"])
+def test_a_redirect_never_leads_to_a_file(feed_server: FeedServer, location: str) -> None:
+    res = _one(_feed(_redirect_to(feed_server, location)), LOOPBACK_ONLY)
+    assert res.status is FetchStatus.FAILED
+    if location.startswith("/"):  # relative: an http URL on the same server, which has no such file
+        assert res.error == "HTTP 404 Not Found"
+    else:
+        assert res.error == f"redirect to a non-http(s) URL refused: {location!r}"
+
+
+def test_proxy_variables_are_not_used(
+    monkeypatch: pytest.MonkeyPatch, private_server: FeedServer, ipv6_server: FeedServer
+) -> None:
+    # Through a proxy the guard could not see where a connection goes: the fetcher connects itself.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, ipv6_server.base)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    res = _one(_feed(private_server.url("feeds/rss2.xml")), FetchSettings(allow_private=("127.0.0.2",), deadline=5))
+    assert res.status is FetchStatus.OK, res.error
+    assert len(private_server.connections) == 1
+    assert ipv6_server.connections == []

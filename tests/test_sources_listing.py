@@ -30,7 +30,7 @@ from tests.fixtures.http_server import FeedServer
 LISTINGS = Path(__file__).parent / "data" / "listings"
 SAMPLE = LISTINGS / "china-us-focus-cyber.txt"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-FAST = FetchSettings(deadline=5, connect_timeout=2)
+FAST = FetchSettings(allow_private=("127.0.0.1",), deadline=5, connect_timeout=2)
 
 
 def _source_from(spec: dict[str, Any], url: str) -> Source:

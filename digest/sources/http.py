@@ -11,7 +11,13 @@ Limits, all from ``FetchSettings``:
   more than the remaining budget, so a gzip bomb is stopped after
   ``max_bytes`` and not after it has filled memory;
 - http and https only; local files (absolute paths) are read with the same
-  byte cap.
+  byte cap. A redirect never leads to a file or any other scheme;
+- no connection to a loopback, private, link-local or otherwise non-public
+  address, on the first request or on any redirect hop, unless
+  ``allow_private`` trusts it (the guard, and why, is in ``netguard``).
+  The report says ``refused: private address (10.0.0.5)`` for the
+  configured URL and ``refused: redirect to a private address (127.0.0.2)``
+  for a hop.
 
 Conditional requests: the ETag and Last-Modified kept in ``SourceState`` are
 sent as If-None-Match / If-Modified-Since; a 304 comes back as
@@ -23,6 +29,7 @@ Every httpx error becomes a ``FetchError`` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +38,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from digest.config import FetchSettings
-from digest.errors import FetchError
+from digest.errors import AddressRefused, FetchError
 from digest.models import Source, SourceState
+from digest.sources.netguard import AddressPolicy, GuardedTransport, Resolver, resolve
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
@@ -68,13 +76,23 @@ class Fetched:
     not_modified: bool = False
 
 
-def make_client(settings: FetchSettings) -> httpx.AsyncClient:
-    """The client all remote sources of one gathering share."""
+def make_client(
+    settings: FetchSettings, *, resolver: Resolver = resolve, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
+    """The client all remote sources of one gathering share.
+
+    Its transport holds the private-address guard: a client made any other
+    way must not be passed to ``fetch``. ``resolver`` and ``verify`` are the
+    guard's and httpx's (tests give their own DNS answers and CA).
+    """
+    limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
     return httpx.AsyncClient(
         headers={"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": "gzip, deflate"},
         timeout=httpx.Timeout(settings.deadline, connect=settings.connect_timeout),
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
+        transport=GuardedTransport(
+            AddressPolicy.allowing(settings.allow_private), limits=limits, verify=verify, resolver=resolver
+        ),
     )
 
 
@@ -121,7 +139,7 @@ async def _fetch_remote(
 ) -> Fetched:
     url = _checked(source, source.url)
     headers = _conditional(state)
-    for _ in range(settings.max_redirects + 1):
+    for hop in range(settings.max_redirects + 1):
         try:
             async with client.stream("GET", url, headers=headers) as resp:
                 if resp.status_code in _REDIRECTS and "location" in resp.headers:
@@ -143,6 +161,9 @@ async def _fetch_remote(
             raise FetchError(source.name, _describe(exc, settings)) from exc
         except httpx.InvalidURL as exc:  # not an HTTPError in httpx
             raise FetchError(source.name, f"invalid URL: {exc}") from exc
+        except AddressRefused as exc:
+            where = "redirect to a private address" if hop else "private address"
+            raise FetchError(source.name, f"refused: {where} ({exc.address})") from exc
     raise FetchError(source.name, f"too many redirects (more than {settings.max_redirects})")
 
 
