@@ -100,6 +100,29 @@ class DedupSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BouncesSettings:
+    """``[bounces]``: where bounce mail arrives and how it is scored."""
+
+    address: str = ""
+    verp: bool = False
+    maildir: Path | None = None
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_security: str = "tls"
+    imap_user: str = ""
+    imap_password: str = ""
+    imap_folder: str = "INBOX"
+    imap_processed: str = "digest-processed"
+    threshold: float = 3.0
+    stale_after: dt.timedelta = dt.timedelta(days=14)
+
+    @property
+    def mailbox(self) -> bool:
+        """Whether a bounce mailbox is configured."""
+        return self.maildir is not None or bool(self.imap_host)
+
+
+@dataclass(frozen=True, slots=True)
 class WebSettings:
     """``[web]``: the public archive of sent issues."""
 
@@ -148,6 +171,7 @@ class Config:
     dedup: DedupSettings = field(default_factory=DedupSettings)
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    bounces: BouncesSettings = field(default_factory=BouncesSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
 
@@ -239,7 +263,8 @@ class _Reader:
 
     def config(self, data: dict[str, Any]) -> Config:
         unknown = sorted(
-            set(data) - {"digest", "fetch", "sender", "issue", "dedup", "updates", "web", "sources", "themes"}
+            set(data)
+            - {"digest", "fetch", "sender", "issue", "dedup", "updates", "web", "bounces", "sources", "themes"}
         )
         if unknown:
             raise self.fail(unknown[0], "unknown section")
@@ -255,6 +280,7 @@ class _Reader:
             dedup=self.dedup(data),
             updates=self.updates(data),
             web=self.web(data),
+            bounces=self.bounces(data),
             sources=sources,
             themes=themes,
         )
@@ -436,6 +462,45 @@ class _Reader:
             if not 0 < getattr(s, key) <= 1:
                 raise self.fail(f"dedup.{key}", "must be between 0 (excluded) and 1")
         return s
+
+    def bounces(self, data: dict[str, Any]) -> BouncesSettings:
+        d = BouncesSettings()
+        known = set(BouncesSettings.__slots__) - {"imap_password"}  # type: ignore[attr-defined]
+        t = self.table(data, "bounces", known)
+        w = "bounces"
+        address = self.get(t, w, "address", str, d.address).strip()
+        if address and ("@" not in address or any(c.isspace() or c in "<>+" for c in address)):
+            raise self.fail("bounces.address", f"must be a plain address like bounces@example.org, got {address!r}")
+        verp = self.get(t, w, "verp", bool, d.verp)
+        if verp and not address:
+            raise self.fail("bounces.verp", "needs bounces.address (the VERP tags are added to it)")
+        maildir = self.get(t, w, "maildir", str, "")
+        imap_host = self.get(t, w, "imap_host", str, "").strip()
+        if maildir and imap_host:
+            raise self.fail("bounces.maildir", "give maildir or imap_host, not both")
+        security = self.get(t, w, "imap_security", str, d.imap_security)
+        if security not in ("tls", "starttls", "none"):
+            raise self.fail("bounces.imap_security", f"must be 'tls', 'starttls' or 'none', got {security!r}")
+        port = self.get(t, w, "imap_port", int, 143 if security != "tls" else d.imap_port)
+        if not 0 < port < 65536:
+            raise self.fail("bounces.imap_port", f"must be a TCP port, got {port}")
+        threshold = float(self.get(t, w, "threshold", (int, float), d.threshold))
+        if not 0 < threshold < 1000:
+            raise self.fail("bounces.threshold", "must be greater than 0")
+        return BouncesSettings(
+            address=address,
+            verp=verp,
+            maildir=self.local_path(maildir) if maildir else None,
+            imap_host=imap_host,
+            imap_port=port,
+            imap_security=security,
+            imap_user=self.get(t, w, "imap_user", str, ""),
+            imap_password=self.env.get("DIGEST_IMAP_PASSWORD", ""),
+            imap_folder=self.get(t, w, "imap_folder", str, d.imap_folder),
+            imap_processed=self.get(t, w, "imap_processed", str, d.imap_processed),
+            threshold=threshold,
+            stale_after=self.duration(t, w, "stale_after", d.stale_after),
+        )
 
     def web(self, data: dict[str, Any]) -> WebSettings:
         t = self.table(data, "web", set(WebSettings.__slots__))  # type: ignore[attr-defined]

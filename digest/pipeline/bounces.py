@@ -1,0 +1,53 @@
+"""Read the bounce mailbox the config names and act on what it says."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from digest.bounces import BounceSettings, ImapBox, ImapSettings, Mailbox, MaildirBox, ScanResult, ScanSettings, scan
+from digest.compose.headers import domain_of, message_id
+from digest.config import Config
+from digest.errors import ConfigError
+from digest.send import _is_loopback
+from digest.store import Store
+
+
+def open_mailbox(config: Config) -> Mailbox | None:
+    """The configured bounce mailbox, or None when there is none."""
+    b = config.bounces
+    if b.maildir is not None:
+        return MaildirBox(b.maildir)
+    if not b.imap_host:
+        return None
+    if b.imap_security == "none" and not _is_loopback(b.imap_host):
+        raise ConfigError(f"{config.path}: bounces.imap_security: 'none' sends the password in clear; only on loopback")
+    if not b.imap_password:
+        raise ConfigError(f"{config.path}: bounces.imap_user: set DIGEST_IMAP_PASSWORD to the mailbox password")
+    return ImapBox(
+        ImapSettings(
+            host=b.imap_host,
+            port=b.imap_port,
+            security=b.imap_security,
+            user=b.imap_user,
+            password=b.imap_password,
+            folder=b.imap_folder,
+            processed=b.imap_processed,
+        )
+    )
+
+
+def scan_bounces(config: Config, store: Store, now: dt.datetime, *, dry_run: bool = False) -> ScanResult | None:
+    """Scan the bounce mailbox once; None when none is configured."""
+    box = open_mailbox(config)
+    if box is None:
+        return None
+    domain = domain_of(config.sender.from_)
+    settings = ScanSettings(
+        bounce_address=config.bounces.address,
+        unsubscribe_address=config.sender.unsubscribe_mailto,
+        scoring=BounceSettings(threshold=config.bounces.threshold, stale_after=config.bounces.stale_after),
+    )
+    try:
+        return scan(box, store, settings, lambda key, email: message_id(key, email, domain), now, dry_run=dry_run)
+    finally:
+        box.close()
