@@ -45,8 +45,9 @@ def connect(base: str) -> socket.socket:
 
 def closed_by_server(sock: socket.socket) -> bool:
     """Whether the server has closed ``sock`` (readable with end of file), without waiting."""
-    readable, _, _ = select.select([sock], [], [], 0)
-    if not readable:
+    poller = select.poll()  # not select(): it refuses descriptors past 1023
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
         return False
     try:
         data = sock.recv(65536)
