@@ -231,7 +231,9 @@ class Renderer:
         """The UTF-8 size of ``html`` with every token filled by the longest value compose accepts."""
         size = len(html.encode("utf-8"))
         for name, token in placeholders.PLACEHOLDERS.items():
-            size += html.count(token) * (FILLED_MAX[name] - len(token))
+            # A token this table does not know yet is counted as the longest kind.
+            most = FILLED_MAX.get(name, max(FILLED_MAX.values()))
+            size += html.count(token) * (most - len(token))
         return size
 
     def _shrink(self, issue: Issue, chosen: frozenset[str], key: str, subject: str, total: int) -> int:
