@@ -8,7 +8,10 @@ store, and ``active_subscribers`` lets them win over the files.
 A list file is UTF-8 CSV with a header row naming ``email,name,themes,timezone``
 (only ``email`` is required). ``themes`` is a ``;``-separated subset of the
 configured themes, empty for all; ``timezone`` an optional IANA name. Empty
-rows and rows whose email starts with ``#`` are skipped. Files are rewritten
+rows and rows whose email starts with ``#`` are skipped. A row that is not
+CSV (an unterminated quote: see ``csv_records``), whose cells under a column
+named twice disagree, or whose address is invalid (a local part over 64
+octets included) is a problem naming file and line; the other rows load. Files are rewritten
 atomically (temp file + ``os.replace``), other rows kept byte for byte.
 
 Unsubscribe tokens live in ``digest.tokens`` (re-exported here).
@@ -21,17 +24,20 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from digest.csv_records import Record, split_records
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 
 COLUMNS = ("email", "name", "themes", "timezone")
+#: Octets allowed before the @ of an address (RFC 5321).
+MAX_LOCAL_PART = 64
 _HEADER_ALIASES = {
     "email": "email",
     "e-mail": "email",
@@ -81,6 +87,12 @@ def normalise_email(raw: str) -> str:
     Raises ``SubscriberError`` saying why the address is unusable.
     """
     raw = raw.strip()
+    local_octets = len(raw.rpartition("@")[0].encode("utf-8"))
+    if local_octets > MAX_LOCAL_PART:
+        # RFC 5321 §4.5.3.1.1; email-validator lets a long local part through.
+        raise SubscriberError(
+            f"invalid address {raw!r}: the part before the @ is {local_octets} octets, at most {MAX_LOCAL_PART}"
+        )
     if _PLAIN_ADDRESS.fullmatch(raw):
         local, domain = raw.rsplit("@", 1)
         domain = domain.lower()
@@ -149,6 +161,9 @@ def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult
             continue
         for line, cells, _raw in rows:
             where = f"{label}:{line}"
+            if isinstance(cells, str):
+                problems.append(f"{where}: {cells}")
+                continue
             try:
                 sub = parse_row(**cells, known_themes=known_themes)
             except SubscriberError as exc:
@@ -237,6 +252,9 @@ def import_file(src: Path, dest: Path, known_themes: Collection[str] | None) -> 
     except SubscriberError as exc:
         return ImportResult(0, 0, (f"{src}: {exc}",))
     for line, cells, _raw in rows:
+        if isinstance(cells, str):
+            problems.append(f"{src}:{line}: {cells}")
+            continue
         try:
             sub = parse_row(**cells, known_themes=known_themes)
         except SubscriberError as exc:
@@ -255,81 +273,59 @@ def import_file(src: Path, dest: Path, known_themes: Collection[str] | None) -> 
 # -- CSV files -----------------------------------------------------------------
 
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SubscriberError(f"not UTF-8 text (byte {exc.start})") from None
-
-
-def _split_records(data: bytes) -> tuple[str, list[tuple[list[str], str, int]]]:
-    """The raw header text, and each later record as (cells, raw text, line number)."""
-    consumed: list[str] = []
-    lines = _decode(data).splitlines(keepends=True)
-
-    def feed() -> Iterator[str]:
-        for line in lines:
-            consumed.append(line)
-            yield line
-
-    # csv pulls exactly the lines of one record per row, so ``consumed`` then
-    # holds that record's raw text: rewriting a file keeps other rows as written.
-    reader = csv.reader(feed())
-    header = ""
-    records: list[tuple[list[str], str, int]] = []
-    try:
-        for i, cells in enumerate(reader):
-            raw = "".join(consumed)
-            consumed.clear()
-            if i == 0:
-                header = raw
-                records.append((cells, "", reader.line_num))
-            else:
-                records.append((cells, raw, reader.line_num))
-    except csv.Error as exc:
-        raise SubscriberError(f"line {reader.line_num}: not valid CSV: {exc}") from None
-    if header and not header.endswith(("\n", "\r")):
-        header += "\n"
-    return header, records
-
-
-def _columns(cells: list[str]) -> list[str]:
+def _columns(cells: Sequence[str]) -> list[str]:
     return [_HEADER_ALIASES.get(c.strip().lower(), "") for c in cells]
 
 
-def _read_rows(data: bytes, *, headerless_ok: bool) -> Iterator[tuple[int, dict[str, str], str]]:
-    """Yield ``(line, {email, name, themes, timezone}, raw)`` for each data row."""
-    header, records = _split_records(data)
+def _read_rows(data: bytes, *, headerless_ok: bool) -> Iterator[tuple[int, dict[str, str] | str, str]]:
+    """Yield ``(line, {email, name, themes, timezone}, raw)`` for each data row.
+
+    A row that cannot be read yields its problem (a string) in place of the
+    cells: CSV it cannot parse, or different values in a duplicated column.
+    """
+    header, records = split_records(data)
     if not records:
         return
-    first = records[0][0]
+    first = records[0].cells
     columns = _columns(first)
     if "email" in columns:
         body = records[1:]
     elif headerless_ok and first and "@" in first[0]:
         columns = list(COLUMNS)
-        body = [(first, header, records[0][2]), *records[1:]]
+        body = [Record(first, header, records[0].line), *records[1:]]
     else:
         raise SubscriberError("line 1: the header row must name the columns email,name,themes,timezone")
-    for cells, raw, line in body:
+    for record in body:
+        if record.error:
+            yield record.line, record.error, record.raw
+            continue
+        cells = record.cells
         if not any(c.strip() for c in cells):
             continue
         row = dict.fromkeys(COLUMNS, "")
+        clash = ""
         for column, value in zip(columns, cells, strict=False):
-            if column:
+            if not column:
+                continue
+            if row[column].strip() and value.strip() and row[column].strip() != value.strip():
+                clash = clash or column  # a column named twice whose cells disagree: which one is meant?
+            elif value.strip() or not row[column]:
                 row[column] = value
         if row["email"].strip().startswith("#"):
             continue
-        yield line, row, raw
+        if clash:
+            yield record.line, f"duplicated column {clash!r}", record.raw
+            continue
+        yield record.line, row, record.raw
 
 
 def _without(data: bytes, key: str) -> bytes | None:
     """The file without the rows for address ``key``; ``None`` when it has none."""
-    header, records = _split_records(data)
-    if not records or "email" not in (columns := _columns(records[0][0])):
+    header, records = split_records(data)
+    if not records or "email" not in (columns := _columns(records[0].cells)):
         return None
     at = columns.index("email")
-    keep = [raw for cells, raw, _ in records[1:] if len(cells) <= at or _row_key(cells[at]) != key]
+    keep = [r.raw for r in records[1:] if r.error or len(r.cells) <= at or _row_key(r.cells[at]) != key]
     if len(keep) == len(records) - 1:
         return None
     return (header + "".join(keep)).encode("utf-8")
@@ -350,7 +346,7 @@ def _listed(folder: Path) -> set[str]:
             rows = list(_read_rows(path.read_bytes(), headerless_ok=False))
         except SubscriberError as exc:
             raise SubscriberError(f"{folder.name}/{path.name}: {exc}") from exc
-        out.update(_row_key(cells["email"]) for _, cells, _ in rows)
+        out.update(_row_key(cells["email"]) for _, cells, _ in rows if not isinstance(cells, str))
     return out
 
 

@@ -1,7 +1,7 @@
 """``digest preview`` and ``serve``: who sees the preview, ports, bind errors and Ctrl-C.
 
-Servers run only on 127.0.0.1: the public-host default is tested through the
-function that decides it, never by binding a public address.
+Servers run only on 127.0.0.1; a public ``--host`` is tested only where it is
+refused before anything binds. Trusted ``Host`` headers: ``test_web_host``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from digest.cli import cli
 from digest.cli.base import handle_errors
-from digest.cli.serving import http_url, is_loopback, preview_enabled, preview_note
+from digest.cli.serving import http_url, preview_note
 
 #: A title that rich would take as markup (a closing tag with nothing open).
 TITLE = "Cyber [/b] Weekly"
@@ -61,27 +61,9 @@ def free_port() -> int:
 # -- who sees the preview ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "host", ["127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "localhost", "LocalHost", "::ffff:127.0.0.1"]
-)
-def test_loopback_hosts_get_the_preview_by_default(host: str) -> None:
-    assert is_loopback(host)
-    assert preview_enabled(host, None) is True
-    assert preview_enabled(host, False) is False
-    assert preview_note(host, None) == "preview: on (loopback host; --no-preview turns it off)"
-
-
-@pytest.mark.parametrize(
-    "host", ["0.0.0.0", "::", "", "192.168.1.10", "10.0.0.1", "2001:db8::1", "example.org", "localhost.example.org"]
-)
-def test_other_hosts_get_the_preview_only_when_asked(host: str) -> None:
-    assert not is_loopback(host)
-    assert preview_enabled(host, None) is False
-    assert preview_enabled(host, True) is True
-    assert preview_enabled(host, False) is False
-    assert preview_note(host, None) == "preview: off (not a loopback host; --preview turns it on)"
-    assert preview_note(host, True) == "preview: on (--preview)"
-    assert preview_note(host, False) == "preview: off (--no-preview)"
+def test_the_preview_note_says_how_to_turn_it_on() -> None:
+    assert preview_note(True) == "preview: on (--preview)"
+    assert preview_note(False) == "preview: off (--preview turns it on)"
 
 
 def test_http_url_brackets_ipv6() -> None:
@@ -94,7 +76,7 @@ def test_serve_help_explains_the_preview_default() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "--preview / --no-preview" in text
-    assert "Default: on for a loopback host (127.0.0.0/8, ::1, localhost), off for any other." in text
+    assert "Also serve the preview pages" in text and "Default: off." in text
     assert "1<=x<=65535" in text
 
 
@@ -187,8 +169,9 @@ def test_preview_prints_the_title_as_text_and_stops_cleanly_on_ctrl_c(config: Pa
 @pytest.mark.parametrize(
     ("flags", "status", "note"),
     [
-        ((), 200, "preview: on (loopback host; --no-preview turns it off)"),
-        (("--no-preview",), 404, "preview: off (--no-preview)"),
+        ((), 404, "preview: off (--preview turns it on)"),
+        (("--no-preview",), 404, "preview: off (--preview turns it on)"),
+        (("--preview",), 200, "preview: on (--preview)"),
     ],
 )
 def test_serve_says_whether_it_serves_the_preview(config: Path, flags: tuple[str, ...], status: int, note: str) -> None:

@@ -289,12 +289,60 @@ def test_dkim_signature_verifies(rendered: Rendered, rsa_key: tuple[bytes, str])
         assert dkim.verify(data, dnsfunc=dns)
         signed = parse(data)["DKIM-Signature"]
         assert "d=example.org" in signed and "s=s2018" in signed
-        for header in ("to", "message-id", "list-unsubscribe", "list-unsubscribe-post"):
-            assert header in signed.split("h=")[1].split(";")[0].lower()
+        listed = [h.strip().lower() for h in "".join(signed.split()).split("h=")[1].split(";")[0].split(":")]
+        # Oversigned: each listed once more than the message has it (Reply-To: none, so once).
+        for header in OVERSIGNED:
+            assert listed.count(header) == len(parse(data).get_all(header) or []) + 1, header
+        assert listed.count("from") == 2 and listed.count("reply-to") == 1
     assert asked == [b"s2018._domainkey.example.org."] * 2
     tampered = fast.data.replace(b"To: =?utf-8?b?", b"To: =?UTF-8?b?", 1)
     assert tampered != fast.data
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+OVERSIGNED = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "reply-to",
+)
+
+
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"From: Attacker <ceo@example.org>\r\n",
+        b"Subject: Urgent: reset your password\r\n",
+        b"To: victim@example.net\r\n",
+        b"Reply-To: attacker@example.net\r\n",
+        b"List-Unsubscribe: <https://evil.example/u>\r\n",
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        b"List-Id: Other <other.example.net>\r\n",
+        b"Message-ID: <forged@example.net>\r\n",
+        b"Date: Tue, 16 Jan 2018 08:00:00 +0000\r\n",
+    ],
+    ids=lambda h: h.split(b":")[0].decode(),
+)
+def test_a_header_added_after_signing_fails_dkim(rendered: Rendered, rsa_key: tuple[bytes, str], added: bytes) -> None:
+    pem, public = rsa_key
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return f"v=DKIM1; k=rsa; p={public}".encode("ascii")
+
+    data = (
+        MessageTemplate.build(rendered, make_settings(dkim_selector="s2018", dkim_key=pem)).personalise(AWKWARD[0]).data
+    )
+    assert dkim.verify(data, dnsfunc=dns)
+    assert not dkim.verify(added + data, dnsfunc=dns)  # prepended, above the signature
+    signature_end = data.index(b"\r\nFrom: ") + 2
+    assert not dkim.verify(data[:signature_end] + added + data[signature_end:], dnsfunc=dns)  # below it
+    # A header that is not signed may still be added (a relay's Received, say).
+    assert dkim.verify(b"Received: from relay.example.org\r\n" + data, dnsfunc=dns)
 
 
 def test_long_non_ascii_name_follows_rfc2047(rendered: Rendered, template: MessageTemplate) -> None:

@@ -217,7 +217,7 @@ def test_import_without_email_column(folder: Path, tmp_path: Path) -> None:
         "a@x.local",
         "a@x.test",
         "a@bücher.de",
-        "a" * 65 + "@x.org",
+        "a" * 64 + "@x.org",
     ],
 )
 def test_the_plain_address_shortcut_agrees_with_email_validator(raw: str) -> None:
@@ -230,3 +230,117 @@ def test_the_plain_address_shortcut_agrees_with_email_validator(raw: str) -> Non
             normalise_email(raw)
     else:
         assert normalise_email(raw) == f"{raw.rsplit('@', 1)[0]}@{info.ascii_domain.lower()}"
+
+
+# -- hostile rows beside good ones ------------------------------------------------
+
+
+def test_a_duplicated_column_whose_cells_disagree_is_a_row_error(folder: Path) -> None:
+    write(
+        folder / "main.csv",
+        "email,name,E-mail,name\n"
+        "ann@example.org,Ann,,\n"  # the second email cell empty: no doubt
+        "bob@example.org,Bob,eve@example.org,\n"  # which address is meant?
+        "cy@example.org,Cy,cy@example.org,Cy\n"  # the same twice: no doubt
+        "dee@example.org,Dee,,Deirdre\n"
+        "fay@example.org,Fay,,\n",
+    )
+    result = load_lists(folder, None)
+    assert [(s.email, s.name) for s in result.subscribers] == [
+        ("ann@example.org", "Ann"),
+        ("cy@example.org", "Cy"),
+        ("fay@example.org", "Fay"),
+    ]
+    assert result.problems == (
+        "subscribers/main.csv:3: duplicated column 'email'",
+        "subscribers/main.csv:5: duplicated column 'name'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "problem"),
+    [
+        ('ann@example.org,"Ann\n', "unterminated quote"),
+        ('"ann@example.org,Ann\n', "unterminated quote"),
+        ('ann@example.org,"Ann" Example\n', "not valid CSV: ',' expected after '\"'"),
+    ],
+)
+def test_a_broken_quote_is_a_row_error_and_later_rows_still_load(folder: Path, bad_row: str, problem: str) -> None:
+    path = write(
+        folder / "main.csv",
+        "email,name\nfirst@example.org,First\n"
+        + bad_row
+        + 'bob@example.org,"Bob, ""the"" Builder"\ncy@example.org,Cy\n',
+    )
+    result = load_lists(folder, None)
+    assert [(s.email, s.name) for s in result.subscribers] == [
+        ("first@example.org", "First"),
+        ("bob@example.org", 'Bob, "the" Builder'),
+        ("cy@example.org", "Cy"),
+    ]
+    assert result.problems == (f"subscribers/main.csv:3: {problem}",)
+    # Rewriting the file (a remove) keeps the broken row as it was written.
+    assert remove_subscriber(folder, "cy@example.org") is True
+    assert (
+        path.read_text(encoding="utf-8")
+        == "email,name\nfirst@example.org,First\n" + bad_row + 'bob@example.org,"Bob, ""the"" Builder"\n'
+    )
+
+
+def test_a_quoted_multi_line_cell_that_is_closed_is_fine(folder: Path) -> None:
+    write(folder / "main.csv", 'email,name\n"ann@example.org","Ann\nExample"\nbob@example.org,Bob\n')
+    result = load_lists(folder, None)
+    assert result.problems == ()
+    assert [(s.email, s.name) for s in result.subscribers] == [
+        ("ann@example.org", "Ann Example"),
+        ("bob@example.org", "Bob"),
+    ]
+
+
+def test_a_broken_header_is_a_file_error(folder: Path) -> None:
+    write(folder / "bad.csv", 'email,"name\nann@example.org,Ann\n')
+    write(folder / "good.csv", "email\ngood@example.org\n")
+    result = load_lists(folder, None)
+    assert [s.email for s in result.subscribers] == ["good@example.org"]
+    assert result.problems == ("subscribers/bad.csv: line 1: unterminated quote",)
+
+
+def test_a_local_part_over_64_octets_is_a_row_error(folder: Path) -> None:
+    write(
+        folder / "main.csv",
+        "email,name\n"
+        + "a" * 64 + "@example.org,Longest allowed\n"
+        + "b" * 65 + "@example.org,One too long\n"
+        + "ü" * 33 + "@example.org,66 octets in 33 characters\n"
+        + "ok@example.org,Ok\n",
+    )  # fmt: skip
+    result = load_lists(folder, None)
+    assert [s.email for s in result.subscribers] == ["a" * 64 + "@example.org", "ok@example.org"]
+    assert result.problems == (
+        f"subscribers/main.csv:3: invalid address '{'b' * 65}@example.org': the part before the @ is 65 octets,"
+        " at most 64",
+        f"subscribers/main.csv:4: invalid address '{'ü' * 33}@example.org': the part before the @ is 66 octets,"
+        " at most 64",
+    )
+    with pytest.raises(SubscriberError, match="65 octets"):
+        add_subscriber(folder / "main.csv", "c" * 65 + "@example.org")
+
+
+def test_import_reports_hostile_rows_by_file_and_line(folder: Path, tmp_path: Path) -> None:
+    src = write(
+        tmp_path / "in.csv",
+        "email,name,email\n"
+        "new@example.org,New,\n"
+        "two@example.org,Two,other@example.org\n"
+        + "x" * 65 + "@example.org,Long,\n"
+        + 'open@example.org,"Open\n'
+        + "last@example.org,Last,\n",
+    )  # fmt: skip
+    result = import_file(src, folder / "main.csv", None)
+    assert result.added == 2
+    assert result.problems == (
+        f"{src}:3: duplicated column 'email'",
+        f"{src}:4: invalid address '{'x' * 65}@example.org': the part before the @ is 65 octets, at most 64",
+        f"{src}:5: unterminated quote",
+    )
+    assert [s.email for s in load_lists(folder, None).subscribers] == ["new@example.org", "last@example.org"]

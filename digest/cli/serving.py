@@ -1,13 +1,14 @@
 """``digest preview``, ``serve`` and ``demo``.
 
 The preview pages list subscribers' addresses and offer messages with live
-unsubscribe links, so ``serve`` shows them by default only on a loopback
-host; on any other host they need an explicit ``--preview``.
+unsubscribe links, so ``preview`` listens on loopback only and ``serve`` (the
+public endpoints, normally behind a reverse proxy) shows them only when
+given ``--preview``. Both answer only requests for the ``base_url`` host or a
+loopback name (see ``digest.web.hosts``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,37 +29,15 @@ from digest.cli.base import (
     pass_ctx,
     pipeline,
 )
+from digest.errors import ConfigError
+from digest.netutil import is_loopback_host
 
 PORT = click.IntRange(1, 65535)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (as given to ``--host``) is ``localhost``, 127.0.0.0/8 or ``::1``."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name other than localhost may resolve to anything
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
-
-
-def preview_enabled(host: str, requested: bool | None) -> bool:
-    """Whether ``serve`` shows the preview: as ``--preview/--no-preview`` say, else only on loopback."""
-    return is_loopback(host) if requested is None else requested
-
-
-def preview_note(host: str, requested: bool | None) -> str:
-    """The start-up line saying whether the preview is served, and why."""
-    if requested is True:
-        return "preview: on (--preview)"
-    if requested is False:
-        return "preview: off (--no-preview)"
-    if is_loopback(host):
-        return "preview: on (loopback host; --no-preview turns it off)"
-    return "preview: off (not a loopback host; --preview turns it on)"
+def preview_note(enabled: bool) -> str:
+    """The start-up line of ``serve`` saying whether the preview is served."""
+    return "preview: on (--preview)" if enabled else "preview: off (--preview turns it on)"
 
 
 def http_url(host: str, port: int) -> str:
@@ -67,20 +46,29 @@ def http_url(host: str, port: int) -> str:
 
 
 @cli.command()
-@click.option("--port", type=PORT, default=8025, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on (127.0.0.0/8, ::1)."
+)
+@click.option("--port", type=PORT, default=8025, show_default=True, help="Port to listen on.")
 @click.option("--week", help="Start on this ISO week instead of the next issue.")
 @pass_ctx
 @handle_errors
-def preview(ctx: Context, port: int, week: str | None) -> None:
-    """Serve the next issue on 127.0.0.1; rebuilds when templates, config or subscribers change."""
+def preview(ctx: Context, host: str, port: int, week: str | None) -> None:
+    """Serve the next issue on loopback; rebuilds when templates, config or subscribers change."""
     from digest.backend import LocalBackend
     from digest.web import check_listen, create_app, serve
 
+    if not is_loopback_host(host):
+        raise ConfigError(
+            f"--host: the preview shows subscribers' addresses, so it listens on loopback only"
+            f" (127.0.0.0/8, ::1, localhost), not {host!r}; a public server is 'digest serve'"
+        )
     backend = LocalBackend(ctx.config_path, default_week=parse_week(week))
     config = ctx.config
-    check_listen("127.0.0.1", port)
-    console.print(f"preview of {config.digest.title} on {http_url('127.0.0.1', port)} (Ctrl-C stops)", markup=False)
-    serve(create_app(backend, title=config.digest.title), host="127.0.0.1", port=port)
+    check_listen(host, port)
+    console.print(f"preview of {config.digest.title} on {http_url(host, port)} (Ctrl-C stops)", markup=False)
+    app = create_app(backend, title=config.digest.title, base_url=config.digest.base_url)
+    serve(app, host=host, port=port)
 
 
 @cli.command()
@@ -89,14 +77,13 @@ def preview(ctx: Context, port: int, week: str | None) -> None:
 @click.option(
     "--preview/--no-preview",
     "show_preview",
-    default=None,
-    help="Serve the preview pages, which show subscribers' addresses and live unsubscribe links."
-    " Default: on for a loopback host (127.0.0.0/8, ::1, localhost), off for any other.",
+    default=False,
+    help="Also serve the preview pages, which show subscribers' addresses and live unsubscribe links. Default: off.",
 )
 @pass_ctx
 @handle_errors
-def serve(ctx: Context, host: str, port: int, show_preview: bool | None) -> None:
-    """Serve the one-click unsubscribe endpoint and web versions, and the preview on loopback."""
+def serve(ctx: Context, host: str, port: int, show_preview: bool) -> None:
+    """Serve the one-click unsubscribe endpoint and web versions; the preview only with --preview."""
     from digest.backend import LocalBackend
     from digest.web import check_listen, create_app
     from digest.web import serve as run_server
@@ -104,22 +91,24 @@ def serve(ctx: Context, host: str, port: int, show_preview: bool | None) -> None
     # Links signed with the stand-in key could be forged: the public endpoint needs the real secret.
     pipeline.secret(ctx.config, strict=True)
     backend = LocalBackend(ctx.config_path, strict_tokens=True)
-    enabled = preview_enabled(host, show_preview)
     title = ctx.config.digest.title
     check_listen(host, port)
     console.print(f"serving on {http_url(host, port)} (Ctrl-C stops)", markup=False)
-    console.print(preview_note(host, show_preview), markup=False)
-    if enabled and not is_loopback(host):
+    console.print(preview_note(show_preview), markup=False)
+    if show_preview and not is_loopback_host(host):
         err_console.print(
             f"warning: anyone who can reach {host} sees the preview: subscribers' addresses"
             " and messages with working unsubscribe links",
             markup=False,
         )
-    run_server(
-        create_app(backend, title=title, enable_preview=enabled, archive=archive_options(ctx.config)),
-        host=host,
-        port=port,
+    app = create_app(
+        backend,
+        title=title,
+        enable_preview=show_preview,
+        base_url=ctx.config.digest.base_url,
+        archive=archive_options(ctx.config),
     )
+    run_server(app, host=host, port=port)
 
 
 def archive_options(config: Config) -> ArchiveOptions | None:

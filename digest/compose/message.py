@@ -31,14 +31,33 @@ from digest.compose.headers import (
     fold_list_unsubscribe,
     fold_phrase,
     fold_text,
+    header_line,
     message_id,
+    split_list_id,
 )
 from digest.errors import ConfigError, SubscriberError
 from digest.models import Outgoing, Rendered
 
+
+class _Policy(email_policy.EmailPolicy):
+    """``email.policy.SMTP`` that writes a value folded right after the colon as ``Name:`` CRLF SP ….
+
+    The stdlib writes ``Name: `` before every raw value, which would leave a
+    space at the end of the line (see ``headers.header_line``, which the
+    spliced path uses).
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        folded = super().fold_binary(name, value)
+        opening = name.encode("ascii") + b": \r\n"
+        return name.encode("ascii") + b":" + folded[len(opening) - 2 :] if folded.startswith(opening) else folded
+
+
 #: QP bodies want lines of at most 76 octets; headers are folded to 78 by hand.
-POLICY = email_policy.SMTP.clone(max_line_length=76, refold_source="none")
+POLICY = _Policy(linesep="\r\n", max_line_length=76, refold_source="none")
 MAX_URL = 900
+#: Signed one time more than they occur (RFC 6376 §8.15, "oversigning"): the extra
+#: entry signs an absent instance, so one added after signing fails verification.
 DKIM_HEADERS = (
     b"from",
     b"to",
@@ -48,7 +67,9 @@ DKIM_HEADERS = (
     b"list-id",
     b"list-unsubscribe",
     b"list-unsubscribe-post",
+    b"reply-to",
 )
+_HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
 # Printable ASCII except "=", not ending in a space: quoted-printable leaves it as is.
 _QP_LITERAL = re.compile(r"(?:[ !-<>-~]*[!-<>-~])?")
@@ -189,11 +210,11 @@ class MessageTemplate:
         data = b"".join(
             (
                 p[0],
-                b"To: " + fold_address("To", name, email).encode("ascii") + b"\r\n",
+                header_line("To", fold_address("To", name, email)),
                 p[1],
-                b"Message-ID: " + mid.encode("ascii") + b"\r\n",
+                header_line("Message-ID", mid),
                 p[2],
-                b"List-Unsubscribe: " + fold_list_unsubscribe(url, self._mailto).encode("ascii") + b"\r\n",
+                header_line("List-Unsubscribe", fold_list_unsubscribe(url, self._mailto)),
                 p[3],
                 self._text.fill(values, escape_html=False),
                 p[4],
@@ -211,8 +232,15 @@ def personalise_many(template: MessageTemplate, recipients: Iterable[Recipient])
     return [template.personalise(r) for r in recipients]
 
 
+def oversigned_headers(data: bytes) -> list[bytes]:
+    """``h=`` for ``data``: each of ``DKIM_HEADERS`` once more than the message has it."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    present = [m.lower() for m in _HEADER_NAME.findall(head)]
+    return [name for name in DKIM_HEADERS for _ in range(present.count(name) + 1)]
+
+
 def dkim_sign(data: bytes, settings: ComposeSettings) -> bytes:
-    """The ``DKIM-Signature`` header line(s) for ``data``, to prepend to it."""
+    """The ``DKIM-Signature`` header line(s) for ``data``, to prepend to it (see ``oversigned_headers``)."""
     if not settings.dkim_key or not settings.dkim_selector:
         raise ConfigError("sender.dkim_key: DKIM signing needs both dkim_key and dkim_selector")
     try:
@@ -222,7 +250,7 @@ def dkim_sign(data: bytes, settings: ComposeSettings) -> bytes:
             domain_of(settings.from_).encode("ascii"),
             settings.dkim_key,
             canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=list(DKIM_HEADERS),
+            include_headers=oversigned_headers(data),
         )
     except dkim.DKIMException as exc:
         raise ConfigError(f"sender.dkim_key: cannot sign with this key: {exc}") from exc
@@ -252,10 +280,8 @@ class _Head:
             raise ConfigError(f"sender.from: not a usable address: {settings.from_!r}")
         if settings.date.tzinfo is None:
             raise ValueError("ComposeSettings.date must be timezone-aware")
-        list_name, _, list_label = clean_text(settings.list_id, MAX_SUBJECT).rpartition("<")
-        list_label = list_label.rstrip(">").strip()
-        if not re.fullmatch(r"[A-Za-z0-9.-]+", list_label):
-            raise ConfigError(f"digest.list_id: must look like 'Name <label.example.org>', got {settings.list_id!r}")
+        # The id is split off before the name is cleaned: cutting a long name must not cut the id.
+        list_name, list_label = split_list_id(settings.list_id)
         mailto = settings.unsubscribe_mailto.strip().removeprefix("mailto:")
         if mailto and "?" not in mailto:
             mailto += "?subject=unsubscribe"

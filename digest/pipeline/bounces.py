@@ -8,7 +8,7 @@ from digest.bounces import BounceSettings, ImapBox, ImapSettings, Mailbox, Maild
 from digest.compose.headers import domain_of, message_id
 from digest.config import Config
 from digest.errors import ConfigError
-from digest.send import _is_loopback
+from digest.netutil import is_loopback_host
 from digest.store import Store
 
 
@@ -19,7 +19,7 @@ def open_mailbox(config: Config) -> Mailbox | None:
         return MaildirBox(b.maildir)
     if not b.imap_host:
         return None
-    if b.imap_security == "none" and not _is_loopback(b.imap_host):
+    if b.imap_security == "none" and not is_loopback_host(b.imap_host):
         raise ConfigError(f"{config.path}: bounces.imap_security: 'none' sends the password in clear; only on loopback")
     if not b.imap_password:
         raise ConfigError(f"{config.path}: bounces.imap_user: set DIGEST_IMAP_PASSWORD to the mailbox password")

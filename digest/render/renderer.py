@@ -29,8 +29,15 @@ log = logging.getLogger(__name__)
 
 ALL = "all"
 NONE = "none"
-#: Bytes each token may grow by when filled (a long address or unsubscribe URL).
-TOKEN_SLACK = 400
+#: The most bytes each token can take once filled into the HTML. Compose refuses
+#: longer values (names of 300 characters, addresses of 254, unsubscribe URLs of
+#: 900), and HTML escaping turns a character into at most 6 bytes (``&quot;``).
+FILLED_MAX: Mapping[str, int] = {
+    "name": 300 * 6,
+    "greeting": len("Hello ,") + 300 * 6,
+    "email": 254 * 6,
+    "unsubscribe_url": 900 * 6,
+}
 
 
 class EmptyVariant(RenderError):
@@ -43,9 +50,12 @@ class RenderSettings:
 
     ``tz`` is a ``ZoneInfo`` or a zone name. ``templates_dir`` is the working
     folder's ``templates/`` (files there override the packaged ones); it may be
-    ``None`` or missing. ``clip_bytes`` is the HTML size past which Gmail clips
-    a message. ``themes`` is the configured theme names in config order; the
-    table of contents follows it.
+    ``None`` or missing. Gmail clips a message whose HTML passes about 102 KB
+    and hides what follows, the unsubscribe link included: the filled HTML
+    stays under ``clip_bytes`` and the end of the first unsubscribe link
+    within ``unsubscribe_within`` bytes, for any subscriber (see
+    ``FILLED_MAX``). ``themes`` is the configured theme names in config
+    order; the table of contents follows it.
     """
 
     title: str
@@ -53,7 +63,8 @@ class RenderSettings:
     tz: ZoneInfo | str
     templates_dir: Path | None
     allow_images: bool = False
-    clip_bytes: int = 102_000
+    clip_bytes: int = 100_000
+    unsubscribe_within: int = 90_000
     themes: tuple[str, ...] = ()
 
     @property
@@ -194,7 +205,7 @@ class Renderer:
         subject = self._subject_for(full, key, tokens)
         html = self._html_for(full, key, tokens, subject)
         limit = None
-        if self._size(html) > self.settings.clip_bytes:
+        if not self._fits(html):
             limit = self._shrink(issue, chosen, key, subject, full.total)
         if values is not tokens or limit is not None:
             subject = self._subject_for(full, key, values)
@@ -204,9 +215,26 @@ class Renderer:
         text = self._call(self._text, self._context(full, key, values))
         return subject, html, text
 
-    def _size(self, html: str) -> int:
-        tokens = sum(html.count(token) for token in placeholders.PLACEHOLDERS.values())
-        return len(html.encode("utf-8")) + tokens * TOKEN_SLACK
+    def _fits(self, html: str) -> bool:
+        """Whether ``html`` (with tokens) stays within the clipping bounds once filled for anyone."""
+        if self._filled_size(html) >= self.settings.clip_bytes:
+            return False
+        link = html.find(placeholders.UNSUBSCRIBE_URL)
+        if link < 0:
+            return True  # a template without the link: only the size counts
+        end = html.find("</a>", link)
+        end = link + len(placeholders.UNSUBSCRIBE_URL) if end < 0 else end + len("</a>")
+        return self._filled_size(html[:end]) <= self.settings.unsubscribe_within
+
+    @staticmethod
+    def _filled_size(html: str) -> int:
+        """The UTF-8 size of ``html`` with every token filled by the longest value compose accepts."""
+        size = len(html.encode("utf-8"))
+        for name, token in placeholders.PLACEHOLDERS.items():
+            # A token this table does not know yet is counted as the longest kind.
+            most = FILLED_MAX.get(name, max(FILLED_MAX.values()))
+            size += html.count(token) * (most - len(token))
+        return size
 
     def _shrink(self, issue: Issue, chosen: frozenset[str], key: str, subject: str, total: int) -> int:
         """How many entries fit under ``clip_bytes`` with the "read the rest" notice."""
@@ -216,10 +244,16 @@ class Renderer:
         while lo < hi:
             mid = (lo + hi + 1) // 2
             html = self._html_for(self._view(issue, chosen, mid), key, tokens, subject)
-            if self._size(html) <= self.settings.clip_bytes:
+            if self._fits(html):
                 lo = mid
             else:
                 hi = mid - 1
+        if lo == 0 and not self._fits(self._html_for(self._view(issue, chosen, 0), key, tokens, subject)):
+            raise RenderError(
+                f"issue {issue.key} ({key}): the HTML template is over {self.settings.clip_bytes} bytes"
+                f" (or puts the unsubscribe link past {self.settings.unsubscribe_within}) with no entry in it;"
+                " Gmail would clip it"
+            )
         log.warning(
             "issue %s (%s) is longer than %d bytes: the email keeps %d of %d entries "
             "and links to the web version for the rest",

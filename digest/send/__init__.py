@@ -12,11 +12,11 @@ message, so a killed run neither loses nor repeats a delivery.
 
 from __future__ import annotations
 
-import ipaddress
 from email.utils import parseaddr
 
 from digest.config import SenderSettings
 from digest.errors import ConfigError
+from digest.netutil import is_loopback_host
 from digest.send.base import Ledger, Problem, SendAborted, Sender, SendEvent, SendReport, TokenBucket
 from digest.send.maildir import MaildirSender
 from digest.send.smtp import SmtpSender
@@ -47,7 +47,7 @@ def make_sender(settings: SenderSettings) -> Sender:
         address = parseaddr(settings.from_)[1]
         if "@" not in address:
             raise ConfigError(f"sender.from: no address in {settings.from_!r}")
-        if settings.username and settings.security == "none" and not _is_loopback(settings.host):
+        if settings.username and settings.security == "none" and not is_loopback_host(settings.host):
             raise ConfigError(
                 f"sender.security: 'none' would send the password of {settings.username!r} in clear"
                 f" to {settings.host}; use 'starttls' or 'tls' (a plaintext login is allowed only"
@@ -57,14 +57,3 @@ def make_sender(settings: SenderSettings) -> Sender:
         # connection 'unknown', never a batch of rows that were claimed but not yet tried.
         return SmtpSender(settings, address)
     raise ConfigError(f"sender.transport: must be 'smtp' or 'maildir', got {settings.transport!r}")
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether ``host`` is this machine: 127.0.0.0/8, ``::1`` or ``localhost`` (no DNS lookup)."""
-    name = host.strip().strip("[]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False

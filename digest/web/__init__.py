@@ -6,8 +6,9 @@ The app sees the rest of digest only through the ``Backend`` seam; see
 
 from __future__ import annotations
 
-from digest.web.app import check_listen, create_app, serve
+from digest.web.app import create_app
 from digest.web.seam import Backend, Preview, PreviewSubscriber, PreviewVariant
+from digest.web.server import check_listen, serve, server_config
 
 __all__ = [
     "Backend",
@@ -17,4 +18,5 @@ __all__ = [
     "check_listen",
     "create_app",
     "serve",
+    "server_config",
 ]

@@ -1,4 +1,4 @@
-"""The ASGI app: routes, security headers, and running it under uvicorn.
+"""The ASGI app: routes, security headers and the trusted hosts (``server`` runs it).
 
 Backend calls are blocking (they render templates, read files, touch the
 database), so every one runs in Starlette's thread pool; the event loop stays
@@ -8,9 +8,7 @@ free to answer the preview page's fingerprint polls while an issue builds.
 from __future__ import annotations
 
 import re
-import socket
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -20,10 +18,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.errors import ConfigError, DigestError, SubscriberError
+from digest.errors import DigestError, SubscriberError
 from digest.web import assets, pages
 from digest.web.archive import ArchiveOptions, ArchiveSource, archive_routes
 from digest.web.forms import MAX_BODY, form_fields, is_one_click
+from digest.web.hosts import HostGuard
 from digest.web.seam import Backend, Preview
 
 #: Pages of this app: own stylesheet and script only, framed only by itself.
@@ -86,7 +85,12 @@ def _split_name(name: str, allowed: tuple[str, ...]) -> tuple[str, str]:
 
 
 def create_app(
-    backend: Backend, *, title: str, enable_preview: bool = True, archive: ArchiveOptions | None = None
+    backend: Backend,
+    *,
+    title: str,
+    enable_preview: bool = True,
+    base_url: str = "",
+    archive: ArchiveOptions | None = None,
 ) -> Starlette:
     """The web app over ``backend``.
 
@@ -95,6 +99,8 @@ def create_app(
     ``/healthz``, and, when ``enable_preview``, the preview UI at ``/`` with
     ``/preview/{week}/{variant}.{html,txt,eml}`` and ``/_fingerprint``.
     Without the preview those routes answer 404, for a public server.
+    Every request whose ``Host`` is not ``base_url``'s host (and port) or a
+    loopback name gets 400 (see ``hosts``).
     ``archive`` adds the public archive (``/archive/``, ``/archive/{key}/``,
     ``/archive.atom``); the backend must then also be an ``ArchiveSource``.
     """
@@ -212,33 +218,7 @@ def create_app(
             Route("/_fingerprint", fingerprint, methods=["GET"]),
         ]
     app = Starlette(routes=routes)
+    # Added first, so it runs inside SecurityHeaders: a refused Host still gets the headers.
+    app.add_middleware(HostGuard, base_url=base_url)
     app.add_middleware(SecurityHeaders)
     return app
-
-
-def check_listen(host: str, port: int) -> None:
-    """Raise ``ConfigError`` unless a server could listen on ``host``:``port`` right now.
-
-    Binds (and closes) a socket for every address ``host`` resolves to, with
-    the options asyncio's server uses, so a port in use or an address this
-    machine does not have is one clear line instead of uvicorn's exit.
-    """
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, kind, proto, _, address in infos:
-            with socket.socket(family, kind, proto) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind(address)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-
-
-def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 8025) -> None:
-    """Run ``app`` under uvicorn until interrupted; loopback unless told otherwise.
-
-    Raises ``ConfigError`` when ``host``:``port`` cannot be listened on.
-    """
-    check_listen(host, port)
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
