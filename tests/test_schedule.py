@@ -42,6 +42,9 @@ def write_config(tmp_path: Path, schedule: str, timezone: str = "Europe/Berlin")
             timezone = "{timezone}"
             schedule = "{schedule}"
             database = "sqlite:///digest.db"
+
+            [sender]
+            transport = "maildir"
             """),
         encoding="utf-8",
     )

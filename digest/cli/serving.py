@@ -7,7 +7,6 @@ host; on any other host they need an explicit ``--preview``.
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from pathlib import Path
 
@@ -23,21 +22,14 @@ from digest.cli.base import (
     pass_ctx,
     pipeline,
 )
+from digest.netutil import is_loopback_host
 
 PORT = click.IntRange(1, 65535)
 
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (as given to ``--host``) is ``localhost``, 127.0.0.0/8 or ``::1``."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name other than localhost may resolve to anything
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return is_loopback_host(host)
 
 
 def preview_enabled(host: str, requested: bool | None) -> bool:
