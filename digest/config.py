@@ -266,7 +266,7 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
         **tables,
     )
     _cross_check(r, config)
-    log.info("loaded %s: %d source(s), %d theme(s)", path, len(config.sources), len(config.themes))
+    log.debug("loaded %s: %d source(s), %d theme(s)", path, len(config.sources), len(config.themes))
     return config
 
 

@@ -252,13 +252,20 @@ def run_forever(config_path: Path) -> None:
 
 
 def check_start_up(config: Config) -> None:
-    """What a scheduled run would refuse, refused now: a config that cannot send, a missing secret."""
-    from digest.pipeline import secret  # the orchestrator is heavy; only the start-up check needs it
+    """What a scheduled run would refuse, refused now: a config that cannot send, a missing secret, a bad database.
+
+    Opening the store also applies its migrations before the job store
+    holds the file: on a new SQLite database, the first run's migration
+    (and the switch to WAL) would otherwise wait for the scheduler's own
+    connection and fail as "locked".
+    """
+    from digest.pipeline import open_store, secret  # the orchestrator is heavy; only start-up needs it
 
     for warning in check_sending(config):
         log.warning("%s", warning)
     secret(config, strict=True)
     cron_trigger(config.digest.schedule, config.digest.timezone)
+    open_store(config).close()
 
 
 def _job_store(url: str) -> SQLAlchemyJobStore:

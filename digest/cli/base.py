@@ -110,15 +110,15 @@ class Logging:
         self.apply()
 
     def apply(self, default: int = logging.WARNING, timestamps: bool = False) -> None:
-        """Set the levels: ERROR with -q; else ``default``; -v INFO (digest's own DEBUG); -vv DEBUG."""
+        """Levels: -q ERROR; -vv DEBUG; -v INFO (digest's own DEBUG); else WARNING (digest's own ``default``)."""
         if self.quiet:
             level, own = logging.ERROR, logging.NOTSET
         elif self.verbose >= 2:
             level, own = logging.DEBUG, logging.NOTSET
         elif self.verbose == 1:
-            level, own = min(default, logging.INFO), logging.DEBUG
+            level, own = logging.INFO, logging.DEBUG
         else:
-            level, own = default, logging.NOTSET
+            level, own = logging.WARNING, default if default < logging.WARNING else logging.NOTSET
         # A record is checked against its own logger's level only, then handed to every handler up
         # the tree: the root level filters third-party loggers, the "digest" level digest's own.
         logging.getLogger().setLevel(level)

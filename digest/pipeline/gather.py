@@ -32,7 +32,7 @@ def open_store(config: Config) -> Store:
         if "locked" in str(exc):
             raise
         raise ConfigError(f"{config.path}: digest.database: {exc}") from exc
-    log.debug("opened database %s", redact(config.digest.database))
+    log.info("opened database %s", redact(config.digest.database))
     return store
 
 
