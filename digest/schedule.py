@@ -63,7 +63,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import (
@@ -80,8 +80,11 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from digest.config import Config, check_sending, load_config
-from digest.configcheck import SCHEDULE_RE
+from digest.configcheck import SCHEDULE_RE, redact
 from digest.errors import ConfigError, DigestError, StoreError
+
+if TYPE_CHECKING:
+    from digest.pipeline import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def scheduled_run(config_path: str) -> None:
         log.warning("%s", problem)
 
 
-def run_summary(report: Any) -> str:
+def run_summary(report: RunReport) -> str:
     """One line on what a ``pipeline.RunReport`` did: the fetch, then each issue's send."""
     failed = sum(1 for line in report.fetched if line.result.status in ("failed", "broken"))
     new = sum(line.counts.new for line in report.fetched)
@@ -275,7 +278,7 @@ def _job_store(url: str) -> SQLAlchemyJobStore:
     try:
         return SQLAlchemyJobStore(url=url, tablename=JOB_TABLE, engine_options=options)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the job store in {url!r}: {exc}") from exc
+        raise StoreError(f"cannot open the job store in {redact(url)!r}: {exc}") from exc
 
 
 def _stored_next_run(scheduler: BaseScheduler, url: str, trigger: CronTrigger) -> datetime | None:
@@ -286,7 +289,7 @@ def _stored_next_run(scheduler: BaseScheduler, url: str, trigger: CronTrigger) -
         probe.start(scheduler, "default")
         stored = probe.lookup_job(JOB_ID)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the job store in {url!r}: {exc}") from exc
+        raise StoreError(f"cannot read the job store in {redact(url)!r}: {exc}") from exc
     except (LookupError, ImportError, pickle.UnpicklingError) as exc:
         # e.g. a job saved by an older version whose function moved; start afresh.
         log.warning("stored job %s cannot be loaded (%s); replacing it", JOB_ID, exc)

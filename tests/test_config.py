@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from digest.config import (
     Config,
@@ -72,8 +76,8 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
 def test_every_default_is_the_dataclass_default(tmp_path: Path) -> None:
     """The loader fills nothing of its own: an empty file gives what the dataclasses say."""
     config = load_config(write(tmp_path, ""), env={})
-    for settings in (config.fetch, config.issue, config.dedup, config.updates):
-        assert settings == type(settings)()
+    for table in (config.fetch, config.issue, config.dedup, config.updates):
+        assert table == type(table)()
     assert dataclasses.replace(config.sender, maildir=Path("outbox")) == SenderSettings()
     assert config.sender.retry_for == dt.timedelta(hours=72)
     assert config.fetch.allow_private == () and config.fetch.max_entries == 500
@@ -636,3 +640,63 @@ def test_smtp_to_a_public_relay_warns_about_example_org(tmp_path: Path) -> None:
 )
 def test_is_loopback_host(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+# --- any value for any key: a Config or one ConfigError line, never another exception --------
+
+_SCALARS = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=30),
+    st.lists(st.text(max_size=10), max_size=3),
+)
+_KEYS = {
+    name: sorted(f.key for f in fields_of(cls) if f.key)
+    for name, cls in {
+        "digest": DigestSettings,
+        "fetch": FetchSettings,
+        "issue": IssueSettings,
+        "dedup": DedupSettings,
+        "updates": UpdatesSettings,
+        "sender": SenderSettings,
+    }.items()
+}
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(value), repr(value))
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return str(value)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    table=st.sampled_from(sorted(_KEYS)),
+    data=st.data(),
+)
+def test_any_value_for_any_key_loads_or_is_one_config_error(tmp_path: Path, table: str, data: st.DataObject) -> None:
+    keys = data.draw(st.lists(st.sampled_from(_KEYS[table]), min_size=1, max_size=4, unique=True))
+    lines = [f"[{table}]"] + [f"{key} = {_toml(data.draw(_SCALARS))}" for key in keys]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    try:
+        config = load_config(path, env={})
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(f"{path}: ")
+        assert exc.exit_code == 2
+    else:
+        # Whatever loaded is usable as it is: numbers finite, sending checks answer in words.
+        for value in dataclasses.astuple(config.fetch) + dataclasses.astuple(config.dedup):
+            if isinstance(value, float):
+                assert math.isfinite(value)
+        try:
+            check_sending(config)
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
