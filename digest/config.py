@@ -30,9 +30,9 @@ from digest.configcheck import (
     DAY_S,
     SCHEDULE_RE,
     check_address,
+    check_base_url,
     check_cidr,
     check_database,
-    check_http_url,
     check_port,
     check_readable_file,
     check_single_line,
@@ -92,7 +92,7 @@ class DigestSettings:
     timezone: str = setting("UTC", STR, check=check_zone)
     schedule: str = setting("mon 08:00", STR, check=_schedule)
     database: str = setting("sqlite:///digest.db", STR, check=check_database, check_default=True)
-    base_url: str = setting("http://127.0.0.1:8025", STR, check=lambda r, w, v: check_http_url(r, w, v).rstrip("/"))
+    base_url: str = setting("http://127.0.0.1:8025", STR, check=check_base_url)
     min_entries: int = setting(1, INT, ge=0)
     secret: str = setting("", STR, env="DIGEST_SECRET")
     list_id: str = setting("", STR, check=_list_id)

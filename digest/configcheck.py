@@ -81,7 +81,17 @@ def check_http_url(r: Reader, where: str, value: str) -> str:
         raise ValueError(f"must be an http(s) URL, got {value!r}")
     if port == 0 or any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError(f"not a valid URL: {value!r}")
-    return value
+    # The fetcher and the links tell http(s) URLs by their lower-case scheme.
+    return parts.scheme + value[len(parts.scheme) :]
+
+
+def check_base_url(r: Reader, where: str, value: str) -> str:
+    """An http(s) URL that links can be made under: no query, no fragment, no trailing slash."""
+    value = check_http_url(r, where, value)
+    parts = urlsplit(value)
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ValueError(f"must not have a query or fragment (links are made under it), got {value!r}")
+    return value.rstrip("/")
 
 
 def check_cidr(r: Reader, where: str, value: tuple[str, ...]) -> tuple[str, ...]:

@@ -193,6 +193,13 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert c.absent == frozenset()
 
 
+def test_an_upper_case_scheme_is_read_as_http(tmp_path: Path) -> None:
+    text = '[digest]\nbase_url = "HTTPS://E.org/"\n[[sources]]\nname = "A"\nurl = "HTTP://e.org/feed"\n'
+    config = load_config(write(tmp_path, text))
+    assert config.digest.base_url == "https://E.org"
+    assert config.sources[0].url == "http://e.org/feed" and config.sources[0].is_remote
+
+
 def test_issue_min_entries_wins_over_the_digest_alias(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "[digest]\nmin_entries = 4\n[issue]\nmin_entries = 2\n"))
     assert (config.digest.min_entries, config.issue.min_entries) == (4, 2)
@@ -370,6 +377,11 @@ CASES = [
         '[digest]\nlist_id = "A <a.e.org>"',
         '[digest]\nlist_id = "A\\n<a.e.org>"',
         "digest.list_id: must be one line without control characters, got 'A\\n<a.e.org>'",
+    ),
+    (
+        '[digest]\nbase_url = "https://e.org/digest/"',
+        '[digest]\nbase_url = "https://e.org/d?utm=1"',
+        "digest.base_url: must not have a query or fragment (links are made under it), got 'https://e.org/d?utm=1'",
     ),
     # the database
     (
