@@ -197,25 +197,18 @@ class Reader:
             raise self.fail(where, str(exc)) from None
         return value
 
-    def table(
-        self,
-        where: str,
-        raw: object,
-        fields: Sequence[FieldSpec],
-        *,
-        also: Iterable[str] = (),
-    ) -> dict[str, Any]:
+    def table(self, where: str, raw: object, fields: Sequence[FieldSpec]) -> dict[str, Any]:
         """Check the TOML table ``raw`` at ``where`` against ``fields``; the values given, by attribute.
 
-        Keys that are absent are left out, so the dataclass default applies.
-        ``also`` names keys the caller reads itself.
+        Keys that are absent are left out, so the dataclass default applies
+        (passed through the field's check when it says ``check_default``).
         """
         if not isinstance(raw, dict):
             raise self.fail(where, "must be a table")
         for f in fields:
             if not f.key and f.spec.env and f.attr in raw:
                 raise self.fail(f"{where}.{f.attr}", f"not read from the file: set ${f.spec.env}")
-        self.unknown(where, raw, [f.key for f in fields if f.key] + list(also))
+        self.unknown(where, raw, [f.key for f in fields if f.key])
         out: dict[str, Any] = {}
         for f in fields:
             name = f"{where}.{f.key or f.attr}"
@@ -227,7 +220,10 @@ class Reader:
                 if f.spec.required and f.default is dataclasses.MISSING:
                     raise self.fail(name, "is required")
                 if f.spec.check_default and f.spec.check is not None:
-                    out[f.attr] = f.spec.check(self, name, f.default)
+                    try:
+                        out[f.attr] = f.spec.check(self, name, f.default)
+                    except ValueError as exc:
+                        raise self.fail(name, f"{exc} (the default)") from None
                 continue
             if f.spec.required and isinstance(raw[f.key], str) and not raw[f.key].strip():
                 raise self.fail(name, "is required" if f.default is dataclasses.MISSING else "must not be empty")
