@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,21 @@ def test_an_unusable_database_file_is_a_config_error_naming_the_key(site: Path) 
     assert error_line(result).startswith(
         f"error: {path}: digest.database: cannot create the folder of database {site}/state/digest.db: "
     )
+
+
+def test_an_unreachable_postgres_is_a_config_error_naming_the_key_without_the_password(site: Path) -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://digest:s3cret@127.0.0.1:{port}/digest"
+    path = edit(site, 'database = "sqlite:///digest.db"', f'database = "{url}"')
+    result = invoke("fetch")
+    assert result.exit_code == 2
+    line = error_line(result)
+    assert line.startswith(
+        f"error: {path}: digest.database: cannot connect to database postgresql+psycopg://digest:***@127.0.0.1:{port}"
+    )
+    assert "s3cret" not in result.output
 
 
 def test_a_file_that_is_not_a_database_is_a_config_error_naming_the_key(site: Path) -> None:
