@@ -1,51 +1,105 @@
 """``digest.toml`` → a typed, validated ``Config``.
 
-The file is read and checked once; every problem becomes a ``ConfigError``
-that names the file, the key and what is wrong. Secrets come from the
-environment (``DIGEST_SMTP_PASSWORD``, ``DIGEST_SECRET``), never the file.
-Relative paths in the file are relative to the file's folder.
+Each setting is declared once, beside the field it fills (``setting(default,
+kind, ...)``, see ``configspec``); one loader walks every table's specs and
+one cross-field step (:func:`_cross_check`) checks what spans fields. Every
+problem becomes a ``ConfigError`` that names the file, the key and what is
+wrong: ``<file>: <section>.<key>: <problem>``. Secrets come from the
+environment (``DIGEST_SMTP_PASSWORD``, ``DIGEST_SECRET``), never only the
+file. Relative paths in the file are relative to the file's folder.
+
+What only matters when mail really goes out (a ``[sender]`` table, https
+links for a public relay) is checked by :func:`check_sending`, which
+``send``, ``run`` and ``schedule`` call; previews and builds do not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import ipaddress
+import logging
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from digest.errors import ConfigError
-from digest.models import (
-    DEFAULT_TEXT_RECORD,
-    ListingFormat,
-    Selectors,
-    Source,
-    SourceKind,
-    Theme,
+from digest.configcheck import (
+    DAY_S,
+    SCHEDULE_RE,
+    check_address,
+    check_base_url,
+    check_cidr,
+    check_database,
+    check_port,
+    check_readable_file,
+    check_single_line,
+    check_zone,
+    optional_path,
+    parse_duration,
 )
+from digest.configsources import label, read_sources, read_themes
+from digest.configspec import BOOL, INT, NUMBER, STR, STRINGS, Reader, did_you_mean, fields_of, setting
+from digest.errors import ConfigError
+from digest.models import OTHER_THEME, Source, Theme
+from digest.netutil import is_loopback_host
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG",
+    "BouncesSettings",
+    "Config",
+    "DedupSettings",
+    "DigestSettings",
+    "FetchSettings",
+    "IssueSettings",
+    "SenderSettings",
+    "UpdatesSettings",
+    "WebSettings",
+    "check_sending",
+    "find_config",
+    "load_config",
+    "parse_duration",
+]
+
+log = logging.getLogger(__name__)
 
 CONFIG_ENV = "DIGEST_CONFIG"
 DEFAULT_CONFIG = "digest.toml"
-RECORD_PARTS = frozenset({"title", "link", "authors", "date", "summary"})
-_SCHEDULE_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _title(r: Reader, where: str, value: str) -> str:
+    return check_single_line(r, where, value.strip())
+
+
+def _list_id(r: Reader, where: str, value: str) -> str:
+    value = check_single_line(r, where, value.strip())
+    if len(value.encode("utf-8")) > 255:
+        raise ValueError(f"must be at most 255 octets (RFC 2919), got {len(value.encode('utf-8'))}")
+    return value
+
+
+def _schedule(r: Reader, where: str, value: str) -> str:
+    value = value.strip().lower()
+    if not SCHEDULE_RE.match(value):
+        raise ValueError(f"must look like 'mon 08:00', got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class DigestSettings:
-    title: str = "Weekly Digest"
-    timezone: str = "UTC"
-    schedule: str = "mon 08:00"
-    database: str = "sqlite:///digest.db"
-    base_url: str = "http://127.0.0.1:8025"
-    min_entries: int = 1
-    secret: str = ""
-    list_id: str = ""
-    templates: Path | None = None
-    subscribers: Path | None = None
+    title: str = setting("Weekly Digest", STR, required=True, check=_title)
+    timezone: str = setting("UTC", STR, check=check_zone)
+    schedule: str = setting("mon 08:00", STR, check=_schedule)
+    database: str = setting("sqlite:///digest.db", STR, check=check_database, check_default=True)
+    base_url: str = setting("http://127.0.0.1:8025", STR, check=check_base_url)
+    min_entries: int = setting(1, INT, ge=0)
+    secret: str = setting("", STR, env="DIGEST_SECRET")
+    list_id: str = setting("", STR, check=_list_id)
+    templates: Path | None = setting(None, STR, check=optional_path)
+    subscribers: Path | None = setting(None, STR, check=optional_path)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -54,67 +108,111 @@ class DigestSettings:
     @property
     def schedule_parts(self) -> tuple[str, int, int]:
         """``("mon", 8, 0)`` for ``"mon 08:00"``."""
-        m = _SCHEDULE_RE.match(self.schedule)
+        m = SCHEDULE_RE.match(self.schedule)
         assert m is not None  # validated on load
         return m.group(1), int(m.group(2)), int(m.group(3))
 
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
-    connect_timeout: float = 10.0
-    deadline: float = 30.0
-    max_bytes: int = 10_000_000
-    max_redirects: int = 5
-    concurrency: int = 8
-    user_agent: str = "digest/0.1 (+https://github.com/digest-newsletter/digest)"
-    broken_ratio: float = 0.5
+    connect_timeout: float = setting(10.0, NUMBER, gt=0, le=DAY_S)
+    deadline: float = setting(30.0, NUMBER, gt=0, le=DAY_S)
+    max_bytes: int = setting(10_000_000, INT, ge=1)
+    max_redirects: int = setting(5, INT, ge=0, le=20)
+    concurrency: int = setting(8, INT, ge=1, le=256)
+    user_agent: str = setting(
+        "digest/0.1 (+https://github.com/digest-newsletter/digest)", STR, required=True, check=check_single_line
+    )
+    broken_ratio: float = setting(0.5, NUMBER, ge=0, le=1)
     #: Addresses or CIDRs (as written) that the fetcher may reach although they are private.
-    allow_private: tuple[str, ...] = ()
+    allow_private: tuple[str, ...] = setting((), STRINGS, check=check_cidr)
     #: Entries kept per source per fetch (the newest).
-    max_entries: int = 500
+    max_entries: int = setting(500, INT, ge=1)
     #: Characters kept of an entry's summary and of its content.
-    max_text: int = 65_536
+    max_text: int = setting(65_536, INT, ge=1)
     #: Consecutive failed runs after which a source is called out.
-    alert_after: int = 3
+    alert_after: int = setting(3, INT, ge=1)
 
 
 @dataclass(frozen=True, slots=True)
 class IssueSettings:
     """``[issue]``: how big an issue is and when a thin week is held."""
 
-    min_entries: int = 1
-    min_per_theme: int = 1
-    max_hold_weeks: int = 3
-    max_entries: int = 60
+    min_entries: int = setting(1, INT, ge=0)
+    min_per_theme: int = setting(1, INT, ge=0)
+    max_hold_weeks: int = setting(3, INT, ge=0)
+    max_entries: int = setting(60, INT, ge=1)
 
 
 @dataclass(frozen=True, slots=True)
 class DedupSettings:
     """``[dedup]``: grouping one story carried by several sources."""
 
-    enabled: bool = True
-    window_hours: float = 72.0
-    title_ratio: float = 0.85
-    text_jaccard: float = 0.6
-    prefer: tuple[str, ...] = ()
+    enabled: bool = setting(True, BOOL)
+    window_hours: float = setting(72.0, NUMBER, gt=0, le=24 * 366)
+    title_ratio: float = setting(0.85, NUMBER, gt=0, le=1)
+    text_jaccard: float = setting(0.6, NUMBER, gt=0, le=1)
+    prefer: tuple[str, ...] = setting((), STRINGS)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatesSettings:
+    """``[updates]``: what happens to an entry that changed after it was sent."""
+
+    policy: str = setting("ignore", STR, choices=("ignore", "section"))
+
+
+def _duration(r: Reader, where: str, value: str) -> dt.timedelta:
+    return parse_duration(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSettings:
+    from_: str = setting("Weekly Digest <digest@example.org>", STR, key="from", check=check_address)
+    transport: str = setting("maildir", STR, choices=("smtp", "maildir"))
+    host: str = setting("127.0.0.1", STR, required=True, check=check_single_line)
+    port: int = setting(25, INT, check=check_port)
+    security: str = setting("none", STR, choices=("none", "starttls", "tls"))
+    username: str = setting("", STR, check=check_single_line)
+    password: str = setting("", STR, key="", env="DIGEST_SMTP_PASSWORD")
+    connections: int = setting(4, INT, ge=1, le=100)
+    rate: float = setting(0.0, NUMBER, ge=0)
+    maildir: Path = setting(
+        Path("outbox"), STR, required=True, check=lambda r, w, v: r.local_path(str(v)), check_default=True
+    )
+    per_connection: int = setting(100, INT, ge=1)
+    unsubscribe_mailto: str = setting("", STR, check=check_single_line)
+    dkim_selector: str = setting("", STR, check=check_single_line)
+    dkim_key: Path | None = setting(None, STR, check=check_readable_file)
+    resend_unknown: bool = setting(False, BOOL)
+    max_attempts: int = setting(5, INT, ge=1)
+    timeout: float = setting(30.0, NUMBER, gt=0, le=DAY_S)
+    retry_for: dt.timedelta = setting(dt.timedelta(hours=72), STR, check=_duration)
+
+
+def _bounce_address(r: Reader, where: str, value: str) -> str:
+    value = value.strip()
+    if value and ("@" not in value or any(c.isspace() or c in '<>+"' for c in value)):
+        raise ValueError(f"must be a plain address like bounces@example.org, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class BouncesSettings:
     """``[bounces]``: where bounce mail arrives and how it is scored."""
 
-    address: str = ""
-    verp: bool = False
-    maildir: Path | None = None
-    imap_host: str = ""
-    imap_port: int = 993
-    imap_security: str = "tls"
-    imap_user: str = ""
-    imap_password: str = ""
-    imap_folder: str = "INBOX"
-    imap_processed: str = "digest-processed"
-    threshold: float = 3.0
-    stale_after: dt.timedelta = dt.timedelta(days=14)
+    address: str = setting("", STR, check=_bounce_address)
+    verp: bool = setting(False, BOOL)
+    maildir: Path | None = setting(None, STR, check=optional_path)
+    imap_host: str = setting("", STR, check=check_single_line)
+    imap_port: int = setting(993, INT, check=check_port)
+    imap_security: str = setting("tls", STR, choices=("tls", "starttls", "none"))
+    imap_user: str = setting("", STR, check=check_single_line)
+    imap_password: str = setting("", STR, key="", env="DIGEST_IMAP_PASSWORD")
+    imap_folder: str = setting("INBOX", STR, required=True, check=check_single_line)
+    imap_processed: str = setting("digest-processed", STR, required=True, check=check_single_line)
+    threshold: float = setting(3.0, NUMBER, gt=0, le=1000)
+    stale_after: dt.timedelta = setting(dt.timedelta(days=14), STR, check=_duration)
 
     @property
     def mailbox(self) -> bool:
@@ -126,42 +224,31 @@ class BouncesSettings:
 class WebSettings:
     """``[web]``: the public archive of sent issues."""
 
-    archive: str = "off"
-    archive_feed: str = "summary"
+    archive: str = setting("off", STR, choices=("off", "public"))
+    archive_feed: str = setting("summary", STR, choices=("summary", "full"))
 
 
-@dataclass(frozen=True, slots=True)
-class UpdatesSettings:
-    """``[updates]``: what happens to an entry that changed after it was sent."""
-
-    policy: str = "ignore"
-
-
-@dataclass(frozen=True, slots=True)
-class SenderSettings:
-    from_: str = "Weekly Digest <digest@example.org>"
-    transport: str = "maildir"
-    host: str = "127.0.0.1"
-    port: int = 25
-    security: str = "none"
-    username: str = ""
-    password: str = ""
-    connections: int = 4
-    rate: float = 0.0
-    maildir: Path = Path("outbox")
-    per_connection: int = 100
-    unsubscribe_mailto: str = ""
-    dkim_selector: str = ""
-    dkim_key: Path | None = None
-    resend_unknown: bool = False
-    max_attempts: int = 5
-    timeout: float = 30.0
-    retry_for: dt.timedelta = dt.timedelta(hours=72)
+#: The settings tables of ``digest.toml``, in file order.
+TABLES: dict[str, type] = {
+    "digest": DigestSettings,
+    "fetch": FetchSettings,
+    "issue": IssueSettings,
+    "dedup": DedupSettings,
+    "updates": UpdatesSettings,
+    "sender": SenderSettings,
+    "bounces": BouncesSettings,
+    "web": WebSettings,
+}
+SECTIONS = (*TABLES, "sources", "themes")
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration. Only ``pipeline``, ``cli`` and ``schedule`` see it."""
+    """The whole configuration. Only ``pipeline``, ``cli`` and ``schedule`` see it.
+
+    ``absent`` names the top-level tables the file did not have (their
+    defaults apply); a Config built in code has none absent.
+    """
 
     path: Path
     digest: DigestSettings = field(default_factory=DigestSettings)
@@ -174,6 +261,7 @@ class Config:
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
+    absent: frozenset[str] = frozenset()
 
     @property
     def base_dir(self) -> Path:
@@ -188,19 +276,7 @@ class Config:
         return self.digest.subscribers or self.base_dir / "subscribers"
 
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(raw: str) -> dt.timedelta:
-    """``"90s"``, ``"15m"``, ``"72h"``, ``"7d"``, ``"2w"`` → a positive timedelta; ``ValueError`` otherwise."""
-    m = _DURATION_RE.match(raw)
-    if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"must be a duration like '90s', '15m', '72h' or '7d', got {raw!r}")
-    return dt.timedelta(seconds=float(m.group(1)) * _DURATION_UNITS[m.group(2)])
-
-
-def find_config(explicit: str | os.PathLike[str] | None) -> Path:
+def find_config(explicit: str | Path | None) -> Path:
     """The config path: the argument, else ``$DIGEST_CONFIG``, else ``./digest.toml``."""
     raw = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     return Path(raw).expanduser().resolve()
@@ -208,7 +284,6 @@ def find_config(explicit: str | os.PathLike[str] | None) -> Path:
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
     """Read and validate ``path``; raise ``ConfigError`` naming file, key, problem."""
-    env = dict(os.environ) if env is None else env
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -217,418 +292,92 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    return _Reader(path, env).config(data)
+    r = Reader(path, env)
+    r.unknown("", data, SECTIONS, "section")
+    tables: dict[str, Any] = {
+        name: cls(**r.table(name, data.get(name, {}), fields_of(cls))) for name, cls in TABLES.items()
+    }
+    issue_raw = data.get("issue", {})
+    if "min_entries" not in issue_raw:
+        # [digest] min_entries is the older spelling of [issue] min_entries.
+        tables["issue"] = dataclasses.replace(tables["issue"], min_entries=tables["digest"].min_entries)
+    themes = read_themes(r, data.get("themes", []))
+    config = Config(
+        path=path,
+        sources=read_sources(r, data.get("sources", [])),
+        themes=themes,
+        absent=frozenset(name for name in TABLES if name not in data),
+        **tables,
+    )
+    _cross_check(r, config)
+    log.debug("loaded %s: %d source(s), %d theme(s)", path, len(config.sources), len(config.themes))
+    return config
 
 
-class _Reader:
-    """Walks the TOML tree, remembering where it is for error messages."""
-
-    def __init__(self, path: Path, env: dict[str, str]) -> None:
-        self.path = path
-        self.env = env
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {key}: {problem}")
-
-    def table(self, data: dict[str, Any], key: str, known: set[str]) -> dict[str, Any]:
-        value = data.get(key, {})
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be a table")
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise self.fail(f"{key}.{unknown[0]}", "unknown key")
-        return value
-
-    def get(self, data: dict[str, Any], where: str, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
-        if key not in data:
-            return default
-        value = data[key]
-        # bool is an int in Python; a bool where a number is wanted is a mistake.
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(f"{where}.{key}", f"must be {names}, got {value!r}")
-        return value
-
-    def strings(self, data: dict[str, Any], where: str, key: str) -> tuple[str, ...]:
-        value = data.get(key, [])
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(f"{where}.{key}", "must be a list of strings")
-        return tuple(v.strip() for v in value if v.strip())
-
-    def local_path(self, raw: str) -> Path:
-        p = Path(raw).expanduser()
-        return p if p.is_absolute() else (self.path.parent / p).resolve()
-
-    def config(self, data: dict[str, Any]) -> Config:
-        unknown = sorted(
-            set(data)
-            - {"digest", "fetch", "sender", "issue", "dedup", "updates", "web", "bounces", "sources", "themes"}
-        )
-        if unknown:
-            raise self.fail(unknown[0], "unknown section")
-        digest = self.digest(data)
-        themes = self.themes(data.get("themes", []))
-        sources = self.sources(data.get("sources", []), {t.name for t in themes})
-        return Config(
-            path=self.path,
-            digest=digest,
-            fetch=self.fetch(data),
-            sender=self.sender(data),
-            issue=self.issue(data, digest.min_entries),
-            dedup=self.dedup(data),
-            updates=self.updates(data),
-            web=self.web(data),
-            bounces=self.bounces(data),
-            sources=sources,
-            themes=themes,
-        )
-
-    def digest(self, data: dict[str, Any]) -> DigestSettings:
-        d = DigestSettings()
-        t = self.table(data, "digest", set(DigestSettings.__slots__))  # type: ignore[attr-defined]
-        w = "digest"
-        tz = self.get(t, w, "timezone", str, d.timezone)
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise self.fail(
-                "digest.timezone", f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"
-            ) from None
-        schedule = self.get(t, w, "schedule", str, d.schedule).strip().lower()
-        if not _SCHEDULE_RE.match(schedule):
-            raise self.fail("digest.schedule", f"must look like 'mon 08:00', got {schedule!r}")
-        database = self.get(t, w, "database", str, d.database)
-        database = self._database_url(database)
-        base_url = self.get(t, w, "base_url", str, d.base_url).rstrip("/")
-        if not base_url.startswith(("http://", "https://")):
-            raise self.fail("digest.base_url", f"must be an http(s) URL, got {base_url!r}")
-        min_entries = self.get(t, w, "min_entries", int, d.min_entries)
-        if min_entries < 0:
-            raise self.fail("digest.min_entries", "must be 0 or more")
-        templates = self.get(t, w, "templates", str, None)
-        subscribers = self.get(t, w, "subscribers", str, None)
-        title = self.get(t, w, "title", str, d.title).strip()
-        if not title:
-            raise self.fail("digest.title", "must not be empty")
-        return DigestSettings(
-            title=title,
-            timezone=tz,
-            schedule=schedule,
-            database=database,
-            base_url=base_url,
-            min_entries=min_entries,
-            secret=self.env.get("DIGEST_SECRET") or self.get(t, w, "secret", str, ""),
-            list_id=self.get(t, w, "list_id", str, ""),
-            templates=self.local_path(templates) if templates else None,
-            subscribers=self.local_path(subscribers) if subscribers else None,
-        )
-
-    def _database_url(self, url: str) -> str:
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            rel = url.removeprefix("sqlite:///")
-            if rel and rel != ":memory:":
-                return "sqlite:///" + str(self.local_path(rel))
-        if "://" not in url:
-            raise self.fail("digest.database", f"must be a database URL like sqlite:///digest.db, got {url!r}")
-        return url
-
-    def fetch(self, data: dict[str, Any]) -> FetchSettings:
-        d = FetchSettings()
-        t = self.table(data, "fetch", set(FetchSettings.__slots__))  # type: ignore[attr-defined]
-        num = (int, float)
-        s = FetchSettings(
-            connect_timeout=float(self.get(t, "fetch", "connect_timeout", num, d.connect_timeout)),
-            deadline=float(self.get(t, "fetch", "deadline", num, d.deadline)),
-            max_bytes=self.get(t, "fetch", "max_bytes", int, d.max_bytes),
-            max_redirects=self.get(t, "fetch", "max_redirects", int, d.max_redirects),
-            concurrency=self.get(t, "fetch", "concurrency", int, d.concurrency),
-            user_agent=self.get(t, "fetch", "user_agent", str, d.user_agent),
-            broken_ratio=float(self.get(t, "fetch", "broken_ratio", num, d.broken_ratio)),
-            allow_private=self.strings(t, "fetch", "allow_private"),
-            max_entries=self.get(t, "fetch", "max_entries", int, d.max_entries),
-            max_text=self.get(t, "fetch", "max_text", int, d.max_text),
-            alert_after=self.get(t, "fetch", "alert_after", int, d.alert_after),
-        )
-        for net in s.allow_private:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                raise self.fail("fetch.allow_private", f"not an address or CIDR: {net!r}") from None
-        for key in (
-            "connect_timeout",
-            "deadline",
-            "max_bytes",
-            "concurrency",
-            "max_entries",
-            "max_text",
-            "alert_after",
-        ):
-            if getattr(s, key) <= 0:
-                raise self.fail(f"fetch.{key}", "must be greater than 0")
-        if not 0 <= s.max_redirects <= 20:
-            raise self.fail("fetch.max_redirects", "must be between 0 and 20")
-        return s
-
-    def sender(self, data: dict[str, Any]) -> SenderSettings:
-        d = SenderSettings()
-        known = {k for k in SenderSettings.__slots__ if k not in ("from_", "password")} | {"from"}  # type: ignore[attr-defined]
-        t = self.table(data, "sender", known)
-        w = "sender"
-        from_ = self.get(t, w, "from", str, d.from_)
-        if "@" not in from_:
-            raise self.fail("sender.from", f"must be an address like 'Name <digest@example.org>', got {from_!r}")
-        transport = self.get(t, w, "transport", str, d.transport)
-        if transport not in ("smtp", "maildir"):
-            raise self.fail("sender.transport", f"must be 'smtp' or 'maildir', got {transport!r}")
-        security = self.get(t, w, "security", str, d.security)
-        if security not in ("none", "starttls", "tls"):
-            raise self.fail("sender.security", f"must be 'none', 'starttls' or 'tls', got {security!r}")
-        port = self.get(t, w, "port", int, d.port)
-        if not 0 < port < 65536:
-            raise self.fail("sender.port", f"must be a TCP port, got {port}")
-        connections = self.get(t, w, "connections", int, d.connections)
-        if connections < 1:
-            raise self.fail("sender.connections", "must be at least 1")
-        rate = float(self.get(t, w, "rate", (int, float), d.rate))
-        if rate < 0:
-            raise self.fail("sender.rate", "must be 0 (no limit) or more")
-        dkim_key = self.get(t, w, "dkim_key", str, "")
-        dkim_selector = self.get(t, w, "dkim_selector", str, "")
-        if bool(dkim_key) != bool(dkim_selector):
-            raise self.fail("sender.dkim_key", "dkim_key and dkim_selector go together")
-        return SenderSettings(
-            from_=from_,
-            transport=transport,
-            host=self.get(t, w, "host", str, d.host),
-            port=port,
-            security=security,
-            username=self.get(t, w, "username", str, d.username),
-            password=self.env.get("DIGEST_SMTP_PASSWORD", ""),
-            connections=connections,
-            rate=rate,
-            maildir=self.local_path(self.get(t, w, "maildir", str, str(d.maildir))),
-            per_connection=self.get(t, w, "per_connection", int, d.per_connection),
-            unsubscribe_mailto=self.get(t, w, "unsubscribe_mailto", str, ""),
-            dkim_selector=dkim_selector,
-            dkim_key=self.local_path(dkim_key) if dkim_key else None,
-            resend_unknown=self.get(t, w, "resend_unknown", bool, d.resend_unknown),
-            max_attempts=self.get(t, w, "max_attempts", int, d.max_attempts),
-            timeout=float(self.get(t, w, "timeout", (int, float), d.timeout)),
-            retry_for=self.duration(t, w, "retry_for", d.retry_for),
-        )
-
-    def duration(self, data: dict[str, Any], where: str, key: str, default: dt.timedelta) -> dt.timedelta:
-        raw = self.get(data, where, key, str, None)
-        if raw is None:
-            return default
-        try:
-            return parse_duration(raw)
-        except ValueError as exc:
-            raise self.fail(f"{where}.{key}", str(exc)) from None
-
-    def issue(self, data: dict[str, Any], min_entries: int) -> IssueSettings:
-        d = IssueSettings()
-        t = self.table(data, "issue", set(IssueSettings.__slots__))  # type: ignore[attr-defined]
-        s = IssueSettings(
-            # [digest] min_entries is the older spelling of [issue] min_entries.
-            min_entries=self.get(t, "issue", "min_entries", int, min_entries),
-            min_per_theme=self.get(t, "issue", "min_per_theme", int, d.min_per_theme),
-            max_hold_weeks=self.get(t, "issue", "max_hold_weeks", int, d.max_hold_weeks),
-            max_entries=self.get(t, "issue", "max_entries", int, d.max_entries),
-        )
-        for key in ("min_entries", "min_per_theme", "max_hold_weeks"):
-            if getattr(s, key) < 0:
-                raise self.fail(f"issue.{key}", "must be 0 or more")
-        if s.max_entries < 1:
-            raise self.fail("issue.max_entries", "must be at least 1")
-        return s
-
-    def dedup(self, data: dict[str, Any]) -> DedupSettings:
-        d = DedupSettings()
-        t = self.table(data, "dedup", set(DedupSettings.__slots__))  # type: ignore[attr-defined]
-        num = (int, float)
-        s = DedupSettings(
-            enabled=self.get(t, "dedup", "enabled", bool, d.enabled),
-            window_hours=float(self.get(t, "dedup", "window_hours", num, d.window_hours)),
-            title_ratio=float(self.get(t, "dedup", "title_ratio", num, d.title_ratio)),
-            text_jaccard=float(self.get(t, "dedup", "text_jaccard", num, d.text_jaccard)),
-            prefer=self.strings(t, "dedup", "prefer"),
-        )
-        if s.window_hours <= 0:
-            raise self.fail("dedup.window_hours", "must be greater than 0")
-        for key in ("title_ratio", "text_jaccard"):
-            if not 0 < getattr(s, key) <= 1:
-                raise self.fail(f"dedup.{key}", "must be between 0 (excluded) and 1")
-        return s
-
-    def bounces(self, data: dict[str, Any]) -> BouncesSettings:
-        d = BouncesSettings()
-        known = set(BouncesSettings.__slots__) - {"imap_password"}  # type: ignore[attr-defined]
-        t = self.table(data, "bounces", known)
-        w = "bounces"
-        address = self.get(t, w, "address", str, d.address).strip()
-        if address and ("@" not in address or any(c.isspace() or c in "<>+" for c in address)):
-            raise self.fail("bounces.address", f"must be a plain address like bounces@example.org, got {address!r}")
-        verp = self.get(t, w, "verp", bool, d.verp)
-        if verp and not address:
-            raise self.fail("bounces.verp", "needs bounces.address (the VERP tags are added to it)")
-        maildir = self.get(t, w, "maildir", str, "")
-        imap_host = self.get(t, w, "imap_host", str, "").strip()
-        if maildir and imap_host:
-            raise self.fail("bounces.maildir", "give maildir or imap_host, not both")
-        security = self.get(t, w, "imap_security", str, d.imap_security)
-        if security not in ("tls", "starttls", "none"):
-            raise self.fail("bounces.imap_security", f"must be 'tls', 'starttls' or 'none', got {security!r}")
-        port = self.get(t, w, "imap_port", int, 143 if security != "tls" else d.imap_port)
-        if not 0 < port < 65536:
-            raise self.fail("bounces.imap_port", f"must be a TCP port, got {port}")
-        threshold = float(self.get(t, w, "threshold", (int, float), d.threshold))
-        if not 0 < threshold < 1000:
-            raise self.fail("bounces.threshold", "must be greater than 0")
-        return BouncesSettings(
-            address=address,
-            verp=verp,
-            maildir=self.local_path(maildir) if maildir else None,
-            imap_host=imap_host,
-            imap_port=port,
-            imap_security=security,
-            imap_user=self.get(t, w, "imap_user", str, ""),
-            imap_password=self.env.get("DIGEST_IMAP_PASSWORD", ""),
-            imap_folder=self.get(t, w, "imap_folder", str, d.imap_folder),
-            imap_processed=self.get(t, w, "imap_processed", str, d.imap_processed),
-            threshold=threshold,
-            stale_after=self.duration(t, w, "stale_after", d.stale_after),
-        )
-
-    def web(self, data: dict[str, Any]) -> WebSettings:
-        t = self.table(data, "web", set(WebSettings.__slots__))  # type: ignore[attr-defined]
-        archive = self.get(t, "web", "archive", str, WebSettings().archive)
-        if archive not in ("off", "public"):
-            raise self.fail("web.archive", f"must be 'off' or 'public', got {archive!r}")
-        feed = self.get(t, "web", "archive_feed", str, WebSettings().archive_feed)
-        if feed not in ("summary", "full"):
-            raise self.fail("web.archive_feed", f"must be 'summary' or 'full', got {feed!r}")
-        return WebSettings(archive=archive, archive_feed=feed)
-
-    def updates(self, data: dict[str, Any]) -> UpdatesSettings:
-        t = self.table(data, "updates", set(UpdatesSettings.__slots__))  # type: ignore[attr-defined]
-        policy = self.get(t, "updates", "policy", str, UpdatesSettings().policy)
-        if policy not in ("ignore", "section"):
-            raise self.fail("updates.policy", f"must be 'ignore' or 'section', got {policy!r}")
-        return UpdatesSettings(policy=policy)
-
-    def themes(self, raw: Any) -> tuple[Theme, ...]:
-        if not isinstance(raw, list):
-            raise self.fail("themes", "must be an array of tables ([[themes]])")
-        out: list[Theme] = []
-        seen: set[str] = set()
-        for i, t in enumerate(raw):
-            w = f"themes[{i}]"
-            if not isinstance(t, dict):
-                raise self.fail(w, "must be a table")
-            unknown = sorted(set(t) - {"name", "keywords", "phrases", "categories", "sources"})
-            if unknown:
-                raise self.fail(f"{w}.{unknown[0]}", "unknown key")
-            name = self.get(t, w, "name", str, "").strip()
-            if not name:
-                raise self.fail(f"{w}.name", "is required")
-            if name.casefold() in seen:
-                raise self.fail(f"{w}.name", f"theme {name!r} is defined twice")
-            seen.add(name.casefold())
-            theme = Theme(
-                name=name,
-                keywords=self.strings(t, w, "keywords"),
-                phrases=self.strings(t, w, "phrases"),
-                categories=self.strings(t, w, "categories"),
-                sources=self.strings(t, w, "sources"),
-            )
-            if not (theme.keywords or theme.phrases or theme.categories or theme.sources):
-                raise self.fail(w, f"theme {name!r} can never match: give keywords, phrases, categories or sources")
-            out.append(theme)
-        return tuple(out)
-
-    def sources(self, raw: Any, themes: set[str]) -> tuple[Source, ...]:
-        if not isinstance(raw, list):
-            raise self.fail("sources", "must be an array of tables ([[sources]])")
-        out: list[Source] = []
-        names: set[str] = set()
-        known = {"name", "kind", "url", "format", "theme", "selectors", "date_format", "record"}
-        for i, s in enumerate(raw):
-            w = f"sources[{i}]"
-            if not isinstance(s, dict):
-                raise self.fail(w, "must be a table")
-            unknown = sorted(set(s) - known)
-            if unknown:
-                raise self.fail(f"{w}.{unknown[0]}", "unknown key")
-            name = self.get(s, w, "name", str, "").strip()
-            if not name:
-                raise self.fail(f"{w}.name", "is required")
-            if name in names:
-                raise self.fail(f"{w}.name", f"source {name!r} is defined twice")
-            names.add(name)
-            kind_raw = self.get(s, w, "kind", str, "feed")
-            try:
-                kind = SourceKind(kind_raw)
-            except ValueError:
-                raise self.fail(f"{w}.kind", f"must be 'feed' or 'listing', got {kind_raw!r}") from None
-            url = self.get(s, w, "url", str, "").strip()
-            if not url:
-                raise self.fail(f"{w}.url", "is required")
-            if "://" in url:
-                if not url.startswith(("http://", "https://")):
-                    raise self.fail(f"{w}.url", f"only http(s) URLs or local paths are allowed, got {url!r}")
-            else:
-                url = str(self.local_path(url))
-            fmt: ListingFormat | None = None
-            selectors: Selectors | None = None
-            if kind is SourceKind.LISTING:
-                fmt_raw = self.get(s, w, "format", str, "html")
-                try:
-                    fmt = ListingFormat(fmt_raw)
-                except ValueError:
-                    raise self.fail(f"{w}.format", f"must be 'html' or 'text', got {fmt_raw!r}") from None
-                if fmt is ListingFormat.HTML:
-                    selectors = self.selectors(s.get("selectors"), f"{w}.selectors")
-            elif "format" in s or "selectors" in s:
-                raise self.fail(f"{w}.format", "format and selectors apply to kind = 'listing' only")
-            record = self.strings(s, w, "record") or DEFAULT_TEXT_RECORD
-            bad = [p for p in record if p not in RECORD_PARTS]
-            if bad or "date" not in record or len(set(record)) != len(record):
-                raise self.fail(
-                    f"{w}.record",
-                    f"must list each of {sorted(RECORD_PARTS)} at most once and include 'date', got {list(record)!r}",
+def _cross_check(r: Reader, config: Config) -> None:
+    """The checks that span fields or tables, once over the whole Config."""
+    s = config.sender
+    if bool(s.dkim_key) != bool(s.dkim_selector):
+        raise r.fail("sender.dkim_key", "dkim_key and dkim_selector go together")
+    b = config.bounces
+    if b.verp and not b.address:
+        raise r.fail("bounces.verp", "needs bounces.address (the VERP tags are added to it)")
+    if b.maildir is not None and b.imap_host:
+        raise r.fail("bounces.maildir", "give maildir or imap_host, not both")
+    themes = [t.name for t in config.themes]
+    sources = [src.name for src in config.sources]
+    if themes:
+        for i, src in enumerate(config.sources, 1):
+            if src.theme is not None and src.theme not in themes and src.theme != OTHER_THEME:
+                raise r.fail(
+                    f"{label('sources', i, src.name)}.theme",
+                    f"no theme named {src.theme!r}{did_you_mean(src.theme, themes)}; themes: {', '.join(themes)}",
                 )
-            theme = self.get(s, w, "theme", str, None)
-            out.append(
-                Source(
-                    name=name,
-                    kind=kind,
-                    url=url,
-                    format=fmt,
-                    theme=theme,
-                    selectors=selectors,
-                    date_format=self.get(s, w, "date_format", str, None),
-                    record=record,
-                )
-            )
-        return tuple(out)
+    if sources:
+        for i, theme in enumerate(config.themes, 1):
+            for name in theme.sources:
+                if name.casefold() not in {n.casefold() for n in sources}:
+                    raise r.fail(
+                        f"{label('themes', i, theme.name)}.sources",
+                        f"no source named {name!r}{did_you_mean(name, sources)}",
+                    )
+        for name in config.dedup.prefer:
+            if name not in sources:
+                raise r.fail("dedup.prefer", f"no source named {name!r}{did_you_mean(name, sources)}")
 
-    def selectors(self, raw: Any, w: str) -> Selectors:
-        if not isinstance(raw, dict) or "item" not in raw:
-            raise self.fail(f"{w}.item", "an html listing needs [sources.selectors] with at least item")
-        fields = ("item", "title", "link", "date", "summary", "author")
-        unknown = sorted(set(raw) - set(fields))
-        if unknown:
-            raise self.fail(f"{w}.{unknown[0]}", "unknown selector")
-        values = {k: self.get(raw, w, k, str, None) for k in fields}
-        from lxml.cssselect import CSSSelector, SelectorError  # lxml is slow to import; only here
 
-        for k, v in values.items():
-            if v is not None:
-                try:
-                    CSSSelector(v)
-                except SelectorError as exc:
-                    raise self.fail(f"{w}.{k}", f"invalid CSS selector {v!r}: {exc}") from exc
-        return Selectors(**values)
+#: Domains reserved for documentation (RFC 2606): mail "from" them is a config left as shipped.
+EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")
+
+
+def check_sending(config: Config) -> tuple[str, ...]:
+    """What ``send``, ``run`` and ``schedule`` require before anything goes out; returns warnings.
+
+    Raises ``ConfigError`` when the file has no ``[sender]`` table (a file
+    cut short must not send with defaults), and when mail goes over SMTP to
+    a relay that is not this machine while ``base_url`` is not https
+    (Gmail and Yahoo require an https one-click unsubscribe link). Warns, in
+    that case, while ``from`` is still at a documentation domain such as
+    example.org. A Maildir, or a relay on this machine (a test server, the
+    host's own MTA), needs neither.
+    """
+    path, s = config.path, config.sender
+    if "sender" in config.absent:
+        raise ConfigError(
+            f"{path}: sender: no [sender] table, so nothing can be sent (is the file cut short?); "
+            'add [sender] with transport = "maildir" or "smtp"'
+        )
+    if s.transport != "smtp" or is_loopback_host(s.host):
+        return ()  # a Maildir, a test server or the host's own MTA
+    if not config.digest.base_url.startswith("https://"):
+        raise ConfigError(
+            f"{path}: digest.base_url: must be an https URL to send over SMTP to {s.host} "
+            f"(Gmail and Yahoo need https one-click unsubscribe links), got {config.digest.base_url!r}"
+        )
+    warnings: list[str] = []
+    domain = parseaddr(s.from_)[1].rpartition("@")[2].lower()
+    if domain in EXAMPLE_DOMAINS or domain.endswith(tuple("." + d for d in EXAMPLE_DOMAINS)):
+        warnings.append(
+            f"{path}: sender.from: {s.from_!r} is still at {domain}; receivers will reject or junk it (set your own)"
+        )
+    return tuple(warnings)

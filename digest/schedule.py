@@ -38,6 +38,14 @@ Daylight saving time
     stored run times, and two datetimes in the same zone compare by wall
     clock, ignoring ``fold``, which is wrong inside a repeated hour.
 
+Start-up and logs
+    :func:`run_forever` checks the config for sending (``config.check_sending``)
+    and that a secret is set before it starts, so a wrong setting is one line
+    and exit 2 at start-up rather than a failed run next Monday. It then logs
+    at INFO: ``scheduler started; next run at ...``, each run's result
+    (``scheduled run finished (exit code N): ...``), ``next run at ...``
+    after each run, and ``scheduler stopped``.
+
 Stopping
     ``BlockingScheduler`` installs no signal handlers itself.
     :func:`run_until_signal` turns SIGTERM and SIGINT into
@@ -49,25 +57,34 @@ from __future__ import annotations
 
 import logging
 import pickle
-import re
 import signal
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.events import EVENT_SCHEDULER_STARTED, SchedulerEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    SchedulerEvent,
+)
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from digest.config import Config, load_config
+from digest.config import Config, check_sending, load_config
+from digest.configcheck import SCHEDULE_RE, redact
 from digest.errors import ConfigError, DigestError, StoreError
+
+if TYPE_CHECKING:
+    from digest.pipeline import RunReport
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +96,6 @@ DEFAULT_MISFIRE_GRACE = timedelta(hours=12)
 # rather than failing the scheduler loop.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
-_SCHEDULE_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
-
 
 def scheduled_run(config_path: str) -> None:
     """The scheduled job: ``digest run`` once, with the config re-read from ``config_path``.
@@ -91,18 +106,36 @@ def scheduled_run(config_path: str) -> None:
     """
     from digest import pipeline  # the orchestrator is heavy; only the job needs it
 
+    log.info("scheduled run started")
     try:
         config = load_config(Path(config_path))
+        for warning in check_sending(config):
+            log.warning("%s", warning)
         with pipeline.open_store(config) as store:
             report = pipeline.run(config, store, clock=lambda: datetime.now(UTC), wait=True)
     except DigestError as err:
         log.error("scheduled run failed: %s", err)
         return
     level = logging.INFO if report.exit_code == 0 else logging.WARNING
+    log.log(level, "scheduled run finished (exit code %d): %s", report.exit_code, run_summary(report))
+    for problem in report.problems:
+        log.warning("%s", problem)
+
+
+def run_summary(report: RunReport) -> str:
+    """One line on what a ``pipeline.RunReport`` did: the fetch, then each issue's send."""
+    failed = sum(1 for line in report.fetched if line.result.status in ("failed", "broken"))
+    new = sum(line.counts.new for line in report.fetched)
+    parts = [f"fetched {len(report.fetched)} sources ({new} new entries, {failed} failed)"]
+    for summary in [*report.resumed, *([report.sent] if report.sent is not None else [])]:
+        r = summary.report
+        parts.append(
+            f"issue {summary.issue_key}: {r.sent} sent, {r.failed_permanent} failed permanently, "
+            f"{r.failed_temporary} to retry, {r.unknown} unknown"
+        )
     if report.skipped:
-        log.log(level, "scheduled run finished (exit code %d), nothing sent: %s", report.exit_code, report.skipped)
-    else:
-        log.log(level, "scheduled run finished (exit code %d)", report.exit_code)
+        parts.append(f"nothing sent: {report.skipped}")
+    return "; ".join(parts)
 
 
 class WeeklyTrigger(CronTrigger):  # type: ignore[misc]
@@ -139,7 +172,7 @@ def cron_trigger(schedule: str, timezone: str) -> CronTrigger:
     Raises ``ConfigError`` for a schedule not of the form ``"ddd HH:MM"``
     (``mon``..``sun``, 24-hour clock) or an unknown time zone.
     """
-    m = _SCHEDULE_RE.match(schedule.strip().lower())
+    m = SCHEDULE_RE.match(schedule.strip().lower())
     if m is None:
         raise ConfigError(f"schedule must look like 'mon 08:00' (day, then 24-hour time), got {schedule!r}")
     try:
@@ -195,6 +228,7 @@ def run_until_signal(scheduler: BlockingScheduler) -> None:
     """
     stopper = _Stopper(scheduler)
     scheduler.add_listener(stopper.started, EVENT_SCHEDULER_STARTED)
+    scheduler.add_listener(stopper.ran, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     previous = {sig: signal.signal(sig, stopper.request) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         scheduler.start()
@@ -206,13 +240,35 @@ def run_until_signal(scheduler: BlockingScheduler) -> None:
 
 
 def run_forever(config_path: Path) -> None:
-    """``digest schedule``: load the config, then run the weekly job until SIGTERM/SIGINT."""
+    """``digest schedule``: load and check the config, then run the weekly job until SIGTERM/SIGINT.
+
+    Raises ``ConfigError`` before starting when the config cannot send
+    (see ``config.check_sending``) or no secret is set.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)
+    check_start_up(config)
     scheduler = build_scheduler(config, scheduler_cls=BlockingScheduler)
     assert isinstance(scheduler, BlockingScheduler)
     run_until_signal(scheduler)
+
+
+def check_start_up(config: Config) -> None:
+    """What a scheduled run would refuse, refused now: a config that cannot send, a missing secret, a bad database.
+
+    Opening the store also applies its migrations before the job store
+    holds the file: on a new SQLite database, the first run's migration
+    (and the switch to WAL) would otherwise wait for the scheduler's own
+    connection and fail as "locked".
+    """
+    from digest.pipeline import open_store, secret  # the orchestrator is heavy; only start-up needs it
+
+    for warning in check_sending(config):
+        log.warning("%s", warning)
+    secret(config, strict=True)
+    cron_trigger(config.digest.schedule, config.digest.timezone)
+    open_store(config).close()
 
 
 def _job_store(url: str) -> SQLAlchemyJobStore:
@@ -222,7 +278,7 @@ def _job_store(url: str) -> SQLAlchemyJobStore:
     try:
         return SQLAlchemyJobStore(url=url, tablename=JOB_TABLE, engine_options=options)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the job store in {url!r}: {exc}") from exc
+        raise StoreError(f"cannot open the job store in {redact(url)!r}: {exc}") from exc
 
 
 def _stored_next_run(scheduler: BaseScheduler, url: str, trigger: CronTrigger) -> datetime | None:
@@ -233,7 +289,7 @@ def _stored_next_run(scheduler: BaseScheduler, url: str, trigger: CronTrigger) -
         probe.start(scheduler, "default")
         stored = probe.lookup_job(JOB_ID)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the job store in {url!r}: {exc}") from exc
+        raise StoreError(f"cannot read the job store in {redact(url)!r}: {exc}") from exc
     except (LookupError, ImportError, pickle.UnpicklingError) as exc:
         # e.g. a job saved by an older version whose function moved; start afresh.
         log.warning("stored job %s cannot be loaded (%s); replacing it", JOB_ID, exc)
@@ -249,6 +305,11 @@ def _stored_next_run(scheduler: BaseScheduler, url: str, trigger: CronTrigger) -
     return next_run
 
 
+def _local(when: datetime, trigger: CronTrigger) -> str:
+    """``when`` in the schedule's own zone, ISO 8601 with its offset."""
+    return when.astimezone(trigger.timezone).isoformat()
+
+
 class _Stopper:
     """Turns the first SIGTERM/SIGINT into one ``shutdown(wait=True)`` off the main thread."""
 
@@ -256,12 +317,24 @@ class _Stopper:
         self._scheduler = scheduler
         self._running = threading.Event()
         self._thread: threading.Thread | None = None
+        self._trigger: CronTrigger | None = None
 
     def started(self, event: SchedulerEvent) -> None:
         self._running.set()
         job = self._scheduler.get_job(JOB_ID)
         if job is not None:
-            log.info("scheduler started; next run at %s", job.next_run_time)
+            self._trigger = job.trigger
+            log.info("scheduler started; next run at %s", _local(job.next_run_time, job.trigger))
+
+    def ran(self, event: SchedulerEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("a run due at %s was missed (more than the grace time late)", event.scheduled_run_time)
+        # From the trigger, not get_job(): shutdown(wait=True) holds the job-store lock while a
+        # finishing job sends this event, so asking the store here would deadlock.
+        if self._thread is None and self._trigger is not None and event.job_id == JOB_ID:
+            upcoming = self._trigger.get_next_fire_time(None, datetime.now(UTC))
+            if upcoming is not None:
+                log.info("next run at %s", _local(upcoming, self._trigger))
 
     def request(self, signum: int, frame: FrameType | None) -> None:
         if self._thread is not None:

@@ -52,6 +52,7 @@ def test_add_appends_a_checked_block_and_keeps_the_comments(site: Path) -> None:
         (["Bad", "http://[::1/feed"], "invalid URL"),
         (["Gopher", "gopher://example.org/feed"], "http(s)"),
         (["Page", "https://example.org/", "--kind", "listing"], "needs CSS selectors"),
+        (["Themed", "https://example.org/feed", "--theme", "No Such Theme"], "no theme named 'No Such Theme'"),
     ],
 )
 def test_a_bad_add_is_one_line_and_leaves_the_file_alone(site: Path, args: list[str], message: str) -> None:

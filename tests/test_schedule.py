@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import pickle
+import re
 import signal
 import sqlite3
 import subprocess
@@ -42,6 +44,9 @@ def write_config(tmp_path: Path, schedule: str, timezone: str = "Europe/Berlin")
             timezone = "{timezone}"
             schedule = "{schedule}"
             database = "sqlite:///digest.db"
+
+            [sender]
+            transport = "maildir"
             """),
         encoding="utf-8",
     )
@@ -441,6 +446,7 @@ def test_run_forever_starts_from_the_config_and_stops_on_sigterm(tmp_path: Path)
             stdout=log_file,
             stderr=log_file,
             text=True,
+            env={**os.environ, "DIGEST_SECRET": "a-test-secret"},
         )
         try:
             started = wait_for(lambda: "scheduler started; next run at" in log_path.read_text(), timeout=20)
@@ -461,3 +467,188 @@ def test_run_forever_starts_from_the_config_and_stops_on_sigterm(tmp_path: Path)
     assert job is not None
     assert job.func_ref == "digest.schedule:scheduled_run"
     assert job.args == (str(config.path),)
+
+
+# --- `digest schedule`: start-up checks and its log ------------------------------------------
+
+#: A log line of `digest schedule`: ISO 8601 UTC timestamp, level, logger, message.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) ([\w.]+): (.*)$")
+
+
+def digest_schedule(config_path: Path, *flags: str, secret: str | None = "a-test-secret") -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    if secret is not None:
+        env["DIGEST_SECRET"] = secret
+    return subprocess.Popen(
+        [sys.executable, "-m", "digest", *flags, "--config", str(config_path), "schedule"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+
+
+def test_schedule_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "mon 08:00")
+    proc = digest_schedule(config.path, secret=None)
+    stdout, stderr = finish(proc)
+    assert proc.returncode == 2, stderr
+    assert stdout == ""
+    assert stderr.strip().splitlines() == [
+        f"error: {config.path}: digest.secret: not set, so unsubscribe links could be forged; "
+        "set DIGEST_SECRET (or digest.secret) to a long random string"
+    ]
+    assert not (tmp_path / "digest.db").exists()  # refused before the job store was opened
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[digest]\nshedule = 'mon 08:00'\n", "digest.shedule: unknown key (did you mean 'schedule'?)"),
+        ("[fetch]\ndeadline = nan\n", "fetch.deadline: must be a finite number, got nan"),
+    ],
+)
+def test_schedule_refuses_to_start_with_a_bad_config(tmp_path: Path, extra: str, message: str) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text('[sender]\ntransport = "maildir"\n' + extra, encoding="utf-8")
+    proc = digest_schedule(path)
+    _, stderr = finish(proc)
+    assert proc.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [f"error: {path}: {message}"]
+
+
+def test_schedule_refuses_an_unusable_database_at_start_up(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the database folder should be")
+    path = tmp_path / "digest.toml"
+    path.write_text('[digest]\ndatabase = "sqlite:///state/digest.db"\n[sender]\ntransport = "maildir"\n')
+    proc = digest_schedule(path)
+    _, stderr = finish(proc)
+    assert proc.returncode == 2, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: digest.database: cannot create the folder of database ")
+
+
+def test_schedule_refuses_a_config_without_sender(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text('[digest]\nschedule = "mon 08:00"\n', encoding="utf-8")
+    proc = digest_schedule(path)
+    _, stderr = finish(proc)
+    assert proc.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [
+        f"error: {path}: sender: no [sender] table, so nothing can be sent (is the file cut short?); "
+        'add [sender] with transport = "maildir" or "smtp"'
+    ]
+
+
+def read_log(stderr: str) -> list[tuple[str, str, str]]:
+    """(level, logger, message) of every line, each asserted to carry a timestamp."""
+    out = []
+    for line in stderr.splitlines():
+        m = LOG_LINE.match(line)
+        assert m, line
+        out.append((m.group(1), m.group(2), m.group(3)))
+    return out
+
+
+def job_row_exists(config: Config) -> bool:
+    db = Path(config.digest.database.removeprefix("sqlite:///"))
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(db) as conn:
+            return bool(conn.execute("SELECT count(*) FROM apscheduler_jobs").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
+def test_schedule_logs_started_next_run_and_stopped_with_timestamps(tmp_path: Path) -> None:
+    # Three days away: the schedule never fires while the test runs.
+    slot = datetime.now(BERLIN) + timedelta(days=3)
+    config = write_config(tmp_path, schedule_at(slot))
+    proc = digest_schedule(config.path)
+    try:
+        assert wait_for(lambda: job_row_exists(config), timeout=20)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    _, stderr = finish(proc)
+    assert proc.returncode == 0, stderr
+    log = read_log(stderr)
+    expected_next = cron_trigger(schedule_at(slot), "Europe/Berlin").get_next_fire_time(None, datetime.now(UTC))
+    assert expected_next is not None
+    assert log == [
+        ("INFO", "digest.pipeline.gather", f"opened database sqlite:///{tmp_path / 'digest.db'}"),
+        ("INFO", "digest.schedule", f"scheduler started; next run at {expected_next.isoformat()}"),
+        ("INFO", "digest.schedule", "SIGTERM: stopping after any run in progress"),
+        ("INFO", "digest.schedule", "scheduler stopped"),
+    ]
+
+
+def test_schedule_logs_each_runs_result(tmp_path: Path) -> None:
+    out = tmp_path / "unused.txt"
+    slot = datetime.now(BERLIN) - timedelta(minutes=2)
+    config = write_config(tmp_path, schedule_at(slot))
+    # A run missed while no scheduler ran: it happens once at start-up, as `digest run`. The store
+    # was never opened: its first migration must not wait on the job store's hold of the file.
+    persist_with_next_run(config, datetime.now(UTC) - timedelta(weeks=1), [str(out)])
+    proc = digest_schedule(config.path)
+    try:
+        assert wait_for(lambda: not job_row_exists(config) or stored_next_run_is_future(config), timeout=30)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    _, stderr = finish(proc)
+    assert proc.returncode == 0, stderr
+    messages = [m for _, logger, m in read_log(stderr) if logger == "digest.schedule"]
+    assert messages[0].startswith("scheduler started; next run at ")
+    assert "scheduled run started" in messages
+    finished = [m for m in messages if m.startswith("scheduled run finished")]
+    assert len(finished) == 1, messages
+    # No sources and no subscribers: a clean run; the week's issue has too few entries to go out.
+    assert finished[0].startswith("scheduled run finished (exit code 0): fetched 0 sources (0 new entries, 0 failed)")
+    nexts = [m for m in messages[1:] if m.startswith("next run at ")]
+    assert len(nexts) == 1
+    assert messages[-1] == "scheduler stopped"
+
+
+def stored_next_run_is_future(config: Config) -> bool:
+    job = stored_job(config)
+    return job is not None and job.next_run_time > datetime.now(UTC)
+
+
+def test_schedule_quiet_logs_nothing_but_errors(tmp_path: Path) -> None:
+    config = write_config(tmp_path, schedule_at(datetime.now(BERLIN) + timedelta(days=3)))
+    proc = digest_schedule(config.path, "-q")
+    try:
+        assert wait_for(lambda: job_row_exists(config), timeout=20)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    stdout, stderr = finish(proc)
+    assert proc.returncode == 0, stderr
+    assert (stdout, stderr) == ("", "")
+
+
+def test_schedule_verbose_adds_debug_logs(tmp_path: Path) -> None:
+    config = write_config(tmp_path, schedule_at(datetime.now(BERLIN) + timedelta(days=3)))
+    proc = digest_schedule(config.path, "-v")
+    try:
+        assert wait_for(lambda: job_row_exists(config), timeout=20)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+    _, stderr = finish(proc)
+    assert proc.returncode == 0, stderr
+    log = read_log(stderr)
+    assert ("DEBUG", "digest.config", f"loaded {config.path}: 0 source(s), 0 theme(s)") in log
+    assert log[-1] == ("INFO", "digest.schedule", "scheduler stopped")

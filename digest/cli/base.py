@@ -3,6 +3,10 @@
 Every command loads the config once, calls ``pipeline`` and prints a report.
 A ``DigestError`` becomes one line on stderr and exit code 1 (2 for bad
 usage or config), never a traceback; Ctrl-C becomes "interrupted" and 130.
+
+Global ``-v/--verbose`` shows INFO logs and digest's own DEBUG ones (``-vv``:
+every DEBUG log); ``-q/--quiet`` prints errors only (no report, no
+warnings; ``--json`` documents are still written).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import functools
 import importlib
 import logging
 import sys
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +26,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from digest.config import Config, find_config, load_config
+from digest.config import Config, check_sending, find_config, load_config
 from digest.errors import ConfigError, DigestError
 from digest.models import IsoWeek
 
@@ -78,11 +83,73 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Context:
-    """What the group hands its commands: the config path, loaded lazily."""
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (click's test runner swaps it)."""
 
-    def __init__(self, config_path: Path) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _UtcFormatter(logging.Formatter):
+    """Timestamps in ISO 8601 UTC (``2026-12-01T08:00:00.123Z``), whatever the host's zone."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+class Logging:
+    """The log handler of one command: levels from ``-v``/``-q``, removed again when the command ends."""
+
+    def __init__(self, verbose: int, quiet: bool) -> None:
+        self.verbose, self.quiet = verbose, quiet
+        self.handler = _StderrHandler()
+        root, own = logging.getLogger(), logging.getLogger("digest")
+        self._saved = (root.level, own.level)
+        root.addHandler(self.handler)
+        self.apply()
+
+    def apply(self, default: int = logging.WARNING, timestamps: bool = False) -> None:
+        """Levels: -q ERROR; -vv DEBUG; -v INFO (digest's own DEBUG); else WARNING (digest's own ``default``)."""
+        if self.quiet:
+            level, own = logging.ERROR, logging.NOTSET
+        elif self.verbose >= 2:
+            level, own = logging.DEBUG, logging.NOTSET
+        elif self.verbose == 1:
+            level, own = logging.INFO, logging.DEBUG
+        else:
+            level, own = logging.WARNING, default if default < logging.WARNING else logging.NOTSET
+        # A record is checked against its own logger's level only, then handed to every handler up
+        # the tree: the root level filters third-party loggers, the "digest" level digest's own.
+        logging.getLogger().setLevel(level)
+        logging.getLogger("digest").setLevel(own)
+        fmt = "%(levelname)s %(name)s: %(message)s" if timestamps or self.verbose else "%(levelname)s: %(message)s"
+        formatter = _UtcFormatter("%(asctime)s " + fmt) if timestamps else logging.Formatter(fmt)
+        self.handler.setFormatter(formatter)
+
+    def close(self) -> None:
+        root, own = logging.getLogger(), logging.getLogger("digest")
+        root.removeHandler(self.handler)
+        root.setLevel(self._saved[0])
+        own.setLevel(self._saved[1])
+
+
+#: Whether ``-q`` was given: warnings are not printed.
+_quiet = [False]
+
+
+def warn(message: str) -> None:
+    """A ``warning:`` line on stderr, unless ``-q``. The text is printed as it is, never as markup."""
+    if not _quiet[0]:
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
+
+
+class Context:
+    """What the group hands its commands: the config path, loaded lazily, and the logging set-up."""
+
+    def __init__(self, config_path: Path, log: Logging | None = None) -> None:
         self.config_path = config_path
+        self.log = log
         self._config: Config | None = None
 
     @property
@@ -90,6 +157,13 @@ class Context:
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+    def sending_config(self) -> Config:
+        """The config, checked for sending (``config.check_sending``); its warnings printed."""
+        config = self.config
+        for warning in check_sending(config):
+            warn(warning)
+        return config
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -103,14 +177,20 @@ pass_ctx = click.make_pass_decorator(Context)
     default=None,
     help="Config file (default ./digest.toml, or $DIGEST_CONFIG).",
 )
+@click.option("-v", "--verbose", count=True, help="Show INFO and digest's DEBUG logs (-vv: every DEBUG log).")
+@click.option("-q", "--quiet", is_flag=True, help="Print errors only (no report, no warnings; --json still prints).")
 @click.version_option(package_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, verbose: int, quiet: bool) -> None:
     """Weekly themed email digests from web listings and feeds."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
     # Warnings from deep inside (a lock taken over, a clipped issue) reach stderr as one line each.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    ctx.obj = Context(find_config(config_path))
+    log = Logging(verbose, quiet)
+    ctx.call_on_close(log.close)
+    console.quiet = quiet
+    _quiet[0] = quiet
+    ctx.obj = Context(find_config(config_path), log)
 
 
 def parse_date(value: str | None, param: str) -> dt.date | None:

@@ -51,14 +51,20 @@ STATUS_STYLE = {
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document (for monitoring).")
 @pass_ctx
 @handle_errors
-def fetch(ctx: Context) -> None:
+def fetch(ctx: Context, as_json: bool) -> None:
     """Gather new entries from every source; print a per-source report."""
     config = ctx.config
     with pipeline.open_store(config) as store:
         lines = _fetch_with_progress(config, store)
-    print_fetch(lines)
+    if as_json:
+        from digest.cli.reports import emit, fetch_report
+
+        emit(fetch_report(lines))
+    else:
+        print_fetch(lines)
     if any(line.result.status in (FetchStatus.FAILED, FetchStatus.BROKEN) for line in lines):
         sys.exit(1)
 

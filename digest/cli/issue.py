@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,13 @@ from digest.cli.base import (
     pass_ctx,
     pipeline,
     utcnow,
+    warn,
     week_options,
     weeks_from,
 )
 from digest.cli.gather import print_fetch
+from digest.cli.reports import emit, json_option, run_report, send_report
+from digest.config import Config
 from digest.errors import ConfigError
 from digest.models import Delivery
 
@@ -50,7 +54,7 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
         raise ConfigError(f"--out: cannot write {out}: {exc.strerror or exc}") from exc
     # Warnings quote subscriber lists and paths are the user's: plain text, not console markup.
     for warning in built.warnings:
-        err_console.print(Text.assemble(("warning:", "yellow"), " ", warning))
+        warn(warning)
     console.print(f"issue {issue.key}: {len(issue.entries)} entries, {len(built.variants)} variant(s)")
     for path in paths:
         console.print(f"  {path}", markup=False)
@@ -65,11 +69,14 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     is_flag=True,
     help="Try again the subscribers whose delivery failed (e.g. after fixing the relay settings).",
 )
+@json_option
 @pass_ctx
 @handle_errors
-def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool, retry_failed: bool) -> None:
+def send(
+    ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool, retry_failed: bool, as_json: bool
+) -> None:
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
-    config = ctx.config
+    config = ctx.config if dry_run else ctx.sending_config()
     weeks = weeks_from(config, week, since)
     with pipeline.open_store(config) as store, SendProgress() as progress:
         summary = pipeline.send_issue(
@@ -82,26 +89,33 @@ def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait:
             retry_failed=retry_failed,
             progress=progress,
         )
-    _print_send(summary)
+    if as_json:
+        emit(send_report(summary, dry_run=dry_run, outbox=maildir_of(config)))
+    else:
+        _print_send(summary, maildir_of(config))
     if summary.failed:
         sys.exit(1)
 
 
 @cli.command()
 @click.option("--wait", is_flag=True, help="If another run is sending, wait for it instead of exiting.")
+@json_option
 @pass_ctx
 @handle_errors
-def run(ctx: Context, wait: bool) -> None:
+def run(ctx: Context, wait: bool, as_json: bool) -> None:
     """Cron one-shot: fetch, then build and send the issue that is due."""
-    config = ctx.config
+    config = ctx.sending_config()
     with pipeline.open_store(config) as store:
         report = pipeline.run(config, store, clock=utcnow, wait=wait)
+    if as_json:
+        emit(run_report(report, outbox=maildir_of(config)))
+        sys.exit(report.exit_code)
     print_fetch(report.fetched)
     for earlier in report.resumed:
         console.print(f"finishing issue {earlier.issue_key}, left unfinished by an earlier run:", markup=False)
-        _print_send(earlier)
+        _print_send(earlier, maildir_of(config))
     if report.sent is not None:
-        _print_send(report.sent)
+        _print_send(report.sent, maildir_of(config))
     elif report.skipped:
         console.print(f"nothing sent: {report.skipped}", markup=False)
     for problem in report.problems:
@@ -113,9 +127,16 @@ def run(ctx: Context, wait: bool) -> None:
 @pass_ctx
 @handle_errors
 def schedule(ctx: Context) -> None:
-    """Run the configured schedule as a long-running process (SIGTERM stops it cleanly)."""
+    """Run the configured schedule as a long-running process (SIGTERM stops it cleanly).
+
+    Checks the config and the secret first (exit 2 if either is wrong), then
+    logs at INFO, with UTC timestamps: started, next run at, each run's
+    result, stopped.
+    """
     from digest.schedule import run_forever
 
+    if ctx.log is not None:
+        ctx.log.apply(default=logging.INFO, timestamps=True)
     run_forever(ctx.config_path)
 
 
@@ -158,9 +179,15 @@ class SendProgress:
             err_console.print(detail)
 
 
-def _print_send(summary: pipeline.SendSummary) -> None:
+def maildir_of(config: Config) -> Path | None:
+    """Where a send puts its messages when the transport is a Maildir (else ``None``)."""
+    return config.sender.maildir if config.sender.transport == "maildir" else None
+
+
+def _print_send(summary: pipeline.SendSummary, maildir: Path | None = None) -> None:
     r = summary.report
-    where = f" into {summary.outbox}" if summary.outbox else ""
+    outbox = summary.outbox or maildir
+    where = f" into {outbox}" if outbox else ""
     if summary.due == 0:
         done = ", ".join(f"{n} {state.value}" for state, n in summary.counts.items() if n)
         console.print(f"issue {summary.issue_key}: nothing due ({done or 'no subscribers'})", markup=False)
@@ -181,4 +208,4 @@ def _print_send(summary: pipeline.SendSummary) -> None:
             "they are not resent unless sender.resend_unknown = true"
         )
     for problem in summary.problems:
-        err_console.print(Text.assemble(("warning:", "yellow"), " ", problem))
+        warn(problem)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from digest.config import Config
+from digest.configcheck import redact
+from digest.errors import ConfigError, StoreError
 from digest.models import (
     SourceResult,
 )
@@ -18,7 +20,20 @@ log = logging.getLogger(__name__)
 
 
 def open_store(config: Config) -> Store:
-    return Store.open(config.digest.database)
+    """The store at ``digest.database``.
+
+    A database that cannot be opened at all (no driver, a folder that cannot
+    be made, a file that is not a database, a server that refuses us) is a
+    config error naming the key; a database locked by another run is not.
+    """
+    try:
+        store = Store.open(config.digest.database)
+    except StoreError as exc:
+        if "locked" in str(exc):
+            raise
+        raise ConfigError(f"{config.path}: digest.database: {exc}") from exc
+    log.info("opened database %s", redact(config.digest.database))
+    return store
 
 
 @dataclass(frozen=True, slots=True)
