@@ -19,7 +19,6 @@ from digest.compose import MessageTemplate
 from digest.config import Config, load_config
 from digest.errors import DigestError, StoreError
 from digest.models import IsoWeek, Subscriber, SubscriberStatus
-from digest.placeholders import fill, values_for
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
 
 SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
@@ -125,18 +124,12 @@ class LocalBackend:
         # The page opens on its first variant: the whole issue, then the theme selections.
         for key, rendered in sorted(built.variants.items(), key=lambda kv: (kv[0] != "all", kv[0])):
             sub = firsts.get(key, SAMPLE_READER)
-            rcpt = pipeline.recipient(config, sub)
-            values = values_for(sub.name, sub.email, rcpt.unsubscribe_url)
-            eml = MessageTemplate.build(rendered, settings).personalise(rcpt).data
+            eml = MessageTemplate.build(rendered, settings).personalise(pipeline.recipient(config, sub)).data
+            mine = pipeline.personal_copy(config, rendered, sub)
             label = ", ".join(rendered.themes) if key != "all" else "All themes"
             variants.append(
                 PreviewVariant(
-                    key=key,
-                    label=label or key,
-                    subject=fill(rendered.subject, values, escape_html=False),
-                    html=fill(rendered.html, values, escape_html=True),
-                    text=fill(rendered.text, values, escape_html=False),
-                    eml=eml,
+                    key=key, label=label or key, subject=mine.subject, html=mine.html, text=mine.text, eml=eml
                 )
             )
         people = tuple(PreviewSubscriber(s.email, s.name, v) for s, v in built.audience.assignments)
@@ -196,7 +189,6 @@ class LocalBackend:
         issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
         for rendered in frozen.variants:
             if rendered.variant == variant:
-                # The public copy carries no one's name, and its unsubscribe link leads home.
-                values = values_for("", "", config.digest.base_url + "/")
-                return fill(rendered.html, values, escape_html=True)
+                # The public copy carries no one's name or address; its unsubscribe link explains how.
+                return pipeline.web_copy(config, rendered).html
         return None

@@ -1,9 +1,11 @@
 """Rendered variant + recipient → message: the reference path and the spliced template.
 
-``compose_message`` builds one ``EmailMessage`` through the stdlib (the
-reference); ``MessageTemplate`` serialises the same structure once per
-variant with sentinels in place of the per-recipient values and splices each
-recipient into the bytes. See the package docstring for the encoding choice.
+``compose_message`` builds one ``EmailMessage`` through the stdlib from
+``placeholders.personalise`` (the reference); ``MessageTemplate`` serialises
+the same structure once per variant with sentinels in place of the
+per-recipient values and splices each recipient into the bytes, at the
+positions ``placeholders.cut`` found once per variant. See the package
+docstring for the encoding choice.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from digest.compose.headers import (
     message_id,
 )
 from digest.errors import ConfigError, SubscriberError
-from digest.models import Outgoing, Rendered
+from digest.models import Outgoing, Rendered, TokenSet
 
 #: QP bodies want lines of at most 76 octets; headers are folded to 78 by hand.
 POLICY = email_policy.SMTP.clone(max_line_length=76, refold_source="none")
@@ -54,17 +56,15 @@ DKIM_HEADERS = (
 _QP_LITERAL = re.compile(r"(?:[ !-<>-~]*[!-<>-~])?")
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _URL_UNSAFE = re.compile(r"[^!#-;=?-~]")  # no space, quotes, angle brackets, non-ASCII
-_TOKEN_MARK = "x7f3a"
 
 # Stand-ins for the per-recipient header values and the two bodies in the
 # skeleton message that MessageTemplate cuts apart.
 _SENTINEL_TO = "DIGESTxTOx7f3a"
+_SENTINEL_SUBJECT = "DIGESTxSUBJECTx7f3a"
 _SENTINEL_MID = "DIGESTxMIDx7f3a"
 _SENTINEL_UNSUB = "DIGESTxLUx7f3a"
 _MARK_TEXT = "DIGESTxTEXTx7f3a"
 _MARK_HTML = "DIGESTxHTMLx7f3a"
-_SPLIT = re.compile("|".join(re.escape(t) for t in placeholders.PLACEHOLDERS.values()))
-_KEY_OF: dict[str, str] = {t: k for k, t in placeholders.PLACEHOLDERS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,8 @@ class ComposeSettings:
     <cyber-weekly.example.org>"`` (see ``default_list_id``). ``date`` is the
     issue's send date, timezone-aware. ``unsubscribe_mailto`` is an address
     (``mailto:`` optional) added to List-Unsubscribe. ``dkim_key`` is a PEM
-    private key; with ``dkim_selector`` it turns signing on.
+    private key; with ``dkim_selector`` it turns signing on. ``title`` is the
+    digest's title for the footer note (default: the name part of ``list_id``).
     """
 
     from_: str
@@ -85,6 +86,7 @@ class ComposeSettings:
     unsubscribe_mailto: str = ""
     dkim_selector: str = ""
     dkim_key: bytes | None = None
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +101,15 @@ class Recipient:
 def compose_message(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> EmailMessage:
     """The reference message for one recipient (slow: parses and encodes everything)."""
     name, email, url = _clean_recipient(recipient)
-    values = _values(name, email, url)
+    mine = placeholders.personalise(rendered, _values(settings, name, email, url))
     head = _Head.of(rendered, settings)
     personal = {
         "To": fold_address("To", name, email),
+        "Subject": _subject(mine.subject),
         "Message-ID": message_id(rendered.issue_key, email, head.domain),
         "List-Unsubscribe": fold_list_unsubscribe(url, head.mailto),
     }
-    return _assemble(
-        head,
-        personal,
-        placeholders.fill(rendered.text, values, escape_html=False),
-        placeholders.fill(rendered.html, values, escape_html=True),
-    )
+    return _assemble(head, personal, mine.text, mine.html)
 
 
 def compose(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> Outgoing:
@@ -130,7 +128,7 @@ class MessageTemplate:
     only the recipient's values and joins precomputed bytes.
     """
 
-    __slots__ = ("_html", "_issue_key", "_mailto", "_pieces", "_settings", "_text", "domain")
+    __slots__ = ("_html", "_issue_key", "_mailto", "_pieces", "_settings", "_subject", "_text", "domain")
 
     def __init__(
         self,
@@ -138,6 +136,7 @@ class MessageTemplate:
         domain: str,
         mailto: str,
         pieces: tuple[bytes, ...],
+        subject: tuple[tuple[str, ...], tuple[str, ...]],
         text: _SplicedBody,
         html_body: _SplicedBody,
         settings: ComposeSettings,
@@ -146,6 +145,7 @@ class MessageTemplate:
         self.domain = domain
         self._mailto = mailto
         self._pieces = pieces
+        self._subject = subject
         self._text = text
         self._html = html_body
         self._settings = settings
@@ -154,10 +154,16 @@ class MessageTemplate:
     def build(cls, rendered: Rendered, settings: ComposeSettings) -> MessageTemplate:
         """Encode the variant once: headers, MIME framing and body pieces."""
         head = _Head.of(rendered, settings)
-        sentinels = {"To": _SENTINEL_TO, "Message-ID": _SENTINEL_MID, "List-Unsubscribe": _SENTINEL_UNSUB}
+        sentinels = {
+            "To": _SENTINEL_TO,
+            "Subject": _SENTINEL_SUBJECT,
+            "Message-ID": _SENTINEL_MID,
+            "List-Unsubscribe": _SENTINEL_UNSUB,
+        }
         skeleton = _assemble(head, sentinels, _MARK_TEXT, _MARK_HTML).as_bytes(policy=POLICY)
         marks = [
             f"To: {_SENTINEL_TO}\r\n",
+            f"Subject: {_SENTINEL_SUBJECT}\r\n",
             f"Message-ID: {_SENTINEL_MID}\r\n",
             f"List-Unsubscribe: {_SENTINEL_UNSUB}\r\n",
             f"{_MARK_TEXT}\r\n",
@@ -170,35 +176,44 @@ class MessageTemplate:
             raise RuntimeError("message skeleton lost a placeholder")  # a bug, not bad input
         if settings.dkim_key:
             dkim_sign(skeleton, settings)  # a bad key fails here, once, not per message
+        tokens = rendered.tokens
         return cls(
             rendered.issue_key,
             head.domain,
             head.mailto,
             tuple(pieces),
-            _SplicedBody.of(rendered.text),
-            _SplicedBody.of(rendered.html),
+            placeholders.cut(rendered.subject, tokens),
+            _SplicedBody.of(rendered.text, tokens),
+            _SplicedBody.of(rendered.html, tokens),
             settings,
         )
 
     def personalise(self, recipient: Recipient) -> Outgoing:
-        """The finished message for one recipient, equal to ``compose``'s."""
+        """The finished message for one recipient, equal to ``compose``'s.
+
+        Its subject and decoded bodies are ``placeholders.personalise`` of the
+        variant for the recipient's values (the tests prove it for any values).
+        """
         name, email, url = _clean_recipient(recipient)
-        values = _values(name, email, url)
+        plain = _values(self._settings, name, email, url).by_key()
         mid = message_id(self._issue_key, email, self.domain)
+        subject = _subject(placeholders.join(*self._subject, plain))
         p = self._pieces
         data = b"".join(
             (
                 p[0],
                 b"To: " + fold_address("To", name, email).encode("ascii") + b"\r\n",
                 p[1],
-                b"Message-ID: " + mid.encode("ascii") + b"\r\n",
+                b"Subject: " + subject.encode("ascii") + b"\r\n",
                 p[2],
-                b"List-Unsubscribe: " + fold_list_unsubscribe(url, self._mailto).encode("ascii") + b"\r\n",
+                b"Message-ID: " + mid.encode("ascii") + b"\r\n",
                 p[3],
-                self._text.fill(values, escape_html=False),
+                b"List-Unsubscribe: " + fold_list_unsubscribe(url, self._mailto).encode("ascii") + b"\r\n",
                 p[4],
-                self._html.fill(values, escape_html=True),
+                self._text.fill(plain),
                 p[5],
+                self._html.fill({k: html.escape(v, quote=True) for k, v in plain.items()}),
+                p[6],
             )
         )
         if self._settings.dkim_key:
@@ -240,7 +255,6 @@ class _Head:
     domain: str
     mailto: str
     from_: str
-    subject: str
     date: str
     list_id: str
     boundary: str
@@ -262,13 +276,14 @@ class _Head:
         if _URL_UNSAFE.search(mailto):
             raise ConfigError(f"sender.unsubscribe_mailto: not a usable address: {mailto!r}")
         r = rendered
-        seed = "\0".join((r.issue_key, r.variant, r.subject, r.text, r.html))
+        # Seeded by the variant's structure, not its random tokens: the same issue gets the same boundary.
+        shapes = [repr(placeholders.cut(part, r.tokens)) for part in (r.subject, r.text, r.html)]
+        seed = "\0".join((r.issue_key, r.variant, *shapes))
         return cls(
             issue_key=rendered.issue_key,
             domain=from_addr.rsplit("@", 1)[1].lower(),
             mailto=mailto,
             from_=fold_address("From", clean_text(from_name, MAX_NAME), from_addr),
-            subject=fold_text("Subject", clean_text(rendered.subject, MAX_SUBJECT)),
             date=format_datetime(settings.date),
             list_id=fold_phrase("List-Id", list_name.strip(), f"<{list_label}>"),
             # "=_" never occurs in quoted-printable text, so the boundary cannot clash.
@@ -281,7 +296,7 @@ def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: st
     # set_raw keeps our folding; POLICY's refold_source="none" stops the generator redoing it.
     msg.set_raw("From", head.from_)
     msg.set_raw("To", personal["To"])
-    msg.set_raw("Subject", head.subject)
+    msg.set_raw("Subject", personal["Subject"])
     msg.set_raw("Date", head.date)
     msg.set_raw("Message-ID", personal["Message-ID"])
     msg.set_raw("List-Id", head.list_id)
@@ -298,56 +313,90 @@ def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: st
 
 
 class _SplicedBody:
-    """A body as QP-encoded pieces between placeholder tokens.
+    """A body as QP-encoded pieces between the variant's tokens, for splicing values in.
 
-    The text is normalised the way ``email.contentmanager`` does it (``\\n``
-    line ends, a final newline) before it is cut, so the decoded result
-    matches ``set_content`` exactly. ``steps`` holds, after the first piece,
-    one ``(key, piece, piece_ends_mid_line, piece_opens_with_break)`` per
-    token, precomputed so that ``fill`` does no byte scanning.
+    Decoded, ``fill`` gives what ``email.contentmanager`` makes of the
+    personalised text: every ``\\r\\n``, ``\\r`` and ``\\n`` one line end, and a
+    final line end added if there is none. Line ends are normalised per piece
+    at build time; what only the joined text decides is settled in ``fill``:
+    a ``\\r`` at the end of one chunk and a ``\\n`` at the start of the next
+    are one line end (so, around an empty value, two pieces meet), and the
+    final line end depends on the last chunk that is not empty.
     """
 
     __slots__ = ("first", "keys", "steps")
 
-    def __init__(self, first: bytes, steps: tuple[tuple[str, bytes, bool, bool], ...]) -> None:
+    def __init__(self, first: _Chunk, steps: tuple[tuple[str, _Chunk], ...]) -> None:
         self.first = first
         self.steps = steps
-        self.keys = tuple(dict.fromkeys(step[0] for step in steps))
+        self.keys = tuple(dict.fromkeys(key for key, _ in steps))
 
     @classmethod
-    def of(cls, text: str) -> _SplicedBody:
-        raw = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
-        normal = raw.decode("utf-8")
-        keys = [_KEY_OF[m] for m in _SPLIT.findall(normal)]
-        pieces = [_qp(part) for part in _SPLIT.split(normal)]
-        steps = tuple(
-            (key, piece, bool(piece) and not piece.endswith(b"\n"), piece.startswith(b"\r\n"))
-            for key, piece in zip(keys, pieces[1:], strict=True)
-        )
-        return cls(pieces[0], steps)
+    def of(cls, text: str, tokens: TokenSet) -> _SplicedBody:
+        pieces, keys = placeholders.cut(text, tokens)
+        chunks = [_Chunk.of(piece) for piece in pieces]
+        return cls(chunks[0], tuple(zip(keys, chunks[1:], strict=True)))
 
-    def fill(self, values: Mapping[str, str], *, escape_html: bool) -> bytes:
-        if escape_html:
-            enc = {k: _qp(html.escape(values[k], quote=True)) for k in self.keys}
-        else:
-            enc = {k: _qp(values[k]) for k in self.keys}
-        out = [self.first]
-        # Whether the output so far ends inside a line: the next chunk then
-        # needs a soft break first, unless it opens with a hard break.
-        mid_line = bool(self.first) and not self.first.endswith(b"\n")
-        for key, piece, piece_mid_line, piece_breaks in self.steps:
-            value = enc[key]
-            if value:  # values hold no line breaks
-                if mid_line:
-                    out.append(b"=\r\n")
-                out.append(value)
-                mid_line = True
-            if piece:
-                if mid_line and not piece_breaks:
-                    out.append(b"=\r\n")
-                out.append(piece)
-                mid_line = piece_mid_line
-        return b"".join(out)
+    def fill(self, values: Mapping[str, str]) -> bytes:
+        """The QP body with ``values`` (already escaped for HTML when it is HTML) in place of the tokens."""
+        plain = {k: _Chunk.of(values[k]) for k in self.keys}
+        out = _Joiner()
+        out.add(self.first)
+        for key, piece in self.steps:
+            out.add(plain[key])
+            out.add(piece)
+        return out.finish()
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One piece of a body: its QP form, and its QP form after a ``\\r`` (a leading ``\\n`` dropped)."""
+
+    encoded: bytes
+    after_cr: bytes
+    ends_cr: bool
+    empty: bool
+
+    @classmethod
+    def of(cls, text: str) -> _Chunk:
+        encoded = _qp(_one_break(text))
+        after_cr = _qp(_one_break(text[1:])) if text.startswith("\n") else encoded
+        return cls(encoded, after_cr, text.endswith("\r"), not text)
+
+
+class _Joiner:
+    """Joins QP chunks: a soft break where a line goes on, one line end where a CR meets an LF."""
+
+    __slots__ = ("cr", "mid_line", "out")
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.cr = False  # the text so far ends with a CR: a leading LF next is part of its line end
+        self.mid_line = False  # the encoded text so far ends inside a line
+
+    def add(self, chunk: _Chunk) -> None:
+        if chunk.empty:
+            return
+        data = chunk.after_cr if self.cr else chunk.encoded
+        self.cr = chunk.ends_cr
+        if not data:
+            return
+        if self.mid_line and not data.startswith(b"\r\n"):
+            self.out.append(b"=\r\n")
+        self.out.append(data)
+        self.mid_line = not data.endswith(b"\n")
+
+    def finish(self) -> bytes:
+        if not self.out:
+            return b"\r\n"  # an empty text is one empty line
+        if self.mid_line:
+            self.out.append(b"\r\n")
+        return b"".join(self.out)
+
+
+def _one_break(text: str) -> str:
+    """``text`` with each CRLF, CR or LF as one LF (the line ends ``bytes.splitlines`` knows)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _qp(text: str) -> bytes:
@@ -365,16 +414,14 @@ def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
     url = recipient.unsubscribe_url
     if _URL_UNSAFE.search(url) or len(url) > MAX_URL:
         raise SubscriberError(f"unsubscribe URL for {email} is not a plain ASCII URL: {url!r}")
-    return _strip_tokens(clean_text(recipient.name, MAX_NAME)), email, url
+    return clean_text(recipient.name, MAX_NAME), email, url
 
 
-def _strip_tokens(value: str) -> str:
-    # A value that contains a placeholder would be filled twice by placeholders.fill.
-    if _TOKEN_MARK in value:
-        for token in placeholders.PLACEHOLDERS.values():
-            value = value.replace(token, "")
-    return value
+def _values(settings: ComposeSettings, name: str, email: str, url: str) -> placeholders.Values:
+    title = settings.title or settings.list_id.rpartition("<")[0].strip()
+    return placeholders.values_for(name, email, url, title=title)
 
 
-def _values(name: str, email: str, url: str) -> dict[str, str]:
-    return placeholders.values_for(name, _strip_tokens(email), _strip_tokens(url))
+def _subject(text: str) -> str:
+    """The folded Subject value of a personalised subject line."""
+    return fold_text("Subject", clean_text(text, MAX_SUBJECT))

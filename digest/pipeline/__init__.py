@@ -31,6 +31,7 @@ from digest.pipeline.issue import (
     default_list_id,
     describe,
     make_issue,
+    personal_copy,
     recipient,
     recipients,
     renderer_for,
@@ -38,6 +39,7 @@ from digest.pipeline.issue import (
     secret,
     selection,
     source_themes,
+    web_copy,
     write_build,
 )
 
@@ -59,6 +61,7 @@ __all__ = [
     "fetch_all",
     "make_issue",
     "open_store",
+    "personal_copy",
     "prepare",
     "recipient",
     "recipients",
@@ -69,5 +72,6 @@ __all__ = [
     "selection",
     "send_issue",
     "source_themes",
+    "web_copy",
     "write_build",
 ]
