@@ -487,5 +487,3 @@ def test_external_stylesheets_are_never_fetched(tmp_path: Path) -> None:
     (tmp_path / "digest.html.j2").write_text(html.replace("</head>", link, 1), encoding="utf-8")
     rendered = stable(settings(templates_dir=tmp_path)).render_variant(w02(), None)
     assert "color:#123456" in rendered.html
-
-
