@@ -119,7 +119,7 @@ def test_stored_token_sets_round_trip_and_bad_ones_are_refused() -> None:
 
 T = TokenSet.fresh()
 _TOKENS = [tok for _, tok in T.pairs()]
-_AWKWARD = st.sampled_from(list("ab =<>&\"'\r\n\t.é中\x00\x85\u2028") + ["\r\n", "=20", "=\r\n", "From ", " \r"])
+_AWKWARD = st.sampled_from([*list("ab =<>&\"'\r\n\t.é中\x00\x85\u2028"), "\r\n", "=20", "=\r\n", "From ", " \r"])
 _FRAGMENT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12) | _AWKWARD
 _BODY = st.lists(_FRAGMENT | st.sampled_from(_TOKENS), max_size=14).map("".join)
 _LONG = st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "= ", "中"]), st.integers(70, 200))
@@ -228,12 +228,17 @@ def _issue(title: str, summary: str, content: str, link: str, author: str) -> Is
         ),
         Entry(id="b", source="Evil feed", title=title + " 2", link=link, content=content, published=when),
     ]
-    return build_issue(entries, title="Cyber Weekly", weeks=W02, themes=THEMES, source_themes={}, tz=TZ, key=issue_key(W02))
+    return build_issue(
+        entries, title="Cyber Weekly", weeks=W02, themes=THEMES, source_themes={}, tz=TZ, key=issue_key(W02)
+    )
 
 
 def _counts(rendered: Rendered) -> dict[str, tuple[int, int]]:
     mine = ph.personalise(rendered, ph.values_for("Ann", ADDRESS, SECRET_URL, title="Cyber Weekly"))
-    return {k: (v.count(ADDRESS), v.count("SECRETq7Zk")) for k, v in (("s", mine.subject), ("h", mine.html), ("t", mine.text))}
+    return {
+        k: (v.count(ADDRESS), v.count("SECRETq7Zk"))
+        for k, v in (("s", mine.subject), ("h", mine.html), ("t", mine.text))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -260,14 +265,16 @@ def _lookalikes(token: str) -> list[str]:
 
 _LEGACY = [tok for _, tok in ph.LEGACY.pairs()]
 _HOSTILE_BITS = st.lists(
-    st.sampled_from(_LEGACY + ["DIGE" + ph.LEGACY.email + "STxEMAILx7f3a", "&#85;", "&#68;IGESTxUNSUBx7f3a"])
+    st.sampled_from([*_LEGACY, "DIGE" + ph.LEGACY.email + "STxEMAILx7f3a", "&#85;", "&#68;IGESTxUNSUBx7f3a"])
     | st.sampled_from(["<b>", "</b>", "&", "<!--", "-->", " ", "&#x58;", "X"])
     | st.text(alphabet="Xabcdef0123456789", max_size=6),
     max_size=8,
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_no_feed_text_puts_a_subscriber_value_anywhere_but_the_templates_spots(
     benign: dict[str, tuple[int, int]], data: st.DataObject

@@ -128,7 +128,17 @@ class MessageTemplate:
     only the recipient's values and joins precomputed bytes.
     """
 
-    __slots__ = ("_html", "_issue_key", "_mailto", "_pieces", "_settings", "_subject", "_text", "domain")
+    __slots__ = (
+        "_fixed_subject",
+        "_html",
+        "_issue_key",
+        "_mailto",
+        "_pieces",
+        "_settings",
+        "_subject",
+        "_text",
+        "domain",
+    )
 
     def __init__(
         self,
@@ -146,6 +156,7 @@ class MessageTemplate:
         self._mailto = mailto
         self._pieces = pieces
         self._subject = subject
+        self._fixed_subject = _subject(subject[0][0])  # used when the subject has no token
         self._text = text
         self._html = html_body
         self._settings = settings
@@ -197,7 +208,8 @@ class MessageTemplate:
         name, email, url = _clean_recipient(recipient)
         plain = _values(self._settings, name, email, url).by_key()
         mid = message_id(self._issue_key, email, self.domain)
-        subject = _subject(placeholders.join(*self._subject, plain))
+        pieces, keys = self._subject
+        subject = _subject(placeholders.join(pieces, keys, plain)) if keys else self._fixed_subject
         p = self._pieces
         data = b"".join(
             (
@@ -212,7 +224,7 @@ class MessageTemplate:
                 p[4],
                 self._text.fill(plain),
                 p[5],
-                self._html.fill({k: html.escape(v, quote=True) for k, v in plain.items()}),
+                self._html.fill({k: html.escape(plain[k], quote=True) for k in self._html.keys}),
                 p[6],
             )
         )
@@ -312,6 +324,10 @@ def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: st
     return msg
 
 
+#: One piece of a body: its QP form, its QP form after a CR (a leading LF dropped), whether it ends with a CR.
+_Chunk = tuple[bytes, bytes, bool]
+
+
 class _SplicedBody:
     """A body as QP-encoded pieces between the variant's tokens, for splicing values in.
 
@@ -334,64 +350,44 @@ class _SplicedBody:
     @classmethod
     def of(cls, text: str, tokens: TokenSet) -> _SplicedBody:
         pieces, keys = placeholders.cut(text, tokens)
-        chunks = [_Chunk.of(piece) for piece in pieces]
+        chunks = [_chunk(piece) for piece in pieces]
         return cls(chunks[0], tuple(zip(keys, chunks[1:], strict=True)))
 
     def fill(self, values: Mapping[str, str]) -> bytes:
         """The QP body with ``values`` (already escaped for HTML when it is HTML) in place of the tokens."""
-        plain = {k: _Chunk.of(values[k]) for k in self.keys}
-        out = _Joiner()
-        out.add(self.first)
+        mine = {k: _chunk(values[k]) for k in self.keys}  # each value encoded once per message
+        chunks = [self.first]
         for key, piece in self.steps:
-            out.add(plain[key])
-            out.add(piece)
-        return out.finish()
-
-
-@dataclass(frozen=True, slots=True)
-class _Chunk:
-    """One piece of a body: its QP form, and its QP form after a ``\\r`` (a leading ``\\n`` dropped)."""
-
-    encoded: bytes
-    after_cr: bytes
-    ends_cr: bool
-    empty: bool
-
-    @classmethod
-    def of(cls, text: str) -> _Chunk:
-        encoded = _qp(_one_break(text))
-        after_cr = _qp(_one_break(text[1:])) if text.startswith("\n") else encoded
-        return cls(encoded, after_cr, text.endswith("\r"), not text)
-
-
-class _Joiner:
-    """Joins QP chunks: a soft break where a line goes on, one line end where a CR meets an LF."""
-
-    __slots__ = ("cr", "mid_line", "out")
-
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-        self.cr = False  # the text so far ends with a CR: a leading LF next is part of its line end
-        self.mid_line = False  # the encoded text so far ends inside a line
-
-    def add(self, chunk: _Chunk) -> None:
-        if chunk.empty:
-            return
-        data = chunk.after_cr if self.cr else chunk.encoded
-        self.cr = chunk.ends_cr
-        if not data:
-            return
-        if self.mid_line and not data.startswith(b"\r\n"):
-            self.out.append(b"=\r\n")
-        self.out.append(data)
-        self.mid_line = not data.endswith(b"\n")
-
-    def finish(self) -> bytes:
-        if not self.out:
+            chunks.append(mine[key])
+            chunks.append(piece)
+        out: list[bytes] = []
+        cr = False  # the text so far ends with a CR: a leading LF next is part of its line end
+        mid_line = False  # the encoded text so far ends inside a line
+        for encoded, after_cr, ends_cr in chunks:
+            if not encoded:  # an empty text: changes nothing, so the chunks around it meet
+                continue
+            data = after_cr if cr else encoded
+            cr = ends_cr
+            if not data:
+                continue
+            if mid_line and not data.startswith(b"\r\n"):
+                out.append(b"=\r\n")  # a soft break: the line goes on
+            out.append(data)
+            mid_line = not data.endswith(b"\n")
+        if not out:
             return b"\r\n"  # an empty text is one empty line
-        if self.mid_line:
-            self.out.append(b"\r\n")
-        return b"".join(self.out)
+        if mid_line:
+            out.append(b"\r\n")
+        return b"".join(out)
+
+
+def _chunk(text: str) -> _Chunk:
+    if "\r" not in text and "\n" not in text:  # the common case, for every value of every message
+        encoded = _qp(text)
+        return encoded, encoded, False
+    encoded = _qp(_one_break(text))
+    after_cr = _qp(_one_break(text[1:])) if text.startswith("\n") else encoded
+    return encoded, after_cr, text.endswith("\r")
 
 
 def _one_break(text: str) -> str:
