@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.quoprimime import body_encode
 from email.utils import format_datetime, parseaddr
 
 import dkim
@@ -35,8 +34,9 @@ from digest.compose.headers import (
     fold_text,
     message_id,
 )
+from digest.compose.splice import SplicedBody
 from digest.errors import ConfigError, SubscriberError
-from digest.models import Outgoing, Rendered, TokenSet
+from digest.models import Outgoing, Rendered
 
 #: QP bodies want lines of at most 76 octets; headers are folded to 78 by hand.
 POLICY = email_policy.SMTP.clone(max_line_length=76, refold_source="none")
@@ -52,8 +52,6 @@ DKIM_HEADERS = (
     b"list-unsubscribe-post",
 )
 
-# Printable ASCII except "=", not ending in a space: quoted-printable leaves it as is.
-_QP_LITERAL = re.compile(r"(?:[ !-<>-~]*[!-<>-~])?")
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _URL_UNSAFE = re.compile(r"[^!#-;=?-~]")  # no space, quotes, angle brackets, non-ASCII
 
@@ -147,8 +145,8 @@ class MessageTemplate:
         mailto: str,
         pieces: tuple[bytes, ...],
         subject: tuple[tuple[str, ...], tuple[str, ...]],
-        text: _SplicedBody,
-        html_body: _SplicedBody,
+        text: SplicedBody,
+        html_body: SplicedBody,
         settings: ComposeSettings,
     ) -> None:
         self._issue_key = issue_key
@@ -194,8 +192,8 @@ class MessageTemplate:
             head.mailto,
             tuple(pieces),
             placeholders.cut(rendered.subject, tokens),
-            _SplicedBody.of(rendered.text, tokens),
-            _SplicedBody.of(rendered.html, tokens),
+            SplicedBody.of(rendered.text, tokens),
+            SplicedBody.of(rendered.html, tokens),
             settings,
         )
 
@@ -322,85 +320,6 @@ def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: st
     for part in msg.iter_parts():
         del part["MIME-Version"]  # add_alternative copies it into the parts; it belongs on top only
     return msg
-
-
-#: One piece of a body: its QP form, its QP form after a CR (a leading LF dropped), whether it ends with a CR.
-_Chunk = tuple[bytes, bytes, bool]
-
-
-class _SplicedBody:
-    """A body as QP-encoded pieces between the variant's tokens, for splicing values in.
-
-    Decoded, ``fill`` gives what ``email.contentmanager`` makes of the
-    personalised text: every ``\\r\\n``, ``\\r`` and ``\\n`` one line end, and a
-    final line end added if there is none. Line ends are normalised per piece
-    at build time; what only the joined text decides is settled in ``fill``:
-    a ``\\r`` at the end of one chunk and a ``\\n`` at the start of the next
-    are one line end (so, around an empty value, two pieces meet), and the
-    final line end depends on the last chunk that is not empty.
-    """
-
-    __slots__ = ("first", "keys", "steps")
-
-    def __init__(self, first: _Chunk, steps: tuple[tuple[str, _Chunk], ...]) -> None:
-        self.first = first
-        self.steps = steps
-        self.keys = tuple(dict.fromkeys(key for key, _ in steps))
-
-    @classmethod
-    def of(cls, text: str, tokens: TokenSet) -> _SplicedBody:
-        pieces, keys = placeholders.cut(text, tokens)
-        chunks = [_chunk(piece) for piece in pieces]
-        return cls(chunks[0], tuple(zip(keys, chunks[1:], strict=True)))
-
-    def fill(self, values: Mapping[str, str]) -> bytes:
-        """The QP body with ``values`` (already escaped for HTML when it is HTML) in place of the tokens."""
-        mine = {k: _chunk(values[k]) for k in self.keys}  # each value encoded once per message
-        chunks = [self.first]
-        for key, piece in self.steps:
-            chunks.append(mine[key])
-            chunks.append(piece)
-        out: list[bytes] = []
-        cr = False  # the text so far ends with a CR: a leading LF next is part of its line end
-        mid_line = False  # the encoded text so far ends inside a line
-        for encoded, after_cr, ends_cr in chunks:
-            if not encoded:  # an empty text: changes nothing, so the chunks around it meet
-                continue
-            data = after_cr if cr else encoded
-            cr = ends_cr
-            if not data:
-                continue
-            if mid_line and not data.startswith(b"\r\n"):
-                out.append(b"=\r\n")  # a soft break: the line goes on
-            out.append(data)
-            mid_line = not data.endswith(b"\n")
-        if not out:
-            return b"\r\n"  # an empty text is one empty line
-        if mid_line:
-            out.append(b"\r\n")
-        return b"".join(out)
-
-
-def _chunk(text: str) -> _Chunk:
-    if "\r" not in text and "\n" not in text:  # the common case, for every value of every message
-        encoded = _qp(text)
-        return encoded, encoded, False
-    encoded = _qp(_one_break(text))
-    after_cr = _qp(_one_break(text[1:])) if text.startswith("\n") else encoded
-    return encoded, after_cr, text.endswith("\r")
-
-
-def _one_break(text: str) -> str:
-    """``text`` with each CRLF, CR or LF as one LF (the line ends ``bytes.splitlines`` knows)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _qp(text: str) -> bytes:
-    """Quoted-printable of ``text`` as UTF-8, lines ≤ 75 so a soft break fits."""
-    if len(text) <= 75 and _QP_LITERAL.fullmatch(text):
-        return text.encode("ascii")
-    latin = text.encode("utf-8").decode("latin-1")  # body_encode maps each octet
-    return body_encode(latin, 75, "\r\n").encode("ascii")
 
 
 def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
