@@ -111,9 +111,10 @@ class Renderer:
         """
         chosen, key = self._select(issue, themes)
         # Rendered with a probe set no one else ever sees, so every probe token
-        # in the output is one a template put there; the drawn set replaces them
-        # only once the output is known not to contain it already (feed text that
-        # produced it would otherwise be filled like a template's token).
+        # in the output is one a template put there. The drawn set replaces them
+        # and is kept only if the result holds it at exactly those places: feed
+        # text that produced a drawn token would otherwise be filled like a
+        # template's (only a pinned draw makes that possible; then it draws again).
         probe = TokenSet.fresh()
         parts = self._render(issue, chosen, key, dict(probe.pairs()), probe)
         for _ in range(TOKEN_DRAWS):
