@@ -121,7 +121,7 @@ def child_naive(folder: Path, count: int) -> dict[str, Any]:
     smtp = smtplib.SMTP(config.sender.host, config.sender.port, local_hostname="example.org")
     for sub, variant in people:
         rec = pipeline.recipient(config, sub)
-        values = placeholders.values_for(sub.name, sub.email, rec.unsubscribe_url)
+        values = placeholders.values_for(sub.name, sub.email, rec.unsubscribe_url, title=config.digest.title)
         subject, html, text = renderer.render_full(issue, pipeline.selection(sub, issue), values)
         rendered = Rendered(issue.key, variant, issue.themes, subject, html, text)
         smtp.send_message(compose_message(rendered, rec, settings))

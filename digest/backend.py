@@ -19,14 +19,11 @@ from digest.compose import MessageTemplate
 from digest.config import Config, load_config
 from digest.errors import DigestError, StoreError
 from digest.models import IsoWeek, Subscriber, SubscriberStatus
-from digest.placeholders import fill, values_for
 from digest.render import variant_key
 from digest.web.archive import ArchiveItem
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
 
 SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
-#: The values a public copy is filled with: nobody's name or address.
-NEUTRAL = values_for("", "", "")
 
 
 def _utcnow() -> dt.datetime:
@@ -129,18 +126,12 @@ class LocalBackend:
         # The page opens on its first variant: the whole issue, then the theme selections.
         for key, rendered in sorted(built.variants.items(), key=lambda kv: (kv[0] != "all", kv[0])):
             sub = firsts.get(key, SAMPLE_READER)
-            rcpt = pipeline.recipient(config, sub)
-            values = values_for(sub.name, sub.email, rcpt.unsubscribe_url)
-            eml = MessageTemplate.build(rendered, settings).personalise(rcpt).data
+            eml = MessageTemplate.build(rendered, settings).personalise(pipeline.recipient(config, sub)).data
+            mine = pipeline.personal_copy(config, rendered, sub)
             label = ", ".join(rendered.themes) if key != "all" else "All themes"
             variants.append(
                 PreviewVariant(
-                    key=key,
-                    label=label or key,
-                    subject=fill(rendered.subject, values, escape_html=False),
-                    html=fill(rendered.html, values, escape_html=True),
-                    text=fill(rendered.text, values, escape_html=False),
-                    eml=eml,
+                    key=key, label=label or key, subject=mine.subject, html=mine.html, text=mine.text, eml=eml
                 )
             )
         people = tuple(PreviewSubscriber(s.email, s.name, v) for s, v in built.audience.assignments)
@@ -200,9 +191,8 @@ class LocalBackend:
         issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
         for rendered in frozen.variants:
             if rendered.variant == variant:
-                # The public copy carries no one's name, and its unsubscribe link leads home.
-                values = values_for("", "", config.digest.base_url + "/")
-                return fill(rendered.html, values, escape_html=True)
+                # The public copy carries no one's name or address; its unsubscribe link explains how.
+                return pipeline.web_copy(config, rendered).html
         return None
 
     # -- archive -------------------------------------------------------------------
@@ -236,7 +226,7 @@ class LocalBackend:
                 issue = issue_from_json(frozen.payload)
                 everyone = variant_key(None, issue.themes)
                 rendered = next((r for r in frozen.variants if r.variant == everyone), None)
-                subject = fill(rendered.subject, NEUTRAL, escape_html=False) if rendered else issue.title
+                subject = pipeline.web_copy(config, rendered).subject if rendered else issue.title
                 themes = ", ".join(issue.themes)
                 summary = f"{len(issue.entries)} entries" + (f": {themes}" if themes else "")
                 items.append(ArchiveItem(key, subject, finished, summary))

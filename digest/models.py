@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -241,11 +242,45 @@ class Subscriber:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenSet:
+    """The placeholder tokens of one rendering, one per per-subscriber value.
+
+    Render writes these where a subscriber's values go; ``placeholders.personalise``
+    replaces them. ``fresh()`` draws them at random for each rendering, so no
+    feed can know them: each is ``X`` and 32 hex digits, ASCII letters and
+    digits only (Jinja2 escaping, premailer, quoted-printable and base64
+    folding leave them alone), and since ``X`` occurs only at the start, no
+    token overlaps itself or another one.
+    """
+
+    name: str
+    email: str
+    greeting: str
+    unsubscribe_url: str
+    footer_note: str
+
+    @classmethod
+    def fresh(cls) -> TokenSet:
+        return cls(*(f"X{secrets.token_hex(16)}" for _ in range(5)))
+
+    def pairs(self) -> tuple[tuple[str, str], ...]:
+        """``(key, token)`` for each value, keyed like ``placeholders.Values``."""
+        return (
+            ("name", self.name),
+            ("email", self.email),
+            ("greeting", self.greeting),
+            ("unsubscribe_url", self.unsubscribe_url),
+            ("footer_note", self.footer_note),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Rendered:
     """One rendered variant of an issue (one distinct theme selection).
 
-    ``html`` is already CSS-inlined. ``html`` and ``text`` may hold the
-    per-subscriber placeholders of ``render.PLACEHOLDERS``; compose fills them.
+    ``html`` is already CSS-inlined. ``subject``, ``html`` and ``text`` hold
+    the ``tokens`` where per-subscriber values go; ``placeholders.personalise``
+    fills them. The tokens are kept with the variant when it is frozen.
     """
 
     issue_key: str
@@ -254,6 +289,7 @@ class Rendered:
     subject: str
     html: str
     text: str
+    tokens: TokenSet = field(default_factory=TokenSet.fresh)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,43 +1,80 @@
-"""Per-subscriber placeholders: rendered once per variant, filled per subscriber.
+"""Per-subscriber values as structure: random tokens per rendering, one ``personalise``.
 
-Render puts these tokens where per-subscriber values go, so each variant is
-rendered and CSS-inlined once; compose fills them for each subscriber. The
-tokens are plain ASCII that neither Jinja2 autoescaping, premailer, quoted-
-printable nor base64 line folding alters (no ``<>&"'=``, no spaces).
+Render writes each variant once, with a ``TokenSet`` (``models``) where the
+per-subscriber values go, so the variant is rendered and CSS-inlined once;
+``personalise`` then fills subject, HTML and text for one reader. Every
+consumer calls it: the sender (``compose``, whose spliced fast path is
+checked against it), the preview, the web version and ``digest build``.
+
+The tokens are drawn at random for each rendering and frozen with the
+variant, so a feed cannot know them: there is nothing to scrub from feed
+text, and the renderer refuses a rendering in which feed text produced one
+(see ``Renderer``). Filling is one pass over the cut positions: a value is
+never searched again, so a value that holds a token cannot be filled twice.
+
+Issues frozen before tokens were random keep the fixed tokens they were
+rendered with (``LEGACY``); store migration 4 records them as their set.
 """
 
 from __future__ import annotations
 
+import functools
 import html
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-NAME = "DIGESTxNAMEx7f3a"
-EMAIL = "DIGESTxEMAILx7f3a"
-GREETING = "DIGESTxGREETINGx7f3a"
-UNSUBSCRIBE_URL = "DIGESTxUNSUBx7f3a"
+from digest.models import Rendered, TokenSet
 
-#: The template variables render binds to the tokens.
-PLACEHOLDERS: Mapping[str, str] = {
-    "name": NAME,
-    "email": EMAIL,
-    "greeting": GREETING,
-    "unsubscribe_url": UNSUBSCRIBE_URL,
-}
+#: The template variables a rendering binds to its tokens, in ``TokenSet.pairs`` order.
+KEYS = ("name", "email", "greeting", "unsubscribe_url", "footer_note")
+
+#: The fixed tokens of variants frozen before migration 4 (their HTML and text hold these).
+LEGACY = TokenSet(
+    name="DIGESTxNAMEx7f3a",
+    email="DIGESTxEMAILx7f3a",
+    greeting="DIGESTxGREETINGx7f3a",
+    unsubscribe_url="DIGESTxUNSUBx7f3a",
+    footer_note="DIGESTxFOOTERx7f3a",  # never in a legacy body: those templates had no footer_note
+)
+
+#: The page (under ``base_url``) the web version's unsubscribe link leads to: it explains how to unsubscribe.
+UNSUBSCRIBE_HELP = "/unsubscribe-help"
+
+_TOKEN = re.compile(r"[A-Za-z0-9]{8,64}")
 
 
-#: Anything shaped like a token, so feed text cannot smuggle one in (not just today's four).
-_ANY_TOKEN = re.compile(r"DIGESTx[A-Za-z]*x7f3a", re.IGNORECASE)
+@dataclass(frozen=True, slots=True)
+class Values:
+    """What one reader's copy says in place of the tokens (plain text; HTML-escaped when filled).
 
-
-def scrub(text: str) -> str:
-    """``text`` without anything that looks like a placeholder token.
-
-    Entries come from the open web: a feed that put ``DIGESTxEMAILx7f3a`` in a
-    link would otherwise have every subscriber's address and unsubscribe URL
-    filled into it. Render scrubs every entry before it reaches a template.
+    Build it with ``values_for`` (a subscriber) or ``web_values`` (the public web version).
     """
-    return _ANY_TOKEN.sub("", text) if "x7f3a" in text.lower() else text
+
+    name: str
+    email: str
+    greeting: str
+    unsubscribe_url: str
+    footer_note: str
+
+    def by_key(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "email": self.email,
+            "greeting": self.greeting,
+            "unsubscribe_url": self.unsubscribe_url,
+            "footer_note": self.footer_note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Personal:
+    """One reader's copy of a variant: subject and text verbatim, HTML with escaped values."""
+
+    subject: str
+    html: str
+    text: str
 
 
 def greeting(name: str) -> str:
@@ -45,15 +82,89 @@ def greeting(name: str) -> str:
     return f"Hello {name}," if name else "Hello,"
 
 
-def values_for(name: str, email: str, unsubscribe_url: str) -> dict[str, str]:
-    """The values for one subscriber, keyed like ``PLACEHOLDERS``."""
-    return {"name": name, "email": email, "greeting": greeting(name), "unsubscribe_url": unsubscribe_url}
+def values_for(name: str, email: str, unsubscribe_url: str, *, title: str) -> Values:
+    """A subscriber's values; ``title`` is the digest's, for the footer note."""
+    return Values(
+        name=name,
+        email=email,
+        greeting=greeting(name),
+        unsubscribe_url=unsubscribe_url,
+        footer_note=f"You get this because you subscribed to {title} as {email}.",
+    )
 
 
-def fill(text: str, values: Mapping[str, str], *, escape_html: bool) -> str:
-    """Replace every token in ``text``; values are HTML-escaped when asked."""
-    for key, token in PLACEHOLDERS.items():
-        if token in text:
-            value = values[key]
-            text = text.replace(token, html.escape(value, quote=True) if escape_html else value)
-    return text
+def web_values(title: str, base_url: str) -> Values:
+    """The values of the public web version: no one's name or address, a neutral greeting and footer.
+
+    Its unsubscribe link leads to ``UNSUBSCRIBE_HELP``, which explains how to
+    unsubscribe from one's own copy: the web version belongs to no one.
+    """
+    return Values(
+        name="",
+        email="",
+        greeting="Hello,",
+        unsubscribe_url=base_url.rstrip("/") + UNSUBSCRIBE_HELP,
+        footer_note=f"You are reading the web version of {title}.",
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _pattern(tokens: TokenSet) -> tuple[re.Pattern[str], dict[str, str]]:
+    key_of = {token: key for key, token in tokens.pairs()}
+    return re.compile("|".join(re.escape(t) for t in key_of)), key_of
+
+
+def cut(text: str, tokens: TokenSet) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``text`` cut at its tokens: ``pieces`` (one more than ``keys``) and the key of each token.
+
+    ``text == pieces[0] + token(keys[0]) + pieces[1] + ...``; the one place tokens are found.
+    """
+    pattern, key_of = _pattern(tokens)
+    pieces = pattern.split(text)
+    keys = tuple(key_of[m] for m in pattern.findall(text))
+    return tuple(pieces), keys
+
+
+def join(pieces: tuple[str, ...], keys: tuple[str, ...], values: Mapping[str, str]) -> str:
+    """The inverse of ``cut`` with ``values[key]`` in place of each token."""
+    out = [pieces[0]]
+    for key, piece in zip(keys, pieces[1:], strict=True):
+        out.append(values[key])
+        out.append(piece)
+    return "".join(out)
+
+
+def personalise(rendered: Rendered, values: Values) -> Personal:
+    """``rendered`` filled for one reader: each token replaced once, HTML values escaped.
+
+    The reference for every consumer; compose's spliced message decodes to exactly this.
+    """
+    plain = values.by_key()
+    escaped = {k: html.escape(v, quote=True) for k, v in plain.items()}
+    tokens = rendered.tokens
+    return Personal(
+        subject=join(*cut(rendered.subject, tokens), plain),
+        html=join(*cut(rendered.html, tokens), escaped),
+        text=join(*cut(rendered.text, tokens), plain),
+    )
+
+
+def swap(text: str, old: TokenSet, new: TokenSet) -> str:
+    """``text`` with each token of ``old`` replaced by the same key's token of ``new``."""
+    return join(*cut(text, old), dict(new.pairs()))
+
+
+def tokens_to_json(tokens: TokenSet) -> str:
+    """The stored form of a token set: a JSON object keyed like ``KEYS``."""
+    return json.dumps(dict(tokens.pairs()), sort_keys=True)
+
+
+def tokens_from_json(raw: str) -> TokenSet:
+    """The token set stored by ``tokens_to_json``; ``ValueError`` for anything else."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or set(data) != set(KEYS):
+        raise ValueError(f"a placeholder token set needs exactly the keys {', '.join(KEYS)}")
+    values = [data[k] for k in KEYS]
+    if not all(isinstance(v, str) and _TOKEN.fullmatch(v) for v in values) or len(set(values)) != len(values):
+        raise ValueError("placeholder tokens must be distinct runs of 8 to 64 ASCII letters and digits")
+    return TokenSet(*values)

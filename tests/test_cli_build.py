@@ -262,3 +262,16 @@ def test_every_command_has_help() -> None:
         result = invoke(*path, "--help")
         assert result.exit_code == 0, (path, result.output)
         assert result.stdout.startswith(f"Usage: cli {' '.join(path)}"), result.stdout
+
+
+def test_build_fills_a_personal_subject_everywhere(site: Path) -> None:
+    (site / "templates" / "subject.txt.j2").write_text("{{ greeting }} {{ title }} for {{ name }}\n", encoding="utf-8")
+    assert invoke("build", "--week", "2018-W02", "--out", "out").exit_code == 0
+    out = site / "out"
+    index = (out / "index.html").read_text(encoding="utf-8")
+    msg = parse((out / "2018-W02.all.eml").read_bytes())
+    name = msg["To"].addresses[0].display_name
+    assert name and str(msg["Subject"]) == f"Hello {name}, Cyber Weekly for {name}"
+    assert f"<small>Hello {name}, Cyber Weekly for {name}</small>" in index
+    for path in out.iterdir():
+        assert re.search(rb"X[0-9a-f]{32}|DIGESTx", path.read_bytes()) is None, path.name

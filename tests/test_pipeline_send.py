@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,63 @@ def test_sending_a_week_that_is_not_over_warns(tmp_path: Path, smtp_server: Smtp
         finished = pipeline.send_issue(config, store, W02, clock=clock)
     assert any("2018-W03 is not over yet" in p for p in current.problems)
     assert not any("not over" in p for p in finished.problems)
+
+
+# --- personal values: the subject is filled; feed text places no one's values -----------------
+
+PERSONAL_SUBJECT = "{{ greeting }} {{ title }} for {{ name }} — {{ issue.weeks_label }}\n"
+
+TOKEN_FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>Tokens</title><link>https://evil.example.org/</link>
+<description>x</description>
+<item>
+  <title>Cybersecurity prize for DIGESTxNAMEx7f3a DIGEDIGESTxEMAILx7f3aSTxEMAILx7f3a</title>
+  <link>https://evil.example.org/track?who=DIGESTxEMAILx7f3a&amp;u=DIGESTxUNSUBx7f3a</link>
+  <guid isPermaLink="false">tokens-1</guid>
+  <pubDate>Tue, 09 Jan 2018 12:00:00 +0000</pubDate>
+  <category>Cybersecurity</category>
+  <description>&lt;p&gt;&amp;#68;IGESTxEMAILx7f3a and &amp;#85;
+    &lt;a href="https://evil.example.org/?u=&amp;#68;IGESTxUNSUBx7f3a"&gt;claim&lt;/a&gt;
+    D&lt;b&gt;&lt;/b&gt;IGESTxUNSUBx7f3a&lt;/p&gt;</description>
+</item>
+</channel></rss>
+"""
+
+
+def test_subject_placeholders_are_filled_in_sent_mail(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    from digest.compose.headers import MAX_SUBJECT, clean_text
+    from digest.placeholders import greeting
+
+    people = ws.rows(16)
+    source = '\n[[sources]]\nname = "Tokens"\nkind = "feed"\nurl = "sources/tokens.rss.xml"\n'
+    path = ws.make_folder(tmp_path, people, port=smtp_server.port, extra=source)
+    (tmp_path / "sources" / "tokens.rss.xml").write_text(TOKEN_FEED, encoding="utf-8")
+    (tmp_path / "templates" / "subject.txt.j2").write_text(PERSONAL_SUBJECT, encoding="utf-8")
+    config = ws.load(path)
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        summary = pipeline.send_issue(config, store, W02, clock=clock)
+        urls = {
+            s.email: pipeline.recipient(config, s).unsubscribe_url
+            for s, _ in pipeline.audience(config, store, pipeline.make_issue(config, store, W02)).assignments
+        }
+    assert summary.report.sent == len(smtp_server.messages) > 0
+    names = {r.email: r.name for r in people}
+    carrying = 0
+    for received in smtp_server.messages:
+        (rcpt,) = received.rcpt_tos
+        msg = ws.parse(received.data)
+        name = names[rcpt]
+        expected = f"{greeting(name)} Cyber Weekly for {name} — Week 2 · 8–14 January 2018"
+        assert str(msg["Subject"]) == clean_text(expected, MAX_SUBJECT)
+        assert re.search(rb"X[0-9a-f]{32}", received.data) is None  # no token left anywhere
+        text_part = ws.text_body(msg).replace("\r\n", "\n")
+        html_part = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        # The feed's look-alikes stay text; the address and the link are only where the templates put them.
+        assert text_part.count(rcpt) == 1 and html_part.count(rcpt) == 1
+        assert text_part.count(urls[rcpt]) == 1 and html_part.count(urls[rcpt]) == 1
+        if "Cybersecurity prize for" in text_part:
+            carrying += 1
+            assert "DIGEDIGESTxEMAILx7f3aSTxEMAILx7f3a" in text_part
+    assert carrying > 0

@@ -325,3 +325,71 @@ def test_lock_holds_across_store_objects(store_url: str) -> None:
     with Store.open(store_url) as one, Store.open(store_url) as two:
         assert one.acquire_lock("send", "proc-1", NOW, dt.timedelta(minutes=1))
         assert not two.acquire_lock("send", "proc-2", NOW, dt.timedelta(minutes=1))
+
+
+# --- migration 4: placeholder tokens per frozen variant -------------------------------------------
+
+OLD_HTML = "<p>DIGESTxGREETINGx7f3a</p><p>as DIGESTxEMAILx7f3a.</p><a href='DIGESTxUNSUBx7f3a'>Unsubscribe</a>"
+
+
+def _freeze_the_old_way(url: str, *, tokens: str | None = None) -> None:
+    """An issue frozen by a store at migration 1: the variants row has no tokens column."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO issues (key, payload, frozen_at) VALUES ('2018-W01', '{}', :at)"),
+                {"at": "2018-01-08T00:00:00.000000+00:00"},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO variants (issue_key, variant, position, themes, subject, html, text) "
+                    "VALUES ('2018-W01', 'all', 0, '[]', 'Weekly for DIGESTxNAMEx7f3a', :html, 'DIGESTxGREETINGx7f3a')"
+                ),
+                {"html": OLD_HTML},
+            )
+            if tokens is not None:
+                conn.execute(text("UPDATE variants SET tokens = :t"), {"t": tokens})
+    finally:
+        engine.dispose()
+
+
+def test_variants_frozen_before_migration_4_keep_their_fixed_tokens(store_url: str) -> None:
+    from digest import placeholders
+
+    Store.open(store_url, now=NOW, migrations=MIGRATIONS[:1]).close()
+    _freeze_the_old_way(store_url)
+    with Store.open(store_url, now=NOW) as store:
+        frozen = store.frozen_issue("2018-W01")
+        assert frozen is not None
+        (old,) = frozen.variants
+        assert old.tokens == placeholders.LEGACY
+        mine = placeholders.personalise(
+            old, placeholders.values_for("Ann", "ann@example.org", "https://x/u/t", title="W")
+        )
+        assert mine.subject == "Weekly for Ann"
+        assert mine.html == "<p>Hello Ann,</p><p>as ann@example.org.</p><a href='https://x/u/t'>Unsubscribe</a>"
+        web = placeholders.personalise(old, placeholders.web_values("W", "https://x"))
+        assert "ann@" not in web.html and "DIGESTx" not in web.html and "https://x/unsubscribe-help" in web.html
+        # A new variant of the old issue gets its own random tokens, kept beside the old ones.
+        late = Rendered("2018-W01", "policy", (), "S", "<p>h</p>", "t")
+        assert store.add_variants("2018-W01", [late]) == 1
+        again = store.frozen_issue("2018-W01")
+        assert again is not None and again.variants == (old, late)
+    assert [r[0] for r in migration_rows(store_url)] == [m.number for m in MIGRATIONS]
+
+
+@pytest.mark.parametrize("bad", ["not json", '{"name": "DIGESTxNAMEx7f3a"}', ""], ids=["garbage", "partial", "empty"])
+def test_damaged_stored_tokens_are_a_store_error(store_url: str, bad: str) -> None:
+    Store.open(store_url, now=NOW).close()
+    _freeze_the_old_way(store_url, tokens=bad)
+    with Store.open(store_url, now=NOW) as store, pytest.raises(StoreError, match="bad placeholder tokens"):
+        store.frozen_issue("2018-W01")
+
+
+def test_fresh_variants_store_their_random_tokens(any_store: Store) -> None:
+    first = rendered("2018-W02", "all", "First")
+    any_store.freeze_issue("2018-W02", "{}", [first], NOW)
+    frozen = any_store.frozen_issue("2018-W02")
+    assert frozen is not None and frozen.variants[0].tokens == first.tokens
+    assert first.tokens.name.startswith("X") and len(first.tokens.name) == 33

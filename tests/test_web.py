@@ -334,6 +334,14 @@ def test_web_version(client: httpx.Client) -> None:
     assert client.get("/issues/2018-W01/all.txt").status_code == 404
 
 
+def test_unsubscribe_help_is_public_and_explains(public_client: httpx.Client) -> None:
+    r = public_client.get("/unsubscribe-help")
+    assert r.status_code == 200
+    assert "How to unsubscribe from" in r.text and "List-Unsubscribe" in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert public_client.post("/unsubscribe-help").status_code == 405
+
+
 def test_healthz(public_client: httpx.Client) -> None:
     r = public_client.get("/healthz")
     assert r.status_code == 200 and r.text == "ok"

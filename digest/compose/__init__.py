@@ -6,7 +6,7 @@ no SMTP. Two paths produce the same message:
 * ``compose_message`` (the reference) builds an ``EmailMessage`` for one
   recipient; ``compose`` serialises it to an ``Outgoing``.
 * ``MessageTemplate.build`` does the MIME work once per variant and
-  ``personalise`` splices one recipient into precomputed bytes; it is the
+  ``personalise`` splices one recipient into precomputed bytes (bodies: ``splice``); it is the
   path used when sending to many subscribers.
 
 Bodies are ``multipart/alternative`` (text/plain, then text/html), UTF-8,

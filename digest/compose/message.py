@@ -1,9 +1,11 @@
 """Rendered variant + recipient → message: the reference path and the spliced template.
 
-``compose_message`` builds one ``EmailMessage`` through the stdlib (the
-reference); ``MessageTemplate`` serialises the same structure once per
-variant with sentinels in place of the per-recipient values and splices each
-recipient into the bytes. See the package docstring for the encoding choice.
+``compose_message`` builds one ``EmailMessage`` through the stdlib from
+``placeholders.personalise`` (the reference); ``MessageTemplate`` serialises
+the same structure once per variant with sentinels in place of the
+per-recipient values and splices each recipient into the bytes, at the
+positions ``placeholders.cut`` found once per variant. See the package
+docstring for the encoding choice.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.quoprimime import body_encode
 from email.utils import format_datetime, parseaddr
 
 import dkim
@@ -35,6 +36,7 @@ from digest.compose.headers import (
     message_id,
     split_list_id,
 )
+from digest.compose.splice import SplicedBody
 from digest.errors import ConfigError, SubscriberError
 from digest.models import Outgoing, Rendered
 
@@ -71,21 +73,17 @@ DKIM_HEADERS = (
 )
 _HEADER_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.MULTILINE)
 
-# Printable ASCII except "=", not ending in a space: quoted-printable leaves it as is.
-_QP_LITERAL = re.compile(r"(?:[ !-<>-~]*[!-<>-~])?")
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _URL_UNSAFE = re.compile(r"[^!#-;=?-~]")  # no space, quotes, angle brackets, non-ASCII
-_TOKEN_MARK = "x7f3a"
 
 # Stand-ins for the per-recipient header values and the two bodies in the
 # skeleton message that MessageTemplate cuts apart.
 _SENTINEL_TO = "DIGESTxTOx7f3a"
+_SENTINEL_SUBJECT = "DIGESTxSUBJECTx7f3a"
 _SENTINEL_MID = "DIGESTxMIDx7f3a"
 _SENTINEL_UNSUB = "DIGESTxLUx7f3a"
 _MARK_TEXT = "DIGESTxTEXTx7f3a"
 _MARK_HTML = "DIGESTxHTMLx7f3a"
-_SPLIT = re.compile("|".join(re.escape(t) for t in placeholders.PLACEHOLDERS.values()))
-_KEY_OF: dict[str, str] = {t: k for k, t in placeholders.PLACEHOLDERS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +95,8 @@ class ComposeSettings:
     <cyber-weekly.example.org>"`` (see ``default_list_id``). ``date`` is the
     issue's send date, timezone-aware. ``unsubscribe_mailto`` is an address
     (``mailto:`` optional) added to List-Unsubscribe. ``dkim_key`` is a PEM
-    private key; with ``dkim_selector`` it turns signing on.
+    private key; with ``dkim_selector`` it turns signing on. ``title`` is the
+    digest's title for the footer note (default: the name part of ``list_id``).
     """
 
     from_: str
@@ -106,6 +105,7 @@ class ComposeSettings:
     unsubscribe_mailto: str = ""
     dkim_selector: str = ""
     dkim_key: bytes | None = None
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +120,15 @@ class Recipient:
 def compose_message(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> EmailMessage:
     """The reference message for one recipient (slow: parses and encodes everything)."""
     name, email, url = _clean_recipient(recipient)
-    values = _values(name, email, url)
+    mine = placeholders.personalise(rendered, _values(settings, name, email, url))
     head = _Head.of(rendered, settings)
     personal = {
         "To": fold_address("To", name, email),
+        "Subject": _subject(mine.subject),
         "Message-ID": message_id(rendered.issue_key, email, head.domain),
         "List-Unsubscribe": fold_list_unsubscribe(url, head.mailto),
     }
-    return _assemble(
-        head,
-        personal,
-        placeholders.fill(rendered.text, values, escape_html=False),
-        placeholders.fill(rendered.html, values, escape_html=True),
-    )
+    return _assemble(head, personal, mine.text, mine.html)
 
 
 def compose(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> Outgoing:
@@ -151,7 +147,17 @@ class MessageTemplate:
     only the recipient's values and joins precomputed bytes.
     """
 
-    __slots__ = ("_html", "_issue_key", "_mailto", "_pieces", "_settings", "_text", "domain")
+    __slots__ = (
+        "_fixed_subject",
+        "_html",
+        "_issue_key",
+        "_mailto",
+        "_pieces",
+        "_settings",
+        "_subject",
+        "_text",
+        "domain",
+    )
 
     def __init__(
         self,
@@ -159,14 +165,17 @@ class MessageTemplate:
         domain: str,
         mailto: str,
         pieces: tuple[bytes, ...],
-        text: _SplicedBody,
-        html_body: _SplicedBody,
+        subject: tuple[tuple[str, ...], tuple[str, ...]],
+        text: SplicedBody,
+        html_body: SplicedBody,
         settings: ComposeSettings,
     ) -> None:
         self._issue_key = issue_key
         self.domain = domain
         self._mailto = mailto
         self._pieces = pieces
+        self._subject = subject
+        self._fixed_subject = _subject(subject[0][0])  # used when the subject has no token
         self._text = text
         self._html = html_body
         self._settings = settings
@@ -175,10 +184,16 @@ class MessageTemplate:
     def build(cls, rendered: Rendered, settings: ComposeSettings) -> MessageTemplate:
         """Encode the variant once: headers, MIME framing and body pieces."""
         head = _Head.of(rendered, settings)
-        sentinels = {"To": _SENTINEL_TO, "Message-ID": _SENTINEL_MID, "List-Unsubscribe": _SENTINEL_UNSUB}
+        sentinels = {
+            "To": _SENTINEL_TO,
+            "Subject": _SENTINEL_SUBJECT,
+            "Message-ID": _SENTINEL_MID,
+            "List-Unsubscribe": _SENTINEL_UNSUB,
+        }
         skeleton = _assemble(head, sentinels, _MARK_TEXT, _MARK_HTML).as_bytes(policy=POLICY)
         marks = [
             f"To: {_SENTINEL_TO}\r\n",
+            f"Subject: {_SENTINEL_SUBJECT}\r\n",
             f"Message-ID: {_SENTINEL_MID}\r\n",
             f"List-Unsubscribe: {_SENTINEL_UNSUB}\r\n",
             f"{_MARK_TEXT}\r\n",
@@ -191,35 +206,45 @@ class MessageTemplate:
             raise RuntimeError("message skeleton lost a placeholder")  # a bug, not bad input
         if settings.dkim_key:
             dkim_sign(skeleton, settings)  # a bad key fails here, once, not per message
+        tokens = rendered.tokens
         return cls(
             rendered.issue_key,
             head.domain,
             head.mailto,
             tuple(pieces),
-            _SplicedBody.of(rendered.text),
-            _SplicedBody.of(rendered.html),
+            placeholders.cut(rendered.subject, tokens),
+            SplicedBody.of(rendered.text, tokens),
+            SplicedBody.of(rendered.html, tokens),
             settings,
         )
 
     def personalise(self, recipient: Recipient) -> Outgoing:
-        """The finished message for one recipient, equal to ``compose``'s."""
+        """The finished message for one recipient, equal to ``compose``'s.
+
+        Its subject and decoded bodies are ``placeholders.personalise`` of the
+        variant for the recipient's values (the tests prove it for any values).
+        """
         name, email, url = _clean_recipient(recipient)
-        values = _values(name, email, url)
+        plain = _values(self._settings, name, email, url).by_key()
         mid = message_id(self._issue_key, email, self.domain)
+        pieces, keys = self._subject
+        subject = _subject(placeholders.join(pieces, keys, plain)) if keys else self._fixed_subject
         p = self._pieces
         data = b"".join(
             (
                 p[0],
                 header_line("To", fold_address("To", name, email)),
                 p[1],
-                header_line("Message-ID", mid),
+                header_line("Subject", subject) if subject else b"Subject:\r\n",  # as the reference writes it
                 p[2],
-                header_line("List-Unsubscribe", fold_list_unsubscribe(url, self._mailto)),
+                header_line("Message-ID", mid),
                 p[3],
-                self._text.fill(values, escape_html=False),
+                header_line("List-Unsubscribe", fold_list_unsubscribe(url, self._mailto)),
                 p[4],
-                self._html.fill(values, escape_html=True),
+                self._text.fill(plain),
                 p[5],
+                self._html.fill({k: html.escape(plain[k], quote=True) for k in self._html.keys}),
+                p[6],
             )
         )
         if self._settings.dkim_key:
@@ -268,7 +293,6 @@ class _Head:
     domain: str
     mailto: str
     from_: str
-    subject: str
     date: str
     list_id: str
     boundary: str
@@ -288,13 +312,14 @@ class _Head:
         if _URL_UNSAFE.search(mailto):
             raise ConfigError(f"sender.unsubscribe_mailto: not a usable address: {mailto!r}")
         r = rendered
-        seed = "\0".join((r.issue_key, r.variant, r.subject, r.text, r.html))
+        # Seeded by the variant's structure, not its random tokens: the same issue gets the same boundary.
+        shapes = [repr(placeholders.cut(part, r.tokens)) for part in (r.subject, r.text, r.html)]
+        seed = "\0".join((r.issue_key, r.variant, *shapes))
         return cls(
             issue_key=rendered.issue_key,
             domain=from_addr.rsplit("@", 1)[1].lower(),
             mailto=mailto,
             from_=fold_address("From", clean_text(from_name, MAX_NAME), from_addr),
-            subject=fold_text("Subject", clean_text(rendered.subject, MAX_SUBJECT)),
             date=format_datetime(settings.date),
             list_id=fold_phrase("List-Id", list_name.strip(), f"<{list_label}>"),
             # "=_" never occurs in quoted-printable text, so the boundary cannot clash.
@@ -307,7 +332,7 @@ def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: st
     # set_raw keeps our folding; POLICY's refold_source="none" stops the generator redoing it.
     msg.set_raw("From", head.from_)
     msg.set_raw("To", personal["To"])
-    msg.set_raw("Subject", head.subject)
+    msg.set_raw("Subject", personal["Subject"])
     msg.set_raw("Date", head.date)
     msg.set_raw("Message-ID", personal["Message-ID"])
     msg.set_raw("List-Id", head.list_id)
@@ -323,67 +348,6 @@ def _assemble(head: _Head, personal: Mapping[str, str], text: str, html_body: st
     return msg
 
 
-class _SplicedBody:
-    """A body as QP-encoded pieces between placeholder tokens.
-
-    The text is normalised the way ``email.contentmanager`` does it (``\\n``
-    line ends, a final newline) before it is cut, so the decoded result
-    matches ``set_content`` exactly. ``steps`` holds, after the first piece,
-    one ``(key, piece, piece_ends_mid_line, piece_opens_with_break)`` per
-    token, precomputed so that ``fill`` does no byte scanning.
-    """
-
-    __slots__ = ("first", "keys", "steps")
-
-    def __init__(self, first: bytes, steps: tuple[tuple[str, bytes, bool, bool], ...]) -> None:
-        self.first = first
-        self.steps = steps
-        self.keys = tuple(dict.fromkeys(step[0] for step in steps))
-
-    @classmethod
-    def of(cls, text: str) -> _SplicedBody:
-        raw = b"\n".join(text.encode("utf-8").splitlines()) + b"\n"
-        normal = raw.decode("utf-8")
-        keys = [_KEY_OF[m] for m in _SPLIT.findall(normal)]
-        pieces = [_qp(part) for part in _SPLIT.split(normal)]
-        steps = tuple(
-            (key, piece, bool(piece) and not piece.endswith(b"\n"), piece.startswith(b"\r\n"))
-            for key, piece in zip(keys, pieces[1:], strict=True)
-        )
-        return cls(pieces[0], steps)
-
-    def fill(self, values: Mapping[str, str], *, escape_html: bool) -> bytes:
-        if escape_html:
-            enc = {k: _qp(html.escape(values[k], quote=True)) for k in self.keys}
-        else:
-            enc = {k: _qp(values[k]) for k in self.keys}
-        out = [self.first]
-        # Whether the output so far ends inside a line: the next chunk then
-        # needs a soft break first, unless it opens with a hard break.
-        mid_line = bool(self.first) and not self.first.endswith(b"\n")
-        for key, piece, piece_mid_line, piece_breaks in self.steps:
-            value = enc[key]
-            if value:  # values hold no line breaks
-                if mid_line:
-                    out.append(b"=\r\n")
-                out.append(value)
-                mid_line = True
-            if piece:
-                if mid_line and not piece_breaks:
-                    out.append(b"=\r\n")
-                out.append(piece)
-                mid_line = piece_mid_line
-        return b"".join(out)
-
-
-def _qp(text: str) -> bytes:
-    """Quoted-printable of ``text`` as UTF-8, lines ≤ 75 so a soft break fits."""
-    if len(text) <= 75 and _QP_LITERAL.fullmatch(text):
-        return text.encode("ascii")
-    latin = text.encode("utf-8").decode("latin-1")  # body_encode maps each octet
-    return body_encode(latin, 75, "\r\n").encode("ascii")
-
-
 def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
     email = recipient.email
     if not _ADDRESS.fullmatch(email) or len(email) > 254:
@@ -391,16 +355,14 @@ def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
     url = recipient.unsubscribe_url
     if _URL_UNSAFE.search(url) or len(url) > MAX_URL:
         raise SubscriberError(f"unsubscribe URL for {email} is not a plain ASCII URL: {url!r}")
-    return _strip_tokens(clean_text(recipient.name, MAX_NAME)), email, url
+    return clean_text(recipient.name, MAX_NAME), email, url
 
 
-def _strip_tokens(value: str) -> str:
-    # A value that contains a placeholder would be filled twice by placeholders.fill.
-    if _TOKEN_MARK in value:
-        for token in placeholders.PLACEHOLDERS.values():
-            value = value.replace(token, "")
-    return value
+def _values(settings: ComposeSettings, name: str, email: str, url: str) -> placeholders.Values:
+    title = settings.title or settings.list_id.rpartition("<")[0].strip()
+    return placeholders.values_for(name, email, url, title=title)
 
 
-def _values(name: str, email: str, url: str) -> dict[str, str]:
-    return placeholders.values_for(name, _strip_tokens(email), _strip_tokens(url))
+def _subject(text: str) -> str:
+    """The folded Subject value of a personalised subject line."""
+    return fold_text("Subject", clean_text(text, MAX_SUBJECT))

@@ -32,6 +32,7 @@ from digest.pipeline.issue import (
     describe,
     editions_dir,
     make_issue,
+    personal_copy,
     recipient,
     recipients,
     renderer_for,
@@ -39,6 +40,7 @@ from digest.pipeline.issue import (
     secret,
     selection,
     source_themes,
+    web_copy,
     write_build,
 )
 
@@ -61,6 +63,7 @@ __all__ = [
     "fetch_all",
     "make_issue",
     "open_store",
+    "personal_copy",
     "prepare",
     "recipient",
     "recipients",
@@ -71,5 +74,6 @@ __all__ = [
     "selection",
     "send_issue",
     "source_themes",
+    "web_copy",
     "write_build",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from digest import grouping, subscribers, tokens
+from digest import grouping, placeholders, subscribers, tokens
 from digest.compose import ComposeSettings, MessageTemplate, Recipient
 from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
@@ -158,6 +158,7 @@ def compose_settings(config: Config, date: dt.datetime) -> ComposeSettings:
         dkim_selector=config.sender.dkim_selector,
         dkim_key=key or None,
         date=date,
+        title=config.digest.title,
     )
 
 
@@ -182,6 +183,18 @@ def recipients(config: Config, *, strict: bool = False) -> Callable[[Subscriber]
 
 def recipient(config: Config, sub: Subscriber) -> Recipient:
     return recipients(config)(sub)
+
+
+def personal_copy(config: Config, rendered: Rendered, sub: Subscriber) -> placeholders.Personal:
+    """``rendered`` as ``sub`` reads it (subject, HTML, text), with their signed unsubscribe link."""
+    rcpt = recipient(config, sub)
+    values = placeholders.values_for(sub.name, sub.email, rcpt.unsubscribe_url, title=config.digest.title)
+    return placeholders.personalise(rendered, values)
+
+
+def web_copy(config: Config, rendered: Rendered) -> placeholders.Personal:
+    """``rendered`` as the public web version shows it: no subscriber's name, address or link."""
+    return placeholders.personalise(rendered, placeholders.web_values(config.digest.title, config.digest.base_url))
 
 
 def secret(config: Config, *, strict: bool = False) -> str:
@@ -218,35 +231,28 @@ def write_build(config: Config, built: Built, out: Path) -> list[Path]:
     for key, rendered in sorted(built.variants.items()):
         sub = firsts.get(key) or Subscriber(email="reader@example.org", name="Reader")
         msg = MessageTemplate.build(rendered, settings).personalise(recipient(config, sub))
-        html, text = _personal_bodies(config, rendered, sub)
-        for suffix, data in ((".html", html.encode()), (".txt", text.encode()), (".eml", msg.data)):
+        mine = personal_copy(config, rendered, sub)
+        for suffix, data in ((".html", mine.html.encode()), (".txt", mine.text.encode()), (".eml", msg.data)):
             path = out / f"{built.issue.key}.{key}{suffix}"
             path.write_bytes(data)
             written.append(path)
         who = sum(1 for _, v in built.audience.assignments if v == key)
-        rows.append((key, rendered, who))
+        rows.append((key, rendered.themes, mine.subject, who))
     index = out / "index.html"
     index.write_text(_index_html(built, rows), encoding="utf-8")
     written.insert(0, index)
     return written
 
 
-def _personal_bodies(config: Config, rendered: Rendered, sub: Subscriber) -> tuple[str, str]:
-    from digest.placeholders import fill, values_for
-
-    values = values_for(sub.name, sub.email, recipient(config, sub).unsubscribe_url)
-    return fill(rendered.html, values, escape_html=True), fill(rendered.text, values, escape_html=False)
-
-
-def _index_html(built: Built, rows: list[tuple[str, Rendered, int]]) -> str:
+def _index_html(built: Built, rows: list[tuple[str, tuple[str, ...], str, int]]) -> str:
     import html as h
 
     stem = h.escape(built.issue.key)
     items = "\n".join(
-        f'<li><a href="{stem}.{h.escape(k)}.html">{h.escape(", ".join(r.themes) or k)}</a>'
+        f'<li><a href="{stem}.{h.escape(k)}.html">{h.escape(", ".join(themes) or k)}</a>'
         f' — {n} subscriber(s) · <a href="{stem}.{h.escape(k)}.txt">text</a>'
-        f' · <a href="{stem}.{h.escape(k)}.eml">.eml</a><br><small>{h.escape(r.subject)}</small></li>'
-        for k, r, n in rows
+        f' · <a href="{stem}.{h.escape(k)}.eml">.eml</a><br><small>{h.escape(subject)}</small></li>'
+        for k, themes, subject, n in rows
     )
     return (
         f"<!doctype html><meta charset=utf-8><title>{h.escape(built.issue.title)} {h.escape(built.issue.key)}</title>"

@@ -8,8 +8,7 @@ sanitised with nh3 before any template sees it.
 
 from __future__ import annotations
 
-from digest.placeholders import PLACEHOLDERS
 from digest.render.renderer import EmptyVariant, Renderer, RenderSettings, variant_key
 from digest.render.sanitize import sanitize_html
 
-__all__ = ["PLACEHOLDERS", "EmptyVariant", "RenderSettings", "Renderer", "sanitize_html", "variant_key"]
+__all__ = ["EmptyVariant", "RenderSettings", "Renderer", "sanitize_html", "variant_key"]

@@ -9,7 +9,7 @@ head, which is how the dark-mode rules survive.
 
 The inlined document is then written out by ``serialize``, which escapes
 every text node and attribute value exactly as ``html.escape(quote=True)``
-does. That is what ``placeholders.fill(..., escape_html=True)`` inserts, so
+does. That is what ``placeholders.personalise`` inserts into HTML, so
 filling tokens afterwards gives byte for byte what rendering with the real
 values would give.
 """

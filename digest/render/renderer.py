@@ -2,15 +2,16 @@
 
 A variant is one distinct selection of themes. Each variant is rendered and
 CSS-inlined once, with placeholder tokens where per-subscriber values go
-(``digest.placeholders``); compose fills the tokens per subscriber. Rendering
-makes no network request.
+(``digest.placeholders``); ``placeholders.personalise`` fills them per reader.
+Each rendering draws its own random tokens and carries them in ``Rendered``.
+Rendering makes no network request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ import jinja2
 
 from digest import placeholders
 from digest.errors import RenderError
-from digest.models import Issue, Rendered
+from digest.models import Issue, Rendered, TokenSet
 from digest.render import environment
 from digest.render.inline import inline_css
-from digest.render.view import IssueView, build_view, scrub_issue, slug, theme_order
+from digest.render.view import IssueView, build_view, slug, theme_order
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ FILLED_MAX: Mapping[str, int] = {
     "email": 254 * 6,
     "unsubscribe_url": 900 * 6,
 }
+#: Fresh draws before giving up on a token set that feed text keeps producing.
+TOKEN_DRAWS = 3
 
 
 class EmptyVariant(RenderError):
@@ -94,9 +97,13 @@ def variant_key(themes: frozenset[str] | None, issue_themes: Iterable[str]) -> s
 class Renderer:
     """Renders issues with one set of templates; build once, render many variants."""
 
-    def __init__(self, settings: RenderSettings) -> None:
-        """Load the templates; a syntax error raises ``RenderError("file:line: ...")``."""
+    def __init__(self, settings: RenderSettings, *, draw_tokens: Callable[[], TokenSet] = TokenSet.fresh) -> None:
+        """Load the templates; a syntax error raises ``RenderError("file:line: ...")``.
+
+        ``draw_tokens`` gives each rendering its tokens (random; tests may pin them).
+        """
         self.settings = settings
+        self._draw = draw_tokens
         self.tz = settings.zone
         self.env = environment.build_environment(settings.templates_dir)
         environment.check_all(self.env)
@@ -110,12 +117,28 @@ class Renderer:
         """The variant of ``issue`` for ``themes`` (``None`` or empty: every theme).
 
         Raises ``EmptyVariant`` when no section of the issue has a selected theme.
-        The HTML is inlined and holds placeholder tokens, as does the text.
+        Subject, HTML (inlined) and text hold the tokens of ``Rendered.tokens``
+        exactly where the templates put a per-subscriber value, and nowhere else.
         """
         chosen, key = self._select(issue, themes)
-        subject, html, text = self._render(issue, chosen, key, placeholders.PLACEHOLDERS)
+        # Rendered with a probe set no one else ever sees, so every probe token
+        # in the output is one a template put there. The drawn set replaces them
+        # and is kept only if the result holds it at exactly those places: feed
+        # text that produced a drawn token would otherwise be filled like a
+        # template's (only a pinned draw makes that possible; then it draws again).
+        probe = TokenSet.fresh()
+        parts = self._render(issue, chosen, key, dict(probe.pairs()), probe)
+        for _ in range(TOKEN_DRAWS):
+            tokens = self._draw()
+            subject, html, text = (placeholders.swap(part, probe, tokens) for part in parts)
+            if all(_same_cut(a, probe, b, tokens) for a, b in zip(parts, (subject, html, text), strict=True)):
+                break
+        else:
+            raise RenderError(f"issue {issue.key} ({key}): its entries keep producing placeholder tokens")
         ordered = tuple(t for t in theme_order(issue, self.settings.themes) if t in chosen)
-        return Rendered(issue_key=issue.key, variant=key, themes=ordered, subject=subject, html=html, text=text)
+        return Rendered(
+            issue_key=issue.key, variant=key, themes=ordered, subject=subject, html=html, text=text, tokens=tokens
+        )
 
     def variants(self, issue: Issue, selections: Iterable[frozenset[str]]) -> dict[str, Rendered]:
         """Each distinct selection rendered once, keyed by ``variant_key``.
@@ -135,15 +158,15 @@ class Renderer:
         return out
 
     def render_full(
-        self, issue: Issue, themes: frozenset[str] | None, values: Mapping[str, str]
+        self, issue: Issue, themes: frozenset[str] | None, values: placeholders.Values
     ) -> tuple[str, str, str]:
         """The slow path: ``(subject, html, text)`` rendered with one subscriber's real values.
 
-        ``values`` is keyed like ``placeholders.PLACEHOLDERS``. Filling the
-        tokens of ``render_variant`` gives exactly this; tests rely on that.
+        ``placeholders.personalise`` of ``render_variant`` gives exactly this; tests rely on that.
         """
         chosen, key = self._select(issue, themes)
-        return self._render(issue, chosen, key, values)
+        probe = TokenSet.fresh()  # decides the cut, as in render_variant
+        return self._render(issue, chosen, key, values.by_key(), probe)
 
     def web_url(self, issue_key: str, variant: str) -> str:
         """Where the web version of a variant lives: ``{base_url}/issues/{key}/{variant}.html``."""
@@ -161,7 +184,7 @@ class Renderer:
 
     def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None) -> IssueView:
         return build_view(
-            scrub_issue(issue),
+            issue,
             chosen,
             title=issue.title or self.settings.title,
             tz=self.tz,
@@ -175,7 +198,7 @@ class Renderer:
             "title": view.title,
             "issue": view,
             "web_url": self.web_url(view.key, key),
-            **{name: values[name] for name in placeholders.PLACEHOLDERS},
+            **{name: values[name] for name in placeholders.KEYS},
         }
 
     def _call(self, template: jinja2.Template, context: Mapping[str, Any]) -> str:
@@ -193,21 +216,21 @@ class Renderer:
         return " ".join(self._call(self._subject, self._context(view, key, values)).split())
 
     def _render(
-        self, issue: Issue, chosen: frozenset[str], key: str, values: Mapping[str, str]
+        self, issue: Issue, chosen: frozenset[str], key: str, values: Mapping[str, str], probe: TokenSet
     ) -> tuple[str, str, str]:
-        """``(subject, html, text)``; the HTML is cut short when it would be clipped.
+        """``(subject, html, text)`` with ``values``; the HTML is cut short when it would be clipped.
 
-        Whether and where to cut is decided on the token version, so the fast
-        path and the slow path always keep the same entries.
+        Whether and where to cut is decided on the version with the ``probe``
+        tokens, so the fast path and the slow path always keep the same entries.
         """
-        tokens = placeholders.PLACEHOLDERS
+        tokens = dict(probe.pairs())
         full = self._view(issue, chosen, None)
         subject = self._subject_for(full, key, tokens)
         html = self._html_for(full, key, tokens, subject)
         limit = None
-        if not self._fits(html):
-            limit = self._shrink(issue, chosen, key, subject, full.total)
-        if values is not tokens or limit is not None:
+        if not self._fits(html, probe):
+            limit = self._shrink(issue, chosen, key, subject, full.total, probe)
+        if values != tokens or limit is not None:
             subject = self._subject_for(full, key, values)
             shown = full if limit is None else self._view(issue, chosen, limit)
             html = self._html_for(shown, key, values, subject)
@@ -215,40 +238,40 @@ class Renderer:
         text = self._call(self._text, self._context(full, key, values))
         return subject, html, text
 
-    def _fits(self, html: str) -> bool:
-        """Whether ``html`` (with tokens) stays within the clipping bounds once filled for anyone."""
-        if self._filled_size(html) >= self.settings.clip_bytes:
+    def _fits(self, html: str, probe: TokenSet) -> bool:
+        """Whether ``html`` (with ``probe`` tokens) stays within the clipping bounds once filled for anyone."""
+        if self._filled_size(html, probe) >= self.settings.clip_bytes:
             return False
-        link = html.find(placeholders.UNSUBSCRIBE_URL)
+        link = html.find(probe.unsubscribe_url)
         if link < 0:
             return True  # a template without the link: only the size counts
         end = html.find("</a>", link)
-        end = link + len(placeholders.UNSUBSCRIBE_URL) if end < 0 else end + len("</a>")
-        return self._filled_size(html[:end]) <= self.settings.unsubscribe_within
+        end = link + len(probe.unsubscribe_url) if end < 0 else end + len("</a>")
+        return self._filled_size(html[:end], probe) <= self.settings.unsubscribe_within
 
-    @staticmethod
-    def _filled_size(html: str) -> int:
+    def _filled_size(self, html: str, probe: TokenSet) -> int:
         """The UTF-8 size of ``html`` with every token filled by the longest value compose accepts."""
+        # The footer note holds the title (the editor's own, any length) and an address.
+        most = {**FILLED_MAX, "footer_note": 200 + 6 * len(self.settings.title) + FILLED_MAX["email"]}
         size = len(html.encode("utf-8"))
-        for name, token in placeholders.PLACEHOLDERS.items():
+        for name, token in probe.pairs():
             # A token this table does not know yet is counted as the longest kind.
-            most = FILLED_MAX.get(name, max(FILLED_MAX.values()))
-            size += html.count(token) * (most - len(token))
+            size += html.count(token) * (most.get(name, max(most.values())) - len(token))
         return size
 
-    def _shrink(self, issue: Issue, chosen: frozenset[str], key: str, subject: str, total: int) -> int:
+    def _shrink(self, issue: Issue, chosen: frozenset[str], key: str, subject: str, total: int, probe: TokenSet) -> int:
         """How many entries fit under ``clip_bytes`` with the "read the rest" notice."""
-        tokens = placeholders.PLACEHOLDERS
+        tokens = dict(probe.pairs())
         # Size grows with the number of entries kept: binary-search the largest that fits.
         lo, hi = 0, total - 1
         while lo < hi:
             mid = (lo + hi + 1) // 2
             html = self._html_for(self._view(issue, chosen, mid), key, tokens, subject)
-            if self._fits(html):
+            if self._fits(html, probe):
                 lo = mid
             else:
                 hi = mid - 1
-        if lo == 0 and not self._fits(self._html_for(self._view(issue, chosen, 0), key, tokens, subject)):
+        if lo == 0 and not self._fits(self._html_for(self._view(issue, chosen, 0), key, tokens, subject), probe):
             raise RenderError(
                 f"issue {issue.key} ({key}): the HTML template is over {self.settings.clip_bytes} bytes"
                 f" (or puts the unsubscribe link past {self.settings.unsubscribe_within}) with no entry in it;"
@@ -264,3 +287,8 @@ class Renderer:
             total,
         )
         return lo
+
+
+def _same_cut(probed: str, probe: TokenSet, final: str, tokens: TokenSet) -> bool:
+    """Whether ``final`` holds ``tokens`` at exactly the places ``probed`` holds ``probe``."""
+    return placeholders.cut(probed, probe) == placeholders.cut(final, tokens)

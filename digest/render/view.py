@@ -8,7 +8,6 @@ too long for one email.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import itertools
 import re
@@ -20,7 +19,6 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup
 
 from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue
-from digest.placeholders import scrub
 from digest.render.sanitize import html_to_text, sanitize_html, truncate_html
 
 MONTHS = (
@@ -137,24 +135,6 @@ def _blurb(entry: Entry) -> str:
         # A title cut mid-sentence continues with an ellipsis.
         return rest if entry.title.endswith((".", "?", "!")) else "…" + rest
     return summary
-
-
-def scrub_issue(issue: Issue) -> Issue:
-    """``issue`` with placeholder look-alikes removed from every entry's text (see ``placeholders.scrub``)."""
-
-    def clean(e: Entry) -> Entry:
-        return dataclasses.replace(
-            e,
-            title=scrub(e.title),
-            link=scrub(e.link) if e.link else e.link,
-            summary=scrub(e.summary),
-            content=scrub(e.content),
-            authors=tuple(Author(scrub(a.name), scrub(a.affiliation)) for a in e.authors),
-            tags=tuple(scrub(t) for t in e.tags),
-        )
-
-    sections = tuple(dataclasses.replace(s, entries=tuple(clean(e) for e in s.entries)) for s in issue.sections)
-    return dataclasses.replace(issue, sections=sections)
 
 
 def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool) -> EntryView:

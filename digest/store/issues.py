@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from digest.models import Rendered
+from digest.errors import StoreError
+from digest.models import Rendered, TokenSet
+from digest.placeholders import tokens_from_json, tokens_to_json
 from digest.store.base import StoreBase, upsert_into
 from digest.store.schema import issues as t_issues
 from digest.store.schema import utc_text
@@ -66,6 +68,7 @@ class IssuesMixin(StoreBase):
                             "subject": v.subject,
                             "html": v.html,
                             "text": v.text,
+                            "tokens": tokens_to_json(v.tokens),
                         }
                         for i, v in enumerate(variants)
                     ],
@@ -98,6 +101,7 @@ class IssuesMixin(StoreBase):
                     subject=v.subject,
                     html=v.html,
                     text=v.text,
+                    tokens=tokens_to_json(v.tokens),
                 )
                 conn.execute(stmt.on_conflict_do_nothing(index_elements=[t_variants.c.issue_key, t_variants.c.variant]))
         return len(fresh)
@@ -119,7 +123,18 @@ class IssuesMixin(StoreBase):
                 subject=r.subject,
                 html=r.html,
                 text=r.text,
+                tokens=_tokens(key, r.variant, r.tokens),
             )
             for r in rows
         )
         return FrozenIssue(key=key, payload=head.payload, variants=rendered, frozen_at=head.frozen_at)
+
+
+def _tokens(key: str, variant: str, raw: str | None) -> TokenSet:
+    """The stored token set of a variant; a missing or damaged one is a store error, never a guess."""
+    try:
+        if raw is None:
+            raise ValueError("none recorded")
+        return tokens_from_json(raw)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise StoreError(f"issue {key} ({variant}): bad placeholder tokens in the store: {exc}") from exc

@@ -131,6 +131,9 @@ variants = Table(
     Column("subject", Text, nullable=False),
     Column("html", Text, nullable=False),
     Column("text", Text, nullable=False),
+    # Migration 4: the placeholder tokens this variant was rendered with (JSON
+    # object, see placeholders.tokens_to_json). Filled for every row by the migration.
+    Column("tokens", Text),
     PrimaryKeyConstraint("issue_key", "variant"),
 )
 
@@ -223,10 +226,27 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# Shapes of tables as an earlier migration created them, before a later one changed them.
+_frozen = MetaData()
+
+variants_v1 = Table(
+    "variants",
+    _frozen,
+    Column("issue_key", String(100), ForeignKey(issues.c.key, ondelete="CASCADE"), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("themes", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    PrimaryKeyConstraint("issue_key", "variant"),
+)
+
+
 def _initial(conn: Connection) -> None:
     # Creates the tables as defined above. When a later migration changes a
     # table, freeze its first shape here before editing the definition above.
-    for table in (sources, entries, issues, variants, deliveries, subscriber_status, locks):
+    for table in (sources, entries, issues, variants_v1, deliveries, subscriber_status, locks):
         table.create(conn)
 
 
@@ -239,8 +259,23 @@ def _bounces(conn: Connection) -> None:
     verp_tags.create(conn)
 
 
+#: The fixed tokens every variant rendered before migration 4 holds (placeholders.LEGACY).
+LEGACY_TOKENS = (
+    '{"email": "DIGESTxEMAILx7f3a", "footer_note": "DIGESTxFOOTERx7f3a", "greeting": "DIGESTxGREETINGx7f3a", '
+    '"name": "DIGESTxNAMEx7f3a", "unsubscribe_url": "DIGESTxUNSUBx7f3a"}'
+)
+
+
+def _variant_tokens(conn: Connection) -> None:
+    # Variants frozen before tokens were random keep working: they hold the
+    # old fixed tokens, so those are recorded as their token set.
+    conn.execute(text("ALTER TABLE variants ADD COLUMN tokens TEXT"))
+    conn.execute(text("UPDATE variants SET tokens = :legacy"), {"legacy": LEGACY_TOKENS})
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
+    Migration(4, "placeholder tokens per frozen variant", _variant_tokens),
     Migration(6, "fetch log", _fetch_log),
     Migration(7, "bounce events and VERP tags", _bounces),
 )

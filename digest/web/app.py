@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.errors import DigestError, SubscriberError
+from digest.placeholders import UNSUBSCRIBE_HELP
 from digest.web import assets, pages
 from digest.web.archive import ArchiveOptions, ArchiveSource, archive_routes
 from digest.web.forms import MAX_BODY, form_fields, is_one_click
@@ -96,6 +97,7 @@ def create_app(
 
     Routes: ``/u/{token}`` (confirmation page on GET, RFC 8058 one-click and
     the form on POST), ``/issues/{key}/{variant}.html`` (web versions),
+    ``/unsubscribe-help`` (where a web version's unsubscribe link leads),
     ``/healthz``, and, when ``enable_preview``, the preview UI at ``/`` with
     ``/preview/{week}/{variant}.{html,txt,eml}`` and ``/_fingerprint``.
     Without the preview those routes answer 404, for a public server.
@@ -141,6 +143,9 @@ def create_app(
         if html is None:
             raise HTTPException(404)
         return _html(html, csp=MESSAGE_CSP)
+
+    async def unsubscribe_help(request: Request) -> Response:
+        return _html(pages.unsubscribe_help(title))
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
@@ -205,6 +210,7 @@ def create_app(
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
         Route("/issues/{key}/{name}", web_version, methods=["GET"]),
+        Route(UNSUBSCRIBE_HELP, unsubscribe_help, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/_static/{name}", static, methods=["GET"]),
     ]

@@ -86,6 +86,25 @@ def bad_token(site: str) -> str:
     return layout(f"Invalid link – {site}", body)
 
 
+def unsubscribe_help(site: str) -> str:
+    """Where the web version's unsubscribe link leads: how to unsubscribe, since that copy is no one's."""
+    body = (
+        '<main class="card">\n'
+        f"<h1>How to unsubscribe from {_e(site)}</h1>\n"
+        "<p>You are reading a public web version of an issue. It belongs to no one, "
+        "so it cannot unsubscribe anyone.</p>\n"
+        "<p>To stop getting the emails, open an issue in your own inbox and either:</p>\n"
+        "<ul>\n"
+        "<li>follow the <strong>Unsubscribe</strong> link at the bottom of the email, or</li>\n"
+        "<li>use your mail program's <strong>Unsubscribe</strong> button next to the sender's name "
+        "(Gmail, Outlook, Apple Mail and Yahoo show one; it uses the email's List-Unsubscribe header).</li>\n"
+        "</ul>\n"
+        '<p class="muted">Either one unsubscribes you at once; no account or password is needed.</p>\n'
+        "</main>"
+    )
+    return layout(f"How to unsubscribe – {site}", body)
+
+
 def too_large(site: str) -> str:
     """The 413 page for an unsubscribe POST with an oversized body."""
     body = '<main class="card">\n<h1>Request too large</h1>\n</main>'
