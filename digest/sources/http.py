@@ -26,13 +26,13 @@ import asyncio
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
 from digest.config import FetchSettings
-from digest.errors import FetchError
+from digest.errors import FetchError, InvalidURL
 from digest.models import Source, SourceState
+from digest.urls import http_url
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
@@ -160,13 +160,9 @@ def _redirect_target(source: Source, resp: httpx.Response) -> str:
 def _checked(source: Source, url: str) -> str:
     """``url`` if it is a well-formed http(s) URL; ``FetchError`` otherwise."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when out of range
-    except ValueError as exc:
-        raise FetchError(source.name, f"invalid URL {url!r}: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(source.name, f"invalid URL {url!r}: need http(s) and a host")
-    return url
+        return http_url(url)
+    except InvalidURL as exc:
+        raise FetchError(source.name, str(exc)) from exc
 
 
 def _describe(exc: httpx.HTTPError, settings: FetchSettings) -> str:
