@@ -424,3 +424,24 @@ def test_a_value_the_store_cannot_take_fails_only_its_source(store: Store) -> No
     assert lines[1].result.error.startswith("could not be stored: ")
     assert [e.id for e in store.entries()] == ["g1"]
     assert store.source_states()["bad"].failures == 1
+
+
+def test_a_huge_feed_is_cut_to_its_newest_items_before_feedparser_reads_it(tmp_path: Path) -> None:
+    # 5,000 items, dated out of order: the 5 newest are the hours 4995..4999 wherever they stand.
+    order = [(i * 7919) % 5000 for i in range(5000)]
+    start = dt.datetime(2018, 1, 1, tzinfo=dt.UTC)
+    body = "".join(
+        f"<item><title>Item {h}</title><link>https://huge.example.org/{h}</link>"
+        f"<pubDate>{(start + dt.timedelta(hours=h)).strftime('%a, %d %b %Y %H:%M:%S +0000')}</pubDate></item>"
+        for h in order
+    )
+    feed = tmp_path / "huge.xml"
+    feed.write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>Huge</title>{body}</channel></rss>')
+
+    started = time.monotonic()
+    [result] = _gather([_local("huge", feed)], FetchSettings(max_entries=5), None)
+
+    assert result.status is FetchStatus.OK
+    assert sorted(e.title for e in result.entries) == [f"Item {h}" for h in range(4995, 5000)]
+    assert result.cut_entries == 4995
+    assert time.monotonic() - started < 3  # feedparser alone needs about 5 s for 5,000 items

@@ -84,7 +84,7 @@ def parse_fetched(source: Source, fetched: Fetched, tz: ZoneInfo, settings: Fetc
     settings = settings if settings is not None else FetchSettings()
     tally = Tally()
     if source.kind is SourceKind.FEED:
-        entries = parse_feed(source, fetched.body, fetched.content_type, fetched.url, tz, tally)
+        entries = parse_feed(source, fetched.body, fetched.content_type, fetched.url, tz, tally, settings.max_entries)
         count = len(entries)
     else:
         text = decode(fetched.body, fetched.content_type).text

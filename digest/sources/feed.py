@@ -30,9 +30,9 @@ import feedparser
 
 from digest.errors import ParseError
 from digest.models import Author, Entry, Source
-from digest.sources.dates import read_date
+from digest.sources.dates import parse_date, read_date
 from digest.sources.ids import IdInput, assign_ids
-from digest.sources.limits import Tally
+from digest.sources.limits import Tally, newest, prune_feed_xml
 from digest.sources.text import collapse, decode, headline, html_to_text
 
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
@@ -52,14 +52,21 @@ _JSON_BRACKET = re.compile(r"[\[\]{}]")
 
 
 def parse_feed(
-    source: Source, body: bytes, content_type: str, url: str, tz: ZoneInfo, tally: Tally | None = None
+    source: Source,
+    body: bytes,
+    content_type: str,
+    url: str,
+    tz: ZoneInfo,
+    tally: Tally | None = None,
+    max_entries: int | None = None,
 ) -> list[Entry]:
     """The entries of a feed document.
 
     ``content_type`` is the response's header ("" for a local file), ``url``
     where the bytes came from (after redirects; relative links resolve
     against it). Raises ``ParseError`` when the bytes are not a feed.
-    What was dropped on the way is counted in ``tally``.
+    What was dropped on the way is counted in ``tally``. With
+    ``max_entries`` only that many of the newest items are read at all.
     """
     tally = tally if tally is not None else Tally()
     text = decode(body, content_type).text
@@ -69,18 +76,22 @@ def parse_feed(
         raise ParseError(source.name, "XML entity declarations are refused")
     media = content_type.split(";", 1)[0].strip().lower()
     if media in _JSON_TYPES or text.lstrip().startswith("{"):
-        return _json_feed(source, text, url, tz, tally)
-    return _xml_feed(source, text, media, url, tz, tally)
+        return _json_feed(source, text, url, tz, tally, max_entries)
+    return _xml_feed(source, text, media, url, tz, tally, max_entries)
 
 
 def _one_line(exc: object) -> str:
     return collapse(str(exc)) or type(exc).__name__
 
 
-def _xml_feed(source: Source, text: str, media: str, url: str, tz: ZoneInfo, tally: Tally) -> list[Entry]:
+def _xml_feed(
+    source: Source, text: str, media: str, url: str, tz: ZoneInfo, tally: Tally, max_entries: int | None
+) -> list[Entry]:
     if _XML_ROOTS.match(text) or not media:
         media = "application/xml"
     data = _XML_ENCODING.sub(r"\1utf-8", text, count=1).encode("utf-8")
+    if max_entries is not None:
+        data = prune_feed_xml(data, max_entries, tz, tally)
     parsed: Any = feedparser.parse(
         io.BytesIO(data),
         response_headers={"content-type": f"{media}; charset=utf-8", "content-location": url},
@@ -197,7 +208,7 @@ def _number(kind: type[int] | type[float]) -> Any:
     return read
 
 
-def _json_feed(source: Source, text: str, url: str, tz: ZoneInfo, tally: Tally) -> list[Entry]:
+def _json_feed(source: Source, text: str, url: str, tz: ZoneInfo, tally: Tally, max_entries: int | None) -> list[Entry]:
     if not json_depth_ok(text):
         raise ParseError(source.name, f"not a feed: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -212,6 +223,8 @@ def _json_feed(source: Source, text: str, url: str, tz: ZoneInfo, tally: Tally) 
     items = doc.get("items")
     if not isinstance(items, list):
         raise ParseError(source.name, "not a feed: JSON Feed without an items list")
+    if max_entries is not None:
+        items = newest(items, max_entries, lambda item: _json_date(item, tz), tally)
     feed_authors = _json_authors(doc)
     drafts: list[Entry] = []
     guids: list[str | None] = []
@@ -249,6 +262,12 @@ def _json_entry(
         published=tally.date(raw_date, tz) if raw_date else None,
         tags=(str(t) for t in tags) if isinstance(tags, list) else (),
     )
+
+
+def _json_date(item: object, tz: ZoneInfo) -> dt.datetime | None:
+    if not isinstance(item, dict):
+        return None
+    return parse_date(_str(item.get("date_published")) or _str(item.get("date_modified")), tz)
 
 
 def _str(value: object) -> str:
