@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import multiprocessing
 import os
 import threading
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 Progress = Callable[[SourceResult], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,8 @@ def parse_isolated(source: Source, fetched: Fetched, tz: ZoneInfo, settings: Fet
         return parse_fetched(source, fetched, tz, settings)
     except SourceError as err:
         return ParseFailure(collapse(err.reason))
-    except Exception as exc:
+    except Exception as exc:  # the isolation boundary: one source's parse, whatever it raised
+        log.debug("%s: parse failed", source.name, exc_info=exc)
         detail = _one_line(exc)
         return ParseFailure(f"parse failed ({type(exc).__name__})" + (f": {detail}" if detail else ""))
 
@@ -215,7 +218,8 @@ async def gather_one(
         fetched = await fetch(client, source, state, settings)
     except SourceError as err:
         return result(FetchStatus.FAILED, error=collapse(err.reason))
-    except Exception as exc:
+    except Exception as exc:  # the isolation boundary of one source's fetch
+        log.debug("%s: fetch failed", source.name, exc_info=exc)
         detail = _one_line(exc)
         return result(
             FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__})" + (f": {detail}" if detail else "")
@@ -237,7 +241,7 @@ async def gather_one(
         return result(FetchStatus.FAILED, error=timed_out)
     except BrokenProcessPool:
         return result(FetchStatus.FAILED, error="the parser process died while parsing this source")
-    except Exception as exc:
+    except Exception as exc:  # the pool could not run the parse or send back its outcome
         return result(FetchStatus.FAILED, error=f"parse failed ({type(exc).__name__}): {_one_line(exc)}")
     if isinstance(outcome, ParseFailure):
         return result(FetchStatus.FAILED, error=outcome.reason)

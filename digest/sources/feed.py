@@ -117,7 +117,7 @@ def _xml_feed(
     for e in entries:
         try:
             draft = _xml_entry(source, e, url, tz, tally, feed_authors)
-        except Exception:
+        except Exception:  # one unreadable entry is left out (counted), never its source
             tally.dropped_entries += 1
             continue
         if draft is not None:
@@ -233,7 +233,7 @@ def _json_feed(source: Source, text: str, url: str, tz: ZoneInfo, tally: Tally, 
             continue
         try:
             drafts.append(_json_entry(source, item, url, tz, tally, feed_authors))
-        except Exception:
+        except Exception:  # one unreadable entry is left out (counted), never its source
             tally.dropped_entries += 1
             continue
         guids.append(_guid(item.get("id")))

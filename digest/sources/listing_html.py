@@ -113,7 +113,7 @@ def parse_html_listing(source: Source, html: str, page_url: str, tz: ZoneInfo, t
     for item in items:
         try:
             entry = _entry(source, item, compiled, base, tz, tally)
-        except Exception:
+        except Exception:  # one unreadable entry is left out (counted), never its source
             tally.dropped_entries += 1
             continue
         if entry is not None:
