@@ -198,12 +198,13 @@ def _fill(record: TextRecord, part: str, lines: list[str]) -> None:
 
 
 def _blank_separated(blocks: list[int], anchors: list[int]) -> bool:
-    """Whether blank lines separate records: no paragraph holds two dates, most dates share theirs."""
+    """Whether blank lines separate records: no paragraph holds two dates, and most dates share
+    their paragraph with the lines before them (so the parts before a date are in its paragraph)."""
     dated = [blocks[i] for i in anchors]
     if len(set(blocks)) < 2 or len(set(dated)) != len(dated):
         return False
-    shared = sum(1 for i in anchors if blocks.count(blocks[i]) > 1)
-    return shared * 2 >= len(anchors)
+    joined = sum(1 for i in anchors if i > 0 and blocks[i - 1] == blocks[i])
+    return joined * 2 >= len(anchors)
 
 
 def _trailing_urls(lines: list[str], most: int) -> int:
