@@ -7,8 +7,8 @@ original as ``__cause__``::
 
     DigestError
      ├── ConfigError          bad digest.toml, bad CLI usage       (exit 2)
+     ├── InvalidURL           a URL that cannot be parsed (also a ValueError)
      ├── SubscriberError      a bad subscriber row or address
-     ├── InvalidURL           a malformed URL (also a ValueError)   urls.py
      ├── SourceError          one source failed; the others go on
      │    ├── FetchError      network, HTTP status, limits
      │    └── ParseError      bytes that are not a feed / listing
@@ -35,24 +35,12 @@ class ConfigError(DigestError):
     exit_code = 2
 
 
+class InvalidURL(DigestError, ValueError):
+    """A URL that cannot be parsed or is not of the kind needed; raised only by ``digest.urls``."""
+
+
 class SubscriberError(DigestError):
     """A subscriber address or list row is invalid."""
-
-
-class InvalidURL(DigestError, ValueError):
-    """A URL that cannot be parsed or is not of the kind required (``digest.urls``).
-
-    Also a ``ValueError``, so code that validates values catches it with the rest.
-    ``url`` is the offending text, ``reason`` what is wrong with it.
-    """
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"invalid URL {url!r}: {reason}")
-        self.url = url
-        self.reason = reason
-
-    def __reduce__(self) -> tuple[type[InvalidURL], tuple[str, str]]:
-        return (type(self), (self.url, self.reason))
 
 
 class SourceError(DigestError):

@@ -49,9 +49,11 @@ MAX_LENGTH = 32_768
 
 @dataclass(frozen=True, slots=True)
 class URL:
-    """A parsed, checked URL. ``host`` is lower-case, without IPv6 brackets; ``port`` is None when absent."""
+    """A parsed, checked URL: lower-case scheme and host (IPv6 without brackets), the port if one was given.
 
-    text: str
+    ``text`` is the URL as parsed (stripped).
+    """
+
     scheme: str
     host: str
     port: int | None
@@ -60,6 +62,7 @@ class URL:
     fragment: str
     username: str = ""
     password: str = ""
+    text: str = ""
 
     @property
     def is_http(self) -> bool:
@@ -72,7 +75,7 @@ class URL:
 
 
 def _bad(text: str, reason: str) -> InvalidURL:
-    return InvalidURL(text, reason)
+    return InvalidURL(f"invalid URL {text!r}: {reason}")
 
 
 def parse(text: str) -> URL:

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import httpx
 
+from digest import urls
 from digest.config import FetchSettings
-from digest.errors import FetchError, InvalidURL
+from digest.errors import FetchError
 from digest.models import Source, SourceState
-from digest.urls import http_url
 
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
@@ -160,8 +160,8 @@ def _redirect_target(source: Source, resp: httpx.Response) -> str:
 def _checked(source: Source, url: str) -> str:
     """``url`` if it is a well-formed http(s) URL; ``FetchError`` otherwise."""
     try:
-        return http_url(url)
-    except InvalidURL as exc:
+        return urls.http_url(url)
+    except urls.InvalidURL as exc:
         raise FetchError(source.name, str(exc)) from exc
 
 
