@@ -149,7 +149,7 @@ def _bad_source_toml(url: str, payload: Payload) -> str:
 
 
 def _config(folder: Path, server: FeedServer, payload: Payload) -> Path:
-    url = server.serve(payload.id, payload.body, payload.content_type)
+    url = server.page(payload.id, payload.body, payload.content_type)
     text = (
         '[digest]\ntitle = "Isolation"\ntimezone = "UTC"\n\n'
         '[fetch]\ndeadline = 20\nconnect_timeout = 2\nallow_private = ["127.0.0.1"]\n\n'
@@ -234,8 +234,8 @@ def _recent_rss() -> bytes:
 def test_digest_run_records_the_good_source_and_sends(
     payload: Payload, feed_server: FeedServer, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
-    good_url = feed_server.serve("recent.xml", _recent_rss(), "application/rss+xml")
-    bad_url = feed_server.serve(payload.id, payload.body, payload.content_type)
+    good_url = feed_server.page("recent.xml", _recent_rss(), "application/rss+xml")
+    bad_url = feed_server.page(payload.id, payload.body, payload.content_type)
     extra = f'\n[[sources]]\nname = "{GOOD}"\nurl = "{good_url}"\n\n' + _bad_source_toml(bad_url, payload)
     config = ws.make_folder(tmp_path / "site", ws.rows(2), port=smtp_server.port, extra=extra)
     text = config.read_text(encoding="utf-8")
@@ -403,7 +403,7 @@ def test_a_failed_source_keeps_its_state_and_counts_failures(feed_server: FeedSe
     assert before.etag and before.item_count == 3
 
     # The same source turns hostile twice: nothing of what it had is lost, the failures add up.
-    feed_server.serve("deep", PAYLOADS[0].body, "application/feed+json")
+    feed_server.page("deep", PAYLOADS[0].body, "application/feed+json")
     config.write_text(text.replace("etag/feeds/rss2.xml", "mem/deep"), encoding="utf-8")
     for failures in (1, 2):
         assert _invoke("--config", str(config), "fetch").exit_code == 1
