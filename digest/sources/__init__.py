@@ -44,7 +44,7 @@ from digest.sources.http import Fetched, fetch, make_client
 from digest.sources.limits import Tally, capped, keep_newest
 from digest.sources.listing_html import parse_html_listing
 from digest.sources.listing_text import parse_text_listing
-from digest.sources.text import collapse, decode
+from digest.sources.text import collapse, decode, one_line
 
 __all__ = [
     "ParseFailure",
@@ -102,11 +102,6 @@ def parse_fetched(source: Source, fetched: Fetched, tz: ZoneInfo, settings: Fetc
     return Parsed(tuple(capped(e, settings.max_text, tally) for e in kept), count, tally)
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = collapse(str(exc))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def parse_isolated(source: Source, fetched: Fetched, tz: ZoneInfo, settings: FetchSettings) -> Parsed | ParseFailure:
     """``parse_fetched``, with every exception of the parse turned into a ``ParseFailure``.
 
@@ -122,8 +117,7 @@ def parse_isolated(source: Source, fetched: Fetched, tz: ZoneInfo, settings: Fet
         return ParseFailure(collapse(err.reason))
     except Exception as exc:  # the isolation boundary: one source's parse, whatever it raised
         log.debug("%s: parse failed", source.name, exc_info=exc)
-        detail = _one_line(exc)
-        return ParseFailure(f"parse failed ({type(exc).__name__})" + (f": {detail}" if detail else ""))
+        return ParseFailure(f"parse failed ({type(exc).__name__}): {one_line(exc)}")
 
 
 async def _in_daemon_thread(
@@ -220,10 +214,7 @@ async def gather_one(
         return result(FetchStatus.FAILED, error=collapse(err.reason))
     except Exception as exc:  # the isolation boundary of one source's fetch
         log.debug("%s: fetch failed", source.name, exc_info=exc)
-        detail = _one_line(exc)
-        return result(
-            FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__})" + (f": {detail}" if detail else "")
-        )
+        return result(FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__}): {one_line(exc)}")
     if fetched.not_modified:
         return result(FetchStatus.NOT_MODIFIED, state=state)
     # Fetching and parsing one source share one deadline.
@@ -242,7 +233,7 @@ async def gather_one(
     except BrokenProcessPool:
         return result(FetchStatus.FAILED, error="the parser process died while parsing this source")
     except Exception as exc:  # the pool could not run the parse or send back its outcome
-        return result(FetchStatus.FAILED, error=f"parse failed ({type(exc).__name__}): {_one_line(exc)}")
+        return result(FetchStatus.FAILED, error=f"parse failed ({type(exc).__name__}): {one_line(exc)}")
     if isinstance(outcome, ParseFailure):
         return result(FetchStatus.FAILED, error=outcome.reason)
     if source.kind is SourceKind.LISTING:

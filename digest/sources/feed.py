@@ -33,7 +33,7 @@ from digest.models import Author, Entry, Source
 from digest.sources.dates import parse_date, read_date
 from digest.sources.ids import IdInput, assign_ids
 from digest.sources.limits import Tally, newest, prune_feed_xml
-from digest.sources.text import collapse, decode, headline, html_to_text
+from digest.sources.text import collapse, decode, headline, html_to_text, one_line
 
 _ENTITY_DECL = re.compile(r"<!ENTITY", re.I)
 _XML_ENCODING = re.compile(r"^(\s*<\?xml[^>]*?encoding\s*=\s*[\"'])[^\"']*", re.I)
@@ -80,10 +80,6 @@ def parse_feed(
     return _xml_feed(source, text, media, url, tz, tally, max_entries)
 
 
-def _one_line(exc: object) -> str:
-    return collapse(str(exc)) or type(exc).__name__
-
-
 def _xml_feed(
     source: Source, text: str, media: str, url: str, tz: ZoneInfo, tally: Tally, max_entries: int | None
 ) -> list[Entry]:
@@ -106,7 +102,7 @@ def _xml_feed(
     if not entries:
         if bozo:
             what = "malformed feed" if version else "not a feed"
-            raise ParseError(source.name, f"{what}: {_one_line(parsed.get('bozo_exception', 'unreadable'))}")
+            raise ParseError(source.name, f"{what}: {one_line(parsed.get('bozo_exception', 'unreadable'))}")
         if not version:
             raise ParseError(source.name, "not a feed: no RSS, Atom or JSON Feed document found")
         return []
@@ -124,7 +120,7 @@ def _xml_feed(
             drafts.append(draft)
             guids.append(_guid(e.get("id")))
     if not drafts and bozo:
-        raise ParseError(source.name, f"malformed feed: {_one_line(parsed.get('bozo_exception', 'unreadable'))}")
+        raise ParseError(source.name, f"malformed feed: {one_line(parsed.get('bozo_exception', 'unreadable'))}")
     return _with_ids(source, drafts, guids, [url, feed.get("link", "")])
 
 
@@ -216,7 +212,7 @@ def _json_feed(source: Source, text: str, url: str, tz: ZoneInfo, tally: Tally, 
     except _NumberTooLong as exc:
         raise ParseError(source.name, f"not a feed: {exc}") from exc
     except json.JSONDecodeError as exc:
-        raise ParseError(source.name, f"not a feed: invalid JSON: {_one_line(exc)}") from exc
+        raise ParseError(source.name, f"not a feed: invalid JSON: {one_line(exc)}") from exc
     version = doc.get("version") if isinstance(doc, dict) else None
     if not isinstance(version, str) or not version.startswith(_JSONFEED_VERSION):
         raise ParseError(source.name, "not a feed: JSON without a jsonfeed.org version")
