@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 from digest.urls import canonical as canonical_url
 from digest.urls import is_http
+from digest.urls import is_http as is_url
 
-__all__ = ["IdInput", "assign_ids", "canonical_url", "content_id"]
+# canonical_url and is_url are digest.urls' canonical and is_http, under the names this module always had.
+__all__ = ["IdInput", "assign_ids", "canonical_url", "content_id", "is_url"]
 
 _GENERIC_GUIDS = frozenset({"", "0", "1", "-1", "none", "null", "nil", "undefined", "n/a", "na", "guid", "id", "#"})
 
