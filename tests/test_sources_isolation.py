@@ -448,3 +448,30 @@ def test_a_huge_feed_is_cut_to_its_newest_items_before_feedparser_reads_it(tmp_p
     assert sorted(e.title for e in result.entries) == [f"Item {h}" for h in range(4995, 5000)]
     assert result.cut_entries == 4995
     assert time.monotonic() - started < 3  # feedparser alone needs about 5 s for 5,000 items
+
+
+def test_digest_fetch_with_enough_sources_for_worker_processes_isolates_there_too(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    from digest.sources import POOL_FROM  # from this many sources on, parsing runs in worker processes
+
+    hostile = {"deep": PAYLOADS[0], "digits": PAYLOADS[1], "xxe": PAYLOADS[9]}
+    lines = ['[digest]\ntitle = "Pool"\ntimezone = "UTC"\n\n[fetch]\nallow_private = ["127.0.0.1"]\n']
+    for name, payload in hostile.items():
+        lines.append(
+            f'[[sources]]\nname = "{name}"\nurl = "{feed_server.page(name, payload.body, payload.content_type)}"\n'
+        )
+    good = [f"good-{i:02d}" for i in range(POOL_FROM)]
+    for i, name in enumerate(good):
+        lines.append(f'[[sources]]\nname = "{name}"\nurl = "{feed_server.url(f"feeds/rss2.xml?copy={i}")}"\n')
+    config = tmp_path / "digest.toml"
+    config.write_text("\n".join(lines), encoding="utf-8")
+
+    result = _invoke("--config", str(config), "fetch", "--json")
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    report = {row["source"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert {name: report[name]["status"] for name in hostile} == dict.fromkeys(hostile, "failed")
+    assert "nested deeper than 64" in report["deep"]["error"]
+    assert all(report[name]["status"] == "ok" for name in good)
+    assert report[good[0]]["new"] == 3
