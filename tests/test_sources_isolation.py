@@ -28,7 +28,7 @@ from digest.cli import cli
 from digest.config import FetchSettings
 from digest.models import Entry, FetchStatus, ListingFormat, Source, SourceKind, SourceResult, SourceState
 from digest.pipeline.gather import _record
-from digest.sources import gather_one, parse_isolated, stop_pool
+from digest.sources import POOL_FROM, gather_one, parse_isolated, stop_pool
 from digest.sources.http import Fetched, make_client
 from digest.store import Store
 from tests.data.send import workspace as ws
@@ -453,15 +453,13 @@ def test_a_huge_feed_is_cut_to_its_newest_items_before_feedparser_reads_it(tmp_p
 def test_digest_fetch_with_enough_sources_for_worker_processes_isolates_there_too(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
-    from digest.sources import POOL_FROM  # from this many sources on, parsing runs in worker processes
-
     hostile = {"deep": PAYLOADS[0], "digits": PAYLOADS[1], "xxe": PAYLOADS[9]}
     lines = ['[digest]\ntitle = "Pool"\ntimezone = "UTC"\n\n[fetch]\nallow_private = ["127.0.0.1"]\n']
     for name, payload in hostile.items():
         lines.append(
             f'[[sources]]\nname = "{name}"\nurl = "{feed_server.page(name, payload.body, payload.content_type)}"\n'
         )
-    good = [f"good-{i:02d}" for i in range(POOL_FROM)]
+    good = [f"good-{i:02d}" for i in range(POOL_FROM)]  # enough sources for parsing in worker processes
     for i, name in enumerate(good):
         lines.append(f'[[sources]]\nname = "{name}"\nurl = "{feed_server.url(f"feeds/rss2.xml?copy={i}")}"\n')
     config = tmp_path / "digest.toml"
