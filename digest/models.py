@@ -315,6 +315,13 @@ class SourceResult:
 
     ``state`` is the new state to store; for ``failed`` and ``broken`` it is
     ``None`` and the store keeps the old state (only counting the failure).
+
+    The counts note what parsing dropped or cut without failing the source:
+    ``dropped_links`` links that were not usable URLs (the entries kept,
+    without a link), ``dropped_entries`` entries that could not be read at
+    all, ``bad_dates`` dates outside 1970–2100 (treated as missing),
+    ``cut_entries`` entries beyond ``[fetch] max_entries`` (the oldest),
+    ``cut_texts`` summaries or contents cut to ``[fetch] max_text``.
     """
 
     source: str
@@ -323,6 +330,23 @@ class SourceResult:
     state: SourceState | None = None
     error: str = ""
     elapsed: float = 0.0
+    dropped_links: int = 0
+    dropped_entries: int = 0
+    bad_dates: int = 0
+    cut_entries: int = 0
+    cut_texts: int = 0
+
+    @property
+    def notes(self) -> dict[str, int]:
+        """The non-zero counts of what parsing dropped or cut, by field name."""
+        counts = {
+            "dropped_links": self.dropped_links,
+            "dropped_entries": self.dropped_entries,
+            "bad_dates": self.bad_dates,
+            "cut_entries": self.cut_entries,
+            "cut_texts": self.cut_texts,
+        }
+        return {k: v for k, v in counts.items() if v}
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,9 +104,48 @@ def print_fetch(lines: list[pipeline.FetchLine]) -> None:
         r = line.result
         if r.error:
             console.print(Text.assemble(r.source, ": ", (r.status.value, STATUS_STYLE[r.status]), ": ", r.error))
+        if r.notes:
+            console.print(Text.assemble(r.source, ": ", ("notes", "yellow"), ": ", describe_notes(r)))
     total = sum(line.counts.new for line in lines)
     bad = sum(1 for line in lines if line.result.status in (FetchStatus.FAILED, FetchStatus.BROKEN))
     console.print(f"{total} new entries from {len(lines)} sources; {bad} failed")
+
+
+_NOTES = {
+    "dropped_links": "{n} bad link{s} dropped (entries kept)",
+    "dropped_entries": "{n} unreadable entr{ies} left out",
+    "bad_dates": "{n} date{s} outside 1970-2100 (first-seen date used)",
+    "cut_entries": "{n} older entr{ies} left out (max_entries)",
+    "cut_texts": "{n} text{s} cut (max_text)",
+}
+
+
+def describe_notes(result: SourceResult) -> str:
+    """What parsing dropped or cut, in words: "2 bad links dropped (entries kept); 1 date outside …"."""
+    parts = []
+    for key, n in result.notes.items():
+        plural = n != 1
+        parts.append(_NOTES[key].format(n=n, s="s" if plural else "", ies="ies" if plural else "y"))
+    return "; ".join(parts)
+
+
+def fetch_line_to_dict(line: pipeline.FetchLine) -> dict[str, Any]:
+    """One source's fetch report as JSON: status, counts, error, and what parsing dropped or cut."""
+    r, c = line.result, line.counts
+    return {
+        "source": r.source,
+        "status": r.status.value,
+        "new": c.new,
+        "updated": c.updated,
+        "unchanged": c.unchanged,
+        "error": r.error or None,
+        "elapsed": round(r.elapsed, 3),
+        "dropped_links": r.dropped_links,
+        "dropped_entries": r.dropped_entries,
+        "bad_dates": r.bad_dates,
+        "cut_entries": r.cut_entries,
+        "cut_texts": r.cut_texts,
+    }
 
 
 @cli.command()

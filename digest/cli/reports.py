@@ -16,7 +16,6 @@ ends with), the counts, and ``problems`` (one line each). The shapes:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -33,18 +32,9 @@ R = TypeVar("R")
 
 
 def fetch_report(lines: list[pipeline.FetchLine]) -> dict[str, Any]:
-    sources = []
-    for line in lines:
-        r = line.result
-        sources.append(
-            {
-                "source": r.source,
-                "status": str(r.status.value),
-                "error": r.error or None,
-                "elapsed": round(r.elapsed, 3),
-                **dataclasses.asdict(line.counts),
-            }
-        )
+    from digest.cli.gather import fetch_line_to_dict
+
+    sources = [fetch_line_to_dict(line) for line in lines]
     failed = [line.result for line in lines if line.result.status in FAILED]
     totals = {
         "sources": len(lines),

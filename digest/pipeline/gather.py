@@ -5,14 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from digest.config import Config
 from digest.configcheck import redact
 from digest.errors import ConfigError, StoreError
-from digest.models import (
-    SourceResult,
-)
+from digest.models import FetchStatus, SourceResult
 from digest.sources import gather
 from digest.store import FetchCounts, Store
 
@@ -52,4 +50,20 @@ def fetch_all(
 ) -> list[FetchLine]:
     """Gather every source and record each result; one bad source never blocks the rest."""
     results = gather(config.sources, store.source_states(), config.fetch, config.digest.tz, progress=progress)
-    return [FetchLine(r, store.record_fetch(r, now)) for r in results]
+    return [_record(store, r, now) for r in results]
+
+
+def _record(store: Store, result: SourceResult, now: dt.datetime) -> FetchLine:
+    """Record one source's result; when the store refuses its values, record it as failed instead.
+
+    A value the database cannot take (say, a date it cannot represent) is that
+    source's problem: the others are recorded, and this one keeps its
+    previous state and counts a failure. A store that refuses even that is
+    down, and its error goes up.
+    """
+    try:
+        return FetchLine(result, store.record_fetch(result, now))
+    except StoreError as err:
+        log.warning("%s: could not store its entries: %s", result.source, err)
+        failed = replace(result, status=FetchStatus.FAILED, entries=(), state=None, error=f"could not be stored: {err}")
+        return FetchLine(failed, store.record_fetch(failed, now))

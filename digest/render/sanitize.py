@@ -9,11 +9,13 @@ digest allows them, and tracking pixels (1x1 and the like) always are.
 from __future__ import annotations
 
 import re
-from urllib.parse import urljoin, urlsplit
 
 import nh3
 from lxml import etree
 from lxml import html as lxml_html
+
+from digest import urls
+from digest.errors import InvalidURL
 
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 _TAGS = frozenset(
@@ -92,11 +94,11 @@ def sanitize_html(markup: str, *, base_url: str | None = None, allow_images: boo
 def _absolute(url: str | None, base_url: str | None) -> str | None:
     if not url or not url.strip():
         return None
-    url = url.strip()
-    if base_url:
-        url = urljoin(base_url, url)
-    scheme = urlsplit(url).scheme.lower()
-    return url if scheme in URL_SCHEMES else None
+    try:
+        parsed = urls.parse(urls.join(base_url or "", url))
+    except InvalidURL:
+        return None
+    return parsed.text if parsed.scheme in URL_SCHEMES else None
 
 
 def truncate_html(fragment: str, limit: int) -> str:

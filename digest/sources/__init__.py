@@ -7,7 +7,13 @@ source (``SourceState``) and stores the new state it gets back.
 
 One source's trouble stays that source's: a failure, a timeout, a huge or
 malformed body becomes a ``failed`` result with a one-line ``error``, and
-the other sources go on. A listing whose ``item`` selector suddenly matches
+the other sources go on. ``gather_one`` is the isolation boundary: any
+exception from fetching or parsing one source (not only ``SourceError``:
+``RecursionError``, ``MemoryError``, a library's ``ValueError``) becomes
+that source's ``failed`` result naming the exception type, and fetching and
+parsing together must finish within ``FetchSettings.deadline`` (a parse
+that runs over fails the source; its thread or worker process is left
+behind and never holds up the run). A listing whose ``item`` selector suddenly matches
 nothing, or far fewer items than last time, is ``broken``: its entries are
 held back, since they are likely not entries at all, and its state is left
 as it was.
@@ -17,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -32,36 +41,103 @@ from digest.errors import ParseError, SourceError
 from digest.models import Entry, FetchStatus, ListingFormat, Source, SourceKind, SourceResult, SourceState
 from digest.sources.feed import parse_feed
 from digest.sources.http import Fetched, fetch, make_client
+from digest.sources.limits import Tally, capped, keep_newest
 from digest.sources.listing_html import parse_html_listing
 from digest.sources.listing_text import parse_text_listing
-from digest.sources.text import collapse, decode
+from digest.sources.text import collapse, decode, one_line
 
-__all__ = ["Parsed", "broken_reason", "gather", "gather_async", "gather_one", "parse_fetched"]
+__all__ = [
+    "ParseFailure",
+    "Parsed",
+    "broken_reason",
+    "gather",
+    "gather_async",
+    "gather_one",
+    "parse_fetched",
+    "parse_isolated",
+]
 
 Progress = Callable[[SourceResult], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """Entries parsed from one fetch, and the item count to compare next time."""
+    """Entries parsed from one fetch, the item count to compare next time, and what was cut or dropped."""
 
     entries: tuple[Entry, ...]
     item_count: int
+    tally: Tally = field(default_factory=Tally)
 
 
-def parse_fetched(source: Source, fetched: Fetched, tz: ZoneInfo) -> Parsed:
-    """Parse fetched bytes as the source's kind and format says; ``ParseError`` if they are not."""
+@dataclass(frozen=True, slots=True)
+class ParseFailure:
+    """Why parsing one source failed, as a plain value (it crosses process boundaries safely)."""
+
+    reason: str
+
+
+def parse_fetched(source: Source, fetched: Fetched, tz: ZoneInfo, settings: FetchSettings | None = None) -> Parsed:
+    """Parse fetched bytes as the source's kind and format says; ``ParseError`` if they are not.
+
+    The newest ``settings.max_entries`` entries are kept, each summary and
+    content cut to ``settings.max_text`` characters; the cuts are counted.
+    """
+    settings = settings if settings is not None else FetchSettings()
+    tally = Tally()
     if source.kind is SourceKind.FEED:
-        entries = parse_feed(source, fetched.body, fetched.content_type, fetched.url, tz)
-        return Parsed(tuple(entries), len(entries))
-    text = decode(fetched.body, fetched.content_type).text
-    if source.format is ListingFormat.TEXT:
-        entries = parse_text_listing(source, text, tz, fetched.url)
-        return Parsed(tuple(entries), len(entries))
-    if source.selectors is None:
-        raise ParseError(source.name, "an html listing needs selectors (at least item)")
-    listing = parse_html_listing(source, text, fetched.url, tz)
-    return Parsed(listing.entries, listing.item_count)
+        entries = parse_feed(source, fetched.body, fetched.content_type, fetched.url, tz, tally, settings.max_entries)
+        count = len(entries)
+    else:
+        text = decode(fetched.body, fetched.content_type).text
+        if source.format is ListingFormat.TEXT:
+            entries = parse_text_listing(source, text, tz, fetched.url, tally)
+            count = len(entries)
+        elif source.selectors is None:
+            raise ParseError(source.name, "an html listing needs selectors (at least item)")
+        else:
+            listing = parse_html_listing(source, text, fetched.url, tz, tally)
+            entries, count = list(listing.entries), listing.item_count
+    kept = keep_newest(entries, settings.max_entries, tally)
+    return Parsed(tuple(capped(e, settings.max_text, tally) for e in kept), count, tally)
+
+
+def parse_isolated(source: Source, fetched: Fetched, tz: ZoneInfo, settings: FetchSettings) -> Parsed | ParseFailure:
+    """``parse_fetched``, with every exception of the parse turned into a ``ParseFailure``.
+
+    This is the isolation boundary of one source's parse: whatever the bytes
+    make the parsers raise (``RecursionError``, ``MemoryError``, a
+    ``ValueError`` from a library), it ends here as a value naming the
+    exception type. Returning a value rather than raising also keeps a
+    worker process from sending back an exception that cannot be pickled.
+    """
+    try:
+        return parse_fetched(source, fetched, tz, settings)
+    except SourceError as err:
+        return ParseFailure(collapse(err.reason))
+    except Exception as exc:  # the isolation boundary: one source's parse, whatever it raised
+        log.debug("%s: parse failed", source.name, exc_info=exc)
+        return ParseFailure(f"parse failed ({type(exc).__name__}): {one_line(exc)}")
+
+
+async def _in_daemon_thread(
+    source: Source, fetched: Fetched, tz: ZoneInfo, settings: FetchSettings
+) -> Parsed | ParseFailure:
+    """Run ``parse_isolated`` in a daemon thread: one that runs past its deadline never holds up exit."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Parsed | ParseFailure] = loop.create_future()
+
+    def deliver(value: Parsed | ParseFailure) -> None:
+        if not done.done():
+            done.set_result(value)
+
+    def work() -> None:
+        value = parse_isolated(source, fetched, tz, settings)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the run ended without this parse
+            loop.call_soon_threadsafe(deliver, value)
+
+    threading.Thread(target=work, name=f"parse {source.name}"[:60], daemon=True).start()
+    return await done
 
 
 def broken_reason(source: Source, count: int, state: SourceState, ratio: float) -> str:
@@ -112,32 +188,73 @@ async def gather_one(
     def result(
         status: FetchStatus,
         *,
-        entries: tuple[Entry, ...] = (),
+        parsed: Parsed | None = None,
         state: SourceState | None = None,
         error: str = "",
     ) -> SourceResult:
         elapsed = time.monotonic() - started
-        return SourceResult(source.name, status, entries=entries, state=state, error=error, elapsed=elapsed)
+        tally = parsed.tally if parsed is not None else Tally()
+        return SourceResult(
+            source.name,
+            status,
+            entries=parsed.entries if parsed is not None and status is FetchStatus.OK else (),
+            state=state,
+            error=error,
+            elapsed=elapsed,
+            dropped_links=tally.dropped_links,
+            dropped_entries=tally.dropped_entries,
+            bad_dates=tally.bad_dates,
+            cut_entries=tally.cut_entries,
+            cut_texts=tally.cut_texts,
+        )
 
     try:
         fetched = await fetch(client, source, state, settings)
-        if fetched.not_modified:
-            return result(FetchStatus.NOT_MODIFIED, state=state)
-        loop = asyncio.get_running_loop()
-        try:
-            parsed = await loop.run_in_executor(pool, parse_fetched, source, fetched, tz)
-        except BrokenProcessPool as exc:
-            raise ParseError(source.name, "the parser process died while parsing this source") from exc
     except SourceError as err:
         return result(FetchStatus.FAILED, error=collapse(err.reason))
+    except Exception as exc:  # the isolation boundary of one source's fetch
+        log.debug("%s: fetch failed", source.name, exc_info=exc)
+        return result(FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__}): {one_line(exc)}")
+    if fetched.not_modified:
+        return result(FetchStatus.NOT_MODIFIED, state=state)
+    # Fetching and parsing one source share one deadline.
+    left = settings.deadline - (time.monotonic() - started)
+    timed_out = f"timed out after {settings.deadline:g}s (fetching and parsing)"
+    if left <= 0:
+        return result(FetchStatus.FAILED, error=timed_out)
+    try:
+        if pool is None:
+            outcome = await asyncio.wait_for(_in_daemon_thread(source, fetched, tz, settings), left)
+        else:
+            work = asyncio.get_running_loop().run_in_executor(pool, parse_isolated, source, fetched, tz, settings)
+            outcome = await asyncio.wait_for(work, left)
+    except TimeoutError:
+        return result(FetchStatus.FAILED, error=timed_out)
+    except BrokenProcessPool:
+        return result(FetchStatus.FAILED, error="the parser process died while parsing this source")
+    except Exception as exc:  # the pool could not run the parse or send back its outcome
+        return result(FetchStatus.FAILED, error=f"parse failed ({type(exc).__name__}): {one_line(exc)}")
+    if isinstance(outcome, ParseFailure):
+        return result(FetchStatus.FAILED, error=outcome.reason)
     if source.kind is SourceKind.LISTING:
-        problem = broken_reason(source, parsed.item_count, state, settings.broken_ratio)
+        problem = broken_reason(source, outcome.item_count, state, settings.broken_ratio)
         if problem:
-            return result(FetchStatus.BROKEN, error=problem)
+            return result(FetchStatus.BROKEN, parsed=outcome, error=problem)
     new_state = SourceState(
-        etag=fetched.etag, last_modified=fetched.last_modified, item_count=parsed.item_count, failures=0
+        etag=fetched.etag, last_modified=fetched.last_modified, item_count=outcome.item_count, failures=0
     )
-    return result(FetchStatus.OK, entries=parsed.entries, state=new_state)
+    return result(FetchStatus.OK, parsed=outcome, state=new_state)
+
+
+def stop_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Shut ``pool`` down without waiting for a parse that ran past its deadline (its worker is ended)."""
+    # Python 3.11 has no ProcessPoolExecutor.terminate_workers; the worker processes are in _processes.
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        proc.join(0.5)
+        if proc.is_alive():
+            proc.terminate()
 
 
 async def gather_async(
@@ -166,7 +283,7 @@ async def gather_async(
         return list(await asyncio.gather(*(run(s) for s in sources)))
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            stop_pool(pool)
         if own:
             await http.aclose()
 

@@ -13,7 +13,10 @@ Two strengths of matching:
 - ``parse_date`` reads a date out of a field that is known to hold one
   (a feed's ``pubDate``, an HTML listing's date element): ``date_format``,
   then ISO 8601, then RFC 822, then the common forms anywhere in the text,
-  then ``dateutil``.
+  then ``dateutil``. A date outside 1970–2100 (after conversion to UTC; a
+  zone offset can push year 9999 past the end of ``datetime``) is no date
+  at all: ``parse_date`` gives ``None``; ``read_date`` gives it unchecked,
+  for callers that count such dates (``in_range`` tells).
 """
 
 from __future__ import annotations
@@ -48,6 +51,20 @@ _FORMS = [
 _LINE_DECORATION = re.compile(r"^[\s\-–—|•·*:(\[]*(?:(?:posted|published|updated)(?:\s+on)?:?\s+)?", re.I)
 _LINE_TRAILER = re.compile(r"[\s\-–—|•·*:)\]]*$")
 _YEAR_RE = re.compile(r"\b\d{4}\b")
+
+
+#: Dates outside [EARLIEST, LATEST) are treated as missing: typos, placeholders, attacks.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2101, 1, 1, tzinfo=dt.UTC)
+
+
+def in_range(when: dt.datetime) -> bool:
+    """Whether ``when`` (aware) lies within 1970–2100 once converted to UTC."""
+    try:
+        utc = when.astimezone(dt.UTC)
+    except (OverflowError, ValueError):  # year 9999 at -23:59 is past datetime.max in UTC
+        return False
+    return EARLIEST <= utc < LATEST
 
 
 def localize(when: dt.datetime, tz: ZoneInfo) -> dt.datetime:
@@ -94,11 +111,17 @@ def parse_date_line(line: str, tz: ZoneInfo, date_format: str | None = None) -> 
 
 
 def parse_date(text: str | None, tz: ZoneInfo, date_format: str | None = None) -> dt.datetime | None:
-    """Read one date out of ``text``; ``None`` when nothing sensible is found.
+    """Read one date out of ``text``; ``None`` when nothing sensible is found or it is out of range.
 
     Naive results are placed in ``tz``. Text without a four-digit year is
     refused rather than completed from today's date.
     """
+    found = read_date(text, tz, date_format)
+    return found if found is not None and in_range(found) else None
+
+
+def read_date(text: str | None, tz: ZoneInfo, date_format: str | None = None) -> dt.datetime | None:
+    """``parse_date`` without the range check (see ``in_range``)."""
     if not text:
         return None
     text = " ".join(text.split())

@@ -33,10 +33,10 @@ import ssl
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
+from digest import urls
 from digest.config import FetchSettings
 from digest.errors import AddressRefused, FetchError
 from digest.models import Source, SourceState
@@ -181,13 +181,9 @@ def _redirect_target(source: Source, resp: httpx.Response) -> str:
 def _checked(source: Source, url: str) -> str:
     """``url`` if it is a well-formed http(s) URL; ``FetchError`` otherwise."""
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when out of range
-    except ValueError as exc:
-        raise FetchError(source.name, f"invalid URL {url!r}: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(source.name, f"invalid URL {url!r}: need http(s) and a host")
-    return url
+        return urls.http_url(url)
+    except urls.InvalidURL as exc:
+        raise FetchError(source.name, str(exc)) from exc
 
 
 def _describe(exc: httpx.HTTPError, settings: FetchSettings) -> str:

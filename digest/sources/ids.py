@@ -7,9 +7,10 @@ An id is chosen from the first trustworthy of:
    guid is namespaced as ``"<source>:guid:<guid>"``. A guid is not trusted
    when it is blank, generic ("1", "null", the feed's own address), or
    shared by two entries of the same fetch.
-2. the entry's link in canonical form (see ``canonical_url``): lower-case
-   scheme and host, default port dropped, tracking parameters (``utm_*``,
-   ``fbclid``, ``gclid``, …) and the fragment dropped, the query sorted.
+2. the entry's link in canonical form (``digest.urls.canonical``, also
+   exported here as ``canonical_url``): lower-case scheme and host, default
+   port dropped, tracking parameters (``utm_*``, ``fbclid``, ``gclid``, …)
+   and the fragment dropped, the query sorted.
    Not used when two entries of one fetch share it (a page that links every
    item to itself).
 3. a content hash: ``"<source>:sha256:<32 hex>"`` over the source name, the
@@ -23,41 +24,15 @@ import hashlib
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-_TRACKING = frozenset(
-    {
-        "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "yclid", "twclid", "igshid", "mc_cid",
-        "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "ref_src", "ref_url", "spm", "scid", "oly_anon_id",
-        "oly_enc_id", "vero_id", "wickedid", "_ga", "_gl", "cmpid", "s_cid", "ito",
-    }
-)  # fmt: skip
+from digest.urls import canonical as canonical_url
+from digest.urls import is_http
+from digest.urls import is_http as is_url
+
+# canonical_url and is_url are digest.urls' canonical and is_http, under the names this module always had.
+__all__ = ["IdInput", "assign_ids", "canonical_url", "content_id", "is_url"]
+
 _GENERIC_GUIDS = frozenset({"", "0", "1", "-1", "none", "null", "nil", "undefined", "n/a", "na", "guid", "id", "#"})
-
-
-def _is_tracking(key: str) -> bool:
-    k = key.lower()
-    return k.startswith(("utm_", "hsa_", "pk_", "mtm_")) or k in _TRACKING
-
-
-def canonical_url(url: str, *, keep_fragment: bool = False) -> str:
-    """``url`` in a canonical form for comparing links (see the module docstring)."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
-        host = f"{host}:{port}"
-    if parts.username or parts.password:
-        host = f"{parts.username or ''}{':' + parts.password if parts.password else ''}@{host}"
-    query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k))
-    return urlunsplit((scheme, host, parts.path or "/", urlencode(query), parts.fragment if keep_fragment else ""))
-
-
-def is_url(text: str) -> bool:
-    """Whether ``text`` is an absolute http(s) URL with a host."""
-    parts = urlsplit(text.strip())
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def _normal(text: str) -> str:
@@ -88,7 +63,7 @@ def _guid_id(source: str, guid: str | None, generic: Collection[str]) -> str | N
     g = guid.strip()
     if g.lower() in _GENERIC_GUIDS or len(g) > 2000:
         return None
-    if is_url(g):
+    if is_http(g):
         if canonical_url(g) in generic:
             return None
         return canonical_url(g, keep_fragment=True)
@@ -101,9 +76,9 @@ def assign_ids(source: str, items: Sequence[IdInput], generic: Collection[str] =
     ``generic`` holds canonical URLs that identify the feed or site rather
     than an entry (a guid or link equal to one of them is not trusted).
     """
-    generic = {canonical_url(g) for g in generic if g}
+    generic = {canonical_url(g) for g in generic if g and is_http(g)}
     guids = [_guid_id(source, it.guid, generic) for it in items]
-    links = [canonical_url(it.link) if it.link and is_url(it.link) else None for it in items]
+    links = [canonical_url(it.link) if it.link and is_http(it.link) else None for it in items]
     guid_counts = Counter(g for g in guids if g)
     link_counts = Counter(link for link in links if link)
     out: list[str] = []

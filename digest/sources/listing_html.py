@@ -8,7 +8,8 @@ evaluated inside it and are optional:
 - ``link``: ``href`` of the first match, or of its first ``a`` inside, or of
   the ``a`` around it. Without a selector, the title's link, else the
   item's first ``a[href]``. Resolved against the page URL, honouring
-  ``<base href>``; only http(s) links are kept.
+  ``<base href>``; only http(s) links are kept (a bad one is dropped and
+  counted; the entry stays).
 - ``date``: the ``datetime`` attribute of the first match, else its text,
   read with the source's ``date_format`` and then the fallback parsers of
   ``dates.parse_date``. Without a selector, the item's first ``time``.
@@ -20,19 +21,19 @@ evaluated inside it and are optional:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from urllib.parse import urljoin
 from zoneinfo import ZoneInfo
 
 import lxml.html
 from lxml import etree
 from lxml.cssselect import CSSSelector, SelectorError
 
-from digest.errors import ParseError
+from digest.errors import InvalidURL, ParseError
 from digest.models import Entry, Source
-from digest.sources.dates import parse_date
-from digest.sources.ids import IdInput, assign_ids, is_url
+from digest.sources.ids import IdInput, assign_ids
+from digest.sources.limits import Tally
 from digest.sources.listing_text import parse_author
 from digest.sources.text import collapse, headline
+from digest.urls import join
 
 _HEADINGS = CSSSelector("h1, h2, h3, h4, h5, h6")
 _ANCHORS = CSSSelector("a[href]")
@@ -73,15 +74,22 @@ def _href(el: lxml.html.HtmlElement) -> str | None:
 
 def _page_base(root: lxml.html.HtmlElement, page_url: str) -> str:
     base = root.find(".//base[@href]")
-    return urljoin(page_url, base.get("href").strip()) if base is not None else page_url
+    if base is None:
+        return page_url
+    try:
+        return join(page_url, str(base.get("href")))
+    except InvalidURL:
+        return page_url  # a broken <base> is ignored, as browsers do
 
 
-def parse_html_listing(source: Source, html: str, page_url: str, tz: ZoneInfo) -> Listing:
+def parse_html_listing(source: Source, html: str, page_url: str, tz: ZoneInfo, tally: Tally | None = None) -> Listing:
     """Read the entries of an HTML listing (see the module docstring).
 
     ``html`` is the decoded page, ``page_url`` where it was fetched from
     (after redirects). Raises ``ParseError`` for an invalid selector.
+    What was dropped on the way is counted in ``tally``.
     """
+    tally = tally if tally is not None else Tally()
     sel = source.selectors
     if sel is None:
         raise ParseError(source.name, "an html listing needs selectors (at least item)")
@@ -103,7 +111,11 @@ def parse_html_listing(source: Source, html: str, page_url: str, tz: ZoneInfo) -
     items = compiled["item"](root)
     drafts: list[Entry] = []
     for item in items:
-        entry = _entry(source, item, compiled, base, tz)
+        try:
+            entry = _entry(source, item, compiled, base, tz, tally)
+        except Exception:  # one unreadable entry is left out (counted), never its source
+            tally.dropped_entries += 1
+            continue
         if entry is not None:
             drafts.append(entry)
     ids = assign_ids(
@@ -120,6 +132,7 @@ def _entry(
     sel: dict[str, CSSSelector],
     base: str,
     tz: ZoneInfo,
+    tally: Tally,
 ) -> Entry | None:
     def first(name: str, default: CSSSelector | None = None) -> lxml.html.HtmlElement | None:
         selector = sel.get(name, default)
@@ -132,12 +145,10 @@ def _entry(
     href = _href(link_el) if link_el is not None else None
     if href is None and "link" not in sel:
         href = (_href(title_el) if title_el is not None else None) or _href_in(item)
-    link = urljoin(base, href.strip()) if href else None
-    if link is not None and not is_url(link):
-        link = None
+    link = tally.link(base, href)
     date_el = first("date", _TIMES)
     date_text = (date_el.get("datetime") or _text(date_el)) if date_el is not None else None
-    published = parse_date(date_text, tz, source.date_format)
+    published = tally.date(date_text, tz, source.date_format)
     if "summary" in sel:
         summary = collapse(" ".join(_text(el) for el in sel["summary"](item)))
     else:

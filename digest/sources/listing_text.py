@@ -44,8 +44,10 @@ from zoneinfo import ZoneInfo
 
 from digest.models import Author, Entry, Source
 from digest.sources.dates import parse_date_line
-from digest.sources.ids import IdInput, assign_ids, is_url
+from digest.sources.ids import IdInput, assign_ids
+from digest.sources.limits import Tally
 from digest.sources.text import clean_line, collapse, headline, words
+from digest.urls import is_http
 
 _PARTICLES = words("van von der den de del della da di du la le bin binti al el ibn dos das ter ten")
 _NOT_NAMES = words("read more continue reading share comments click here next previous back top home")
@@ -54,6 +56,7 @@ _NAME_WORD = re.compile(r"^[A-Z][\w'’.\-]*$")
 _SEPARATORS = re.compile(r",|\s+at\s+|\s+[-–—|]\s+")
 _BY = re.compile(r"^(?:by|written by|author:?)\s+", re.I)
 _SECOND_SENTENCE = re.compile(r"[a-z)][.!?]\s+[A-Z]")
+_SENTENCE_ENDS = tuple(".!?…:;\"”’')]")
 
 
 def _is_name(text: str) -> bool:
@@ -123,21 +126,59 @@ def _run(lines: list[str], test: Callable[[str], bool], *, from_end: bool) -> in
 
 
 def _is_prose(line: str) -> bool:
-    return not is_author_line(line) and not is_url(line.strip())
+    return not is_author_line(line) and not is_http(line.strip())
 
 
-def _take(part: str, lines: list[str], *, from_end: bool, last: bool) -> tuple[list[str], list[str]]:
-    """Split ``lines`` into (taken by ``part``, rest), taking from the start or the end."""
+def _is_bare_name(line: str) -> bool:
+    """An author line that is only a name ("Graham Allison"), no affiliation."""
+    return _SEPARATORS.search(_BY.sub("", collapse(line))) is None
+
+
+def _sentence_goes_on(line: str) -> bool:
+    """Whether prose ``line`` stops mid-sentence, so that the next line continues it (a wrapped line)."""
+    return _is_prose(line) and not line.rstrip().endswith(_SENTENCE_ENDS)
+
+
+def _authors_from_end(lines: list[str], *, summary_before: bool) -> int:
+    """How many author lines end ``lines``.
+
+    With ``summary_before`` (a summary precedes these lines in the record
+    shape), a bare name that continues a sentence left open on the line
+    before it is the wrapped end of that summary, not a byline.
+    """
+    n = 0
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
+        if not is_author_line(line):
+            break
+        if summary_before and i > 0 and _is_bare_name(line) and _sentence_goes_on(lines[i - 1]):
+            break
+        n += 1
+    return n
+
+
+def _take(
+    part: str, lines: list[str], *, from_end: bool, last: bool, reserve: int = 0, summary_before: bool = False
+) -> tuple[list[str], list[str]]:
+    """Split ``lines`` into (taken by ``part``, rest), taking from the start or the end.
+
+    ``last`` takes everything but ``reserve`` lines at the far end (the URL
+    lines of ``link`` parts still to come). A ``link`` takes one line, and only
+    one that is an http(s) URL.
+    """
     if not lines:
         return [], lines
-    if last:
-        n = len(lines)
+    if part == "link":
+        n = 1 if is_http(lines[-1] if from_end else lines[0]) else 0
+    elif last:
+        n = len(lines) - reserve
     elif part == "title":
         n = 1
-    elif part == "link":
-        n = 1 if is_url((lines[-1] if from_end else lines[0]).strip()) else 0
     elif part == "authors":
-        n = _run(lines, is_author_line, from_end=from_end)
+        if from_end:
+            n = _authors_from_end(lines, summary_before=summary_before)
+        else:
+            n = _run(lines, is_author_line, from_end=False)
     else:
         n = _run(lines, _is_prose, from_end=from_end)
     if from_end:
@@ -149,48 +190,89 @@ def _fill(record: TextRecord, part: str, lines: list[str]) -> None:
     if part == "title":
         record.title = clean_line(" ".join(lines))
     elif part == "link":
-        record.link = lines[0].strip() if lines else None
+        record.link = lines[0].strip() if lines and is_http(lines[0]) else None
     elif part == "authors":
         record.authors.extend(parse_author(line) for line in lines)
     elif part == "summary":
         record.summary_lines.extend(lines)
 
 
+def _blank_separated(blocks: list[int], anchors: list[int]) -> bool:
+    """Whether blank lines separate records: no paragraph holds two dates, and most dates share
+    their paragraph with the lines before them (so the parts before a date are in its paragraph)."""
+    dated = [blocks[i] for i in anchors]
+    if len(set(blocks)) < 2 or len(set(dated)) != len(dated):
+        return False
+    joined = sum(1 for i in anchors if i > 0 and blocks[i - 1] == blocks[i])
+    return joined * 2 >= len(anchors)
+
+
+def _trailing_urls(lines: list[str], most: int) -> int:
+    return min(most, _run(lines, lambda line: is_http(line), from_end=True))
+
+
 def read_records(text: str, tz: ZoneInfo, record: Sequence[str], date_format: str | None = None) -> list[TextRecord]:
     """The entries of a text listing, in file order (see the module docstring)."""
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
+    lines: list[str] = []
+    blocks: list[int] = []  # the paragraph (run of lines between blank lines) of each line
+    block = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            block += 1
+            continue
+        lines.append(line)
+        blocks.append(block)
     anchors = [(i, d) for i, line in enumerate(lines) if (d := parse_date_line(line, tz, date_format))]
     if not anchors:
         return []
+    separated = _blank_separated(blocks, [i for i, _ in anchors])
     at = record.index("date")
     before, after = list(record[:at]), list(record[at + 1 :])
+    absorbing = [p for p in after if p != "link"]
+    summary_before = "summary" in after
     records = [TextRecord(published=d) for _, d in anchors]
     bounds = [-1, *(i for i, _ in anchors), len(lines)]
     for k in range(len(anchors) + 1):
-        stretch = lines[bounds[k] + 1 : bounds[k + 1]]
+        start, end = bounds[k] + 1, bounds[k + 1]
+        stretch = lines[start:end]
         # Parts before the next date come from the end of the stretch…
         if k < len(anchors):
+            # …and, where blank lines separate records, only from the date's own paragraph.
+            own = stretch
+            if separated and after:
+                mine = end
+                while mine > start and blocks[mine - 1] == blocks[end]:
+                    mine -= 1
+                own = lines[mine:end]
+            rest = stretch[: len(stretch) - len(own)]
             for n, part in enumerate(reversed(before)):
                 # The first entry's leftovers are dropped, so nothing is "last" there;
                 # elsewhere the earliest before-part takes all when no after-part is waiting.
                 last = k > 0 and not after and n == len(before) - 1
-                taken, stretch = _take(part, stretch, from_end=True, last=last)
+                taken, own = _take(part, own, from_end=True, last=last, summary_before=summary_before)
                 _fill(records[k], part, taken)
+            stretch = rest + own
         # …and the parts after the previous date from its start.
         if k > 0:
             for n, part in enumerate(after):
-                taken, stretch = _take(part, stretch, from_end=False, last=n == len(after) - 1)
+                last = bool(absorbing) and part == absorbing[-1]
+                reserve = _trailing_urls(stretch, len(after) - n - 1) if last else 0
+                taken, stretch = _take(part, stretch, from_end=False, last=last, reserve=reserve)
                 _fill(records[k - 1], part, taken)
     return records
 
 
-def parse_text_listing(source: Source, text: str, tz: ZoneInfo, base_url: str | None = None) -> list[Entry]:
+def parse_text_listing(
+    source: Source, text: str, tz: ZoneInfo, base_url: str | None = None, tally: Tally | None = None
+) -> list[Entry]:
     """The entries of a text listing; titles are derived from summaries when missing.
 
     ``base_url`` resolves relative links (``link`` lines must be absolute
-    http(s) URLs to be recognised, so it rarely matters).
+    http(s) URLs to be recognised, so it rarely matters). A date outside
+    1970–2100 still anchors its entry but is not its published date (counted in ``tally``).
     """
+    tally = tally if tally is not None else Tally()
     records = read_records(text, tz, source.record, source.date_format)
     drafts: list[Entry] = []
     for rec in records:
@@ -204,7 +286,7 @@ def parse_text_listing(source: Source, text: str, tz: ZoneInfo, base_url: str | 
                 link=rec.link,
                 summary=summary,
                 authors=tuple(rec.authors),
-                published=rec.published,
+                published=tally.checked(rec.published),
                 title_derived=derived,
             )
         )

@@ -103,6 +103,12 @@ def collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+def one_line(what: object, limit: int = 300) -> str:
+    """``str(what)`` on one line, at most ``limit`` characters; an exception's type name when it says nothing."""
+    text = collapse(str(what)) or type(what).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment, whitespace collapsed; plain text passes through."""
     if "<" not in fragment and "&" not in fragment:
