@@ -36,7 +36,8 @@ from digest.config import SenderSettings
 from digest.errors import SendError
 from digest.models import Delivery, Outgoing
 from digest.send.base import Ledger, SendAborted, SendEvent, SendReport, Tally, TokenBucket
-from digest.send.session import AfterDot, ConnectFailed, Fatal, SmtpSession
+from digest.send.replies import RefusalWatch
+from digest.send.session import AfterDot, ConnectFailed, Fatal, Refused, SmtpSession
 
 
 class SmtpSender:
@@ -95,9 +96,10 @@ class SmtpSender:
         clock: Callable[[], datetime],
         should_send: Callable[[Outgoing], bool] | None = None,
         progress: Callable[[SendEvent], None] | None = None,
+        interrupt: threading.Event | None = None,
     ) -> SendReport:
         """Send every message once; see the module docstring for outcomes."""
-        run = _Run(self, ledger, clock, should_send, Tally(progress))
+        run = _Run(self, ledger, clock, should_send, Tally(progress), interrupt)
         return run.execute(messages)
 
 
@@ -111,13 +113,16 @@ class _Run:
         clock: Callable[[], datetime],
         should_send: Callable[[Outgoing], bool] | None,
         tally: Tally,
+        interrupt: threading.Event | None = None,
     ) -> None:
         self.s = sender
         self.ledger = ledger
         self.clock = clock
         self.should_send = should_send
         self.tally = tally
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # set by the run itself: a fatal error or an exception
+        self.interrupt = interrupt or threading.Event()  # set from outside: SIGTERM, Ctrl-C
+        self.refusals = RefusalWatch()
         self.error: BaseException | None = None
         self.work: queue.Queue[list[Outgoing] | None] = queue.Queue(maxsize=sender.settings.connections * 4)
         self.claim_many = getattr(ledger, "claim_many", None) if sender.claim_ahead else None
@@ -148,6 +153,10 @@ class _Run:
             raise self.error
         return report
 
+    def stopping(self) -> bool:
+        """No new message may be claimed: the run failed, or was interrupted."""
+        return self.stop.is_set() or self.interrupt.is_set()
+
     def chunks(self, messages: Iterable[Outgoing]) -> Iterator[list[Outgoing]]:
         size = self.s.batch if self.claim_many is not None or self.mark_sent_many is not None else 1
         for _, group in groupby(messages, key=attrgetter("issue_key")):
@@ -156,7 +165,7 @@ class _Run:
 
     def put(self, item: list[Outgoing] | None) -> bool:
         # Poll so a feeder never blocks forever on workers that have stopped.
-        while not self.stop.is_set():
+        while not self.stopping():
             try:
                 self.work.put(item, timeout=0.05)
                 return True
@@ -167,7 +176,7 @@ class _Run:
     def worker(self) -> None:
         conn = SmtpSession(self.s.settings, self.s.envelope_from, self.s.local_hostname, self.s.tls)
         try:
-            while not self.stop.is_set():
+            while not self.stopping():
                 try:
                     chunk = self.work.get(timeout=0.05)
                 except queue.Empty:
@@ -210,6 +219,11 @@ class _Run:
         sent: list[str] = []  # accepted by the server, not yet recorded
         try:
             for i, msg in enumerate(todo):
+                if self.stopping():
+                    # Stop between transactions, never inside one: nothing is left claimed.
+                    if ahead:
+                        self.release(todo[i:])
+                    break
                 if not ahead and not (self.wanted(msg) and self.claim(key, msg.recipient, sent)):
                     continue
                 try:
@@ -275,6 +289,7 @@ class _Run:
                 conn.reset()
                 if exc.permanent or attempt >= self.s.max_attempts:
                     self.fail(msg, exc, attempt)
+                    self.watch(msg, exc)
                     return
             else:
                 if self.mark_sent_many is not None:
@@ -282,6 +297,7 @@ class _Run:
                 else:
                     self.ledger.mark_sent(key, email, self.clock())
                 self.tally.add(Delivery.SENT, email, attempts=attempt)
+                self.refusals.observe(email, None)
                 return
             self.s.sleep(self.s.delay(attempt))
 
@@ -300,6 +316,32 @@ class _Run:
         )
         outcome = Delivery.FAILED_PERMANENT if permanent else Delivery.FAILED_TEMPORARY
         self.tally.add(outcome, msg.recipient, exc.code, str(exc), attempts)
+
+    def watch(self, msg: Outgoing, exc: SendError) -> None:
+        """Stop the run when the same permanent refusal keeps coming: the relay refuses us.
+
+        The rows refused in that streak are made due again (not failed for
+        good, and so never marked bounced): it was our mail that was refused.
+        """
+        reply = exc.reply if isinstance(exc, Refused) and exc.permanent else None
+        release = self.refusals.observe(msg.recipient, reply)
+        if not release:
+            return
+        now = self.clock()
+        for email in release:
+            self.ledger.mark_failed(
+                msg.issue_key,
+                email,
+                now,
+                permanent=False,
+                code=exc.code,
+                error=f"{exc} (the relay refuses us; due again)",
+                next_attempt=now,
+            )
+        self.tally.retract(Delivery.FAILED_PERMANENT, release)
+        for email in release:
+            self.tally.add(Delivery.FAILED_TEMPORARY, email)
+        raise Fatal(f"the relay refuses us: {f'{reply.code} {reply.text}' if reply else exc}", code=exc.code)
 
     def release(self, msgs: list[Outgoing]) -> None:
         """Claimed messages never tried because the run stops: due again at once."""
