@@ -88,6 +88,10 @@ def send_issue(
         key = built.issue.key
         warnings = built.warnings + _unfinished_week(config, weeks, clock())
         store.release_stale_claims(key, clock())
+        retry_for = config.sender.retry_for
+        store.give_up(
+            key, retry_for, clock(), lambda n: f"gave up after {_plural(n, 'try', 'tries')} over {human(retry_for)}"
+        )
         if config.sender.resend_unknown:
             store.requeue_unknown(key, clock())
         if retry_failed:
@@ -137,3 +141,16 @@ def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime)
             "(it is frozen now), nor in the next one",
         )
     return ()
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def human(span: dt.timedelta) -> str:
+    """A duration as people say it, in its largest whole unit: "3 days", "36 hours", "90 minutes"."""
+    seconds = int(span.total_seconds())
+    for size, one, many in ((86400, "day", "days"), (3600, "hour", "hours"), (60, "minute", "minutes")):
+        if seconds >= size and seconds % size == 0:
+            return _plural(seconds // size, one, many)
+    return _plural(seconds, "second", "seconds")

@@ -17,7 +17,7 @@ Rows come back with that lowercased address. Every method is safe to call from s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,8 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, func, or
 from digest.errors import StoreError
 from digest.models import Delivery
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import UtcDateTime, utc_text
 from digest.store.schema import deliveries as t_deliveries
-from digest.store.schema import utc_text
 
 _IN_CHUNK = 500
 _INSERT_CHUNK = 5000
@@ -46,6 +46,7 @@ class DeliveryRow:
     next_attempt: dt.datetime | None
     last_code: int | None
     last_error: str | None
+    first_attempt: dt.datetime | None = None
 
 
 def _row(r: Row[Any]) -> DeliveryRow:
@@ -58,6 +59,7 @@ def _row(r: Row[Any]) -> DeliveryRow:
         next_attempt=r.next_attempt,
         last_code=r.last_code,
         last_error=r.last_error,
+        first_attempt=r.first_attempt,
     )
 
 
@@ -93,16 +95,22 @@ def _states(include_unknown: bool) -> list[str]:
 # The hot path runs these once or twice per message: built once, so each call only binds values
 # (building the expression trees anew cost more than the UPDATE itself).
 _c = t_deliveries.c
+_CLAIMED: dict[str, Any] = {
+    "state": Delivery.CLAIMED.value,
+    "attempts": _c.attempts + 1,
+    "updated_at": bindparam("b_now"),
+    "first_attempt": func.coalesce(_c.first_attempt, bindparam("b_now", type_=UtcDateTime)),
+}
 _CLAIM = {
     unknown: update(t_deliveries)
     .where(_c.issue_key == bindparam("b_key"), _c.email == bindparam("b_email"), _due_bound(unknown))
-    .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
+    .values(**_CLAIMED)
     for unknown in (False, True)
 }
 _CLAIM_MANY = {
     unknown: update(t_deliveries)
     .where(_c.issue_key == bindparam("b_key"), _c.email.in_(bindparam("b_emails", expanding=True)), _due_bound(unknown))
-    .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
+    .values(**_CLAIMED)
     .returning(_c.email)
     for unknown in (False, True)
 }
@@ -335,6 +343,32 @@ class LedgerMixin(StoreBase):
         )
         with self._write() as conn:
             return int(conn.execute(stmt).rowcount)
+
+    def give_up(
+        self, issue_key: str, retry_for: dt.timedelta, now: dt.datetime, reason: Callable[[int], str]
+    ) -> list[str]:
+        """Make ``failed-permanent`` the issue's temporary failures first tried ``retry_for`` ago or more.
+
+        ``reason(tries)`` is the error each keeps. Returns their addresses.
+        """
+        c = t_deliveries.c
+        old = and_(
+            c.issue_key == issue_key,
+            c.state == Delivery.FAILED_TEMPORARY.value,
+            c.first_attempt.is_not(None),
+            c.first_attempt <= now - retry_for,
+        )
+        with self._write() as conn:
+            rows = list(conn.execute(select(c.email, c.attempts).where(old)))
+            for email, tries in rows:
+                values = {
+                    "state": Delivery.FAILED_PERMANENT.value,
+                    "next_attempt": None,
+                    "last_error": reason(int(tries)),
+                    "updated_at": now,
+                }
+                conn.execute(update(t_deliveries).where(old, c.email == email).values(**values))
+        return [email for email, _ in rows]
 
     def unfinished_issues(self, now: dt.datetime) -> list[str]:
         """Issues with rows still to send now (pending, or temporary failures that are due), oldest first."""

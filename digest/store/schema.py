@@ -145,6 +145,8 @@ deliveries = Table(
     Column("last_code", Integer),
     Column("last_error", Text),
     Column("updated_at", UtcDateTime, nullable=False),
+    # When the row was first claimed: ``[sender] retry_for`` counts from here (migration 5).
+    Column("first_attempt", UtcDateTime),
     PrimaryKeyConstraint("issue_key", "email"),
     Index("ix_deliveries_issue_state", "issue_key", "state"),
 )
@@ -156,6 +158,18 @@ subscriber_status = Table(
     Column("status", String(20), nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
     Column("how", Text, nullable=False),
+)
+
+#: What happened to a subscriber's status, and why: appended to, never changed (migration 5).
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_subscriber_events_email", "email"),
 )
 
 locks = Table(
@@ -181,11 +195,40 @@ class Migration:
 def _initial(conn: Connection) -> None:
     # Creates the tables as defined above. When a later migration changes a
     # table, freeze its first shape here before editing the definition above.
-    for table in (sources, entries, issues, variants, deliveries, subscriber_status, locks):
+    for table in (sources, entries, issues, variants, _deliveries_v1, subscriber_status, locks):
         table.create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial),)
+#: ``deliveries`` as migration 1 created it (migration 5 adds ``first_attempt``).
+_deliveries_v1 = Table(
+    "deliveries",
+    MetaData(),
+    Column("issue_key", String(100), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UtcDateTime),
+    Column("last_code", Integer),
+    Column("last_error", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("issue_key", "email"),
+    Index("ix_deliveries_issue_state", "issue_key", "state"),
+)
+
+
+def _ledger_events(conn: Connection) -> None:
+    # The column as the current definition has it, added in place (SQLite and PostgreSQL alike).
+    column = deliveries.c.first_attempt
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN {column.name} {kind}"))
+    subscriber_events.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial),
+    Migration(5, "first attempt of a delivery; subscriber events", _ledger_events),
+)
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
 _PG_MIGRATION_LOCK = 0x6469676573740001
