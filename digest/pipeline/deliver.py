@@ -16,7 +16,7 @@ from digest.models import Delivery, IsoWeek, Outgoing, SubscriberStatus
 from digest.pipeline import dryrun
 from digest.pipeline.freeze import prepare
 from digest.pipeline.issue import compose_settings, recipients, secret
-from digest.pipeline.lease import SendLease
+from digest.pipeline.lease import LOCK_TTL, SendLease
 from digest.pipeline.summary import SendSummary
 from digest.send import SendEvent, make_sender
 from digest.send.replies import mark_bounces
@@ -71,6 +71,7 @@ def send_issue(
     wait: bool = False,
     retry_failed: bool = False,
     progress: Callable[[SendEvent, int], None] | None = None,
+    lock_ttl: dt.timedelta = LOCK_TTL,
 ) -> SendSummary:
     """Send the issue for ``weeks`` to every subscriber who has not had it yet.
 
@@ -83,7 +84,7 @@ def send_issue(
         return dryrun.dry_run(config, store, weeks, now, clock, progress)
     secret(config, strict=True)  # before anything is frozen or planned
     sender = make_sender(config.sender)  # a bad sender config is an error before any state changes
-    with SendLease(store, clock, wait=wait) as lease:
+    with SendLease(store, clock, wait=wait, ttl=lock_ttl) as lease:
         built = prepare(config, store, weeks, clock())
         key = built.issue.key
         warnings = built.warnings + _unfinished_week(config, weeks, clock())
@@ -102,7 +103,6 @@ def send_issue(
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
         people = {s.email.lower(): s for s, v in built.audience.assignments if v}
         make_recipient = recipients(config, strict=True)
-        last_refresh = [time.monotonic()]
 
         def messages() -> Iterator[Outgoing]:
             for row in due:
@@ -113,9 +113,6 @@ def send_issue(
                 yield templates[row.variant].personalise(make_recipient(sub))
 
         def on_event(event: SendEvent) -> None:
-            if time.monotonic() - last_refresh[0] > 60:
-                lease.refresh()
-                last_refresh[0] = time.monotonic()
             if progress is not None:
                 progress(event, len(due))
 
@@ -126,6 +123,8 @@ def send_issue(
             should_send=_StillSubscribed(store, key, clock),
             progress=on_event,
         )
+        if lease.lost is not None:
+            warnings += (f"the send lock was lost during the send ({lease.lost}): another run may have sent too",)
         unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
         mark_bounces(store, key, clock())
         counts = store.delivery_counts(key)

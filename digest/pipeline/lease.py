@@ -1,8 +1,10 @@
 """The send lease: the database lock that lets one run at a time send.
 
 ``SendLease`` takes the ``send`` lock (taking it over from a run of this
-host that was killed), refreshes it and gives it up. A run that dies
-without releasing it blocks others only until ``LOCK_TTL`` has passed.
+host that was killed), keeps it alive with a heartbeat thread of its own
+(every ttl/3, whatever the send is doing: a final reply may take ten
+minutes) and gives it up. A run that dies without releasing it blocks
+others only until its ttl has passed.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from types import TracebackType
 
-from digest.errors import BusyError
+from digest.errors import BusyError, StoreError
 from digest.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,8 @@ class SendLease:
     """The ``send`` lock held for one run: ``with SendLease(store, clock, wait=...):``.
 
     Entering takes the lock (raising ``BusyError`` while another live run
-    holds it, unless ``wait``); leaving releases it.
+    holds it, unless ``wait``) and starts the heartbeat; leaving stops it and
+    releases the lock. ``lost`` is set if a refresh found the lock gone.
     """
 
     def __init__(
@@ -61,6 +65,9 @@ class SendLease:
     ) -> None:
         self.store, self.clock, self.wait, self.ttl = store, clock, wait, ttl
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lost: StoreError | None = None
+        self._done = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def __enter__(self) -> SendLease:
         store, clock = self.store, self.clock
@@ -74,7 +81,20 @@ class SendLease:
             if not self.wait:
                 raise BusyError("another digest run is sending right now; try again later or pass --wait")
             time.sleep(1.0)
+        self._beat = threading.Thread(target=self._heartbeat, name="send-lease", daemon=True)
+        self._beat.start()
         return self
+
+    def _heartbeat(self) -> None:
+        every = self.ttl.total_seconds() / 3
+        while not self._done.wait(every):
+            try:
+                self.refresh()
+            except StoreError as exc:
+                # Expired and taken, or the database is away: say so once, at the end of the send.
+                log.error("send lock: %s", exc)
+                self.lost = exc
+                return
 
     def refresh(self) -> None:
         """Push the lock's expiry out by its ttl."""
