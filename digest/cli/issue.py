@@ -12,6 +12,7 @@ from rich.text import Text
 
 from digest.cli.base import (
     Context,
+    StopSignals,
     cli,
     console,
     err_console,
@@ -65,13 +66,26 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     is_flag=True,
     help="Try again the subscribers whose delivery failed (e.g. after fixing the relay settings).",
 )
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Send again, with the same Message-ID, the messages in doubt (check the relay's log first).",
+)
 @pass_ctx
 @handle_errors
-def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool, retry_failed: bool) -> None:
+def send(
+    ctx: Context,
+    week: str | None,
+    since: str | None,
+    dry_run: bool,
+    wait: bool,
+    retry_failed: bool,
+    resend_unknown: bool,
+) -> None:
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
     config = ctx.config
     weeks = weeks_from(config, week, since)
-    with pipeline.open_store(config) as store, SendProgress() as progress:
+    with pipeline.open_store(config) as store, SendProgress() as progress, StopSignals() as stop:
         summary = pipeline.send_issue(
             config,
             store,
@@ -81,8 +95,13 @@ def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait:
             wait=wait,
             retry_failed=retry_failed,
             progress=progress,
+            resend_unknown=resend_unknown,
+            interrupt=stop.event,
         )
     _print_send(summary)
+    if stop.signum is not None:
+        stop.report()
+        sys.exit(stop.exit_code)
     if summary.failed:
         sys.exit(1)
 
@@ -94,8 +113,8 @@ def send(ctx: Context, week: str | None, since: str | None, dry_run: bool, wait:
 def run(ctx: Context, wait: bool) -> None:
     """Cron one-shot: fetch, then build and send the issue that is due."""
     config = ctx.config
-    with pipeline.open_store(config) as store:
-        report = pipeline.run(config, store, clock=utcnow, wait=wait)
+    with pipeline.open_store(config) as store, StopSignals() as stop:
+        report = pipeline.run(config, store, clock=utcnow, wait=wait, interrupt=stop.event)
     print_fetch(report.fetched)
     for earlier in report.resumed:
         console.print(f"finishing issue {earlier.issue_key}, left unfinished by an earlier run:", markup=False)
@@ -106,6 +125,9 @@ def run(ctx: Context, wait: bool) -> None:
         console.print(f"nothing sent: {report.skipped}", markup=False)
     for problem in report.problems:
         err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
+    if stop.signum is not None:
+        stop.report()
+        sys.exit(stop.exit_code)
     sys.exit(report.exit_code)
 
 
@@ -158,12 +180,34 @@ class SendProgress:
             err_console.print(detail)
 
 
+def _doubt(error: str) -> str:
+    """Why a row is in doubt: the process stopped while sending, or the reply to the data was lost."""
+    if error.startswith("in doubt: the process stopped while sending"):
+        return "in doubt: the process stopped while sending"
+    return "in doubt: connection lost after the data was sent, before the reply"
+
+
+def _print_doubts(summary: pipeline.SendSummary) -> None:
+    """The rows in doubt, each with its address and why."""
+    if not summary.unknown:
+        return
+    console.print(
+        f"  {len(summary.unknown)} message(s) in state 'unknown': the relay may or may not have them. "
+        "Check the relay's log, then send them again (same Message-ID) with "
+        f"`digest send --resend-unknown --week {summary.issue_key}`",
+        markup=False,
+    )
+    for email, error in summary.in_doubt:
+        console.print(f"    {email}: {_doubt(error)}", markup=False)
+
+
 def _print_send(summary: pipeline.SendSummary) -> None:
     r = summary.report
     where = f" into {summary.outbox}" if summary.outbox else ""
     if summary.due == 0:
         done = ", ".join(f"{n} {state.value}" for state, n in summary.counts.items() if n)
         console.print(f"issue {summary.issue_key}: nothing due ({done or 'no subscribers'})", markup=False)
+        _print_doubts(summary)
         if summary.counts.get(Delivery.FAILED_PERMANENT) or summary.counts.get(Delivery.FAILED_TEMPORARY):
             console.print("  to try the failed ones again: digest send --retry-failed --week ...", markup=False)
         return
@@ -175,10 +219,6 @@ def _print_send(summary: pipeline.SendSummary) -> None:
     )
     for email, code, error in r.problems[:20]:
         console.print(f"  {email}: {code or ''} {error}", markup=False)
-    if summary.unknown:
-        console.print(
-            f"  {len(summary.unknown)} message(s) in state 'unknown' (connection lost after the data was sent); "
-            "they are not resent unless sender.resend_unknown = true"
-        )
+    _print_doubts(summary)
     for problem in summary.problems:
         err_console.print(Text.assemble(("warning:", "yellow"), " ", problem))

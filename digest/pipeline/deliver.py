@@ -7,6 +7,7 @@ The issue comes frozen from ``freeze.prepare``; the ``send`` lock from
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -72,12 +73,18 @@ def send_issue(
     retry_failed: bool = False,
     progress: Callable[[SendEvent, int], None] | None = None,
     lock_ttl: dt.timedelta = LOCK_TTL,
+    resend_unknown: bool = False,
+    interrupt: threading.Event | None = None,
 ) -> SendSummary:
     """Send the issue for ``weeks`` to every subscriber who has not had it yet.
 
     Idempotent: the ledger row of each (issue, subscriber) is claimed before
     SMTP and marked sent right after the 250, so a re-run, or a second run at
-    the same time, never sends anyone the issue twice.
+    the same time, never sends anyone the issue twice. Once ``interrupt``
+    is set (SIGTERM, Ctrl-C) the transactions in flight finish and are
+    recorded, nothing new is claimed, and the summary says so.
+    ``resend_unknown`` (or ``[sender] resend_unknown``) sends the rows in
+    doubt again, with the same Message-ID.
     """
     now = clock()
     if dry_run:
@@ -88,12 +95,14 @@ def send_issue(
         built = prepare(config, store, weeks, clock())
         key = built.issue.key
         warnings = built.warnings + _unfinished_week(config, weeks, clock())
+        resend = resend_unknown or config.sender.resend_unknown
+        doubted = set() if resend else {r.email for r in store.deliveries(key, Delivery.UNKNOWN)}
         store.release_stale_claims(key, clock())
         retry_for = config.sender.retry_for
         store.give_up(
             key, retry_for, clock(), lambda n: f"gave up after {_plural(n, 'try', 'tries')} over {human(retry_for)}"
         )
-        if config.sender.resend_unknown:
+        if resend:
             store.requeue_unknown(key, clock())
         if retry_failed:
             store.requeue(key, (Delivery.FAILED_PERMANENT, Delivery.FAILED_TEMPORARY), clock())
@@ -122,13 +131,31 @@ def send_issue(
             clock=clock,
             should_send=_StillSubscribed(store, key, clock),
             progress=on_event,
+            interrupt=interrupt,
         )
         if lease.lost is not None:
             warnings += (f"the send lock was lost during the send ({lease.lost}): another run may have sent too",)
-        unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
+        left_unknown = store.deliveries(key, Delivery.UNKNOWN)
+        unknown = tuple(r.email for r in left_unknown)
+        in_doubt = tuple((r.email, r.last_error or "") for r in left_unknown)
+        new_doubts = sum(1 for r in left_unknown if r.email not in doubted)
         mark_bounces(store, key, clock())
         counts = store.delivery_counts(key)
-        return SendSummary(key, planned, len(due), built.audience.no_match, report, warnings, unknown, None, counts)
+        stopped = interrupt is not None and interrupt.is_set()
+        return SendSummary(
+            key,
+            planned,
+            len(due),
+            built.audience.no_match,
+            report,
+            warnings,
+            unknown,
+            None,
+            counts,
+            in_doubt,
+            new_doubts,
+            stopped,
+        )
 
 
 def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime) -> tuple[str, ...]:

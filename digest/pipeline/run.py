@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,27 +42,41 @@ def weeks_of(issue_key: str) -> tuple[IsoWeek, ...]:
     return grouping.weeks_between(start, IsoWeek.parse(last)) if last else (start,)
 
 
-def run(config: Config, store: Store, *, clock: Callable[[], dt.datetime], wait: bool = False) -> RunReport:
+def run(
+    config: Config,
+    store: Store,
+    *,
+    clock: Callable[[], dt.datetime],
+    wait: bool = False,
+    interrupt: threading.Event | None = None,
+) -> RunReport:
     """The cron one-shot: fetch, then send the issue that is due (the last complete week).
 
     Issues an earlier run left unfinished (the relay was down, the process
     was killed) are finished first, so a bad Monday never drops an issue.
     A send that stops (another run holds the lock, the relay refuses us) is
-    reported, not raised, so the report still shows the fetch.
+    reported, not raised, so the report still shows the fetch. Once
+    ``interrupt`` is set, the send in progress finishes what is in flight
+    and no further issue is started.
     """
     fetched = fetch_all(config, store, clock())
     weeks = resolve_weeks(config, clock())
     due_key = grouping.issue_key(weeks)
     report = RunReport(fetched, None)
+    stopped = interrupt.is_set if interrupt is not None else lambda: False
     for key in store.unfinished_issues(clock()):
         if key == due_key:
             continue
+        if stopped():
+            return report
         try:
-            report.resumed.append(send_issue(config, store, weeks_of(key), clock=clock, wait=wait))
+            report.resumed.append(send_issue(config, store, weeks_of(key), clock=clock, wait=wait, interrupt=interrupt))
         except SendError as exc:
             report.problems.append(f"issue {key}: {exc}")
+    if stopped():
+        return report
     try:
-        report.sent = send_issue(config, store, weeks, clock=clock, wait=wait)
+        report.sent = send_issue(config, store, weeks, clock=clock, wait=wait, interrupt=interrupt)
     except TooFewEntries as exc:
         report.skipped = str(exc)
     except SendError as exc:

@@ -12,7 +12,11 @@ from digest.send import SendReport
 
 @dataclass(frozen=True, slots=True)
 class SendSummary:
-    """What a send did: the sender's report plus what never reached it."""
+    """What a send did: the sender's report plus what never reached it.
+
+    ``unknown`` lists every row of the issue in state ``unknown``, and
+    ``in_doubt`` says why each is; a run that left any of them so failed.
+    """
 
     issue_key: str
     planned: int
@@ -23,7 +27,14 @@ class SendSummary:
     unknown: tuple[str, ...] = ()
     outbox: Path | None = None
     counts: Mapping[Delivery, int] = field(default_factory=dict)
+    #: Every ``unknown`` row as ``(email, why)``: lost after the data, or a killed run's claim.
+    in_doubt: tuple[tuple[str, str], ...] = ()
+    #: How many of them this run left so (found from a killed run, or lost in this one).
+    new_doubts: int = 0
+    #: The send stopped early on a signal (SIGTERM, Ctrl-C); what was left is due for the next run.
+    interrupted: bool = False
 
     @property
     def failed(self) -> bool:
-        return bool(self.report.failed_permanent or self.report.failed_temporary or self.report.unknown)
+        r = self.report
+        return bool(r.failed_permanent or r.failed_temporary or r.unknown or self.new_doubts)

@@ -31,7 +31,9 @@ from digest.store.schema import deliveries as t_deliveries
 
 _IN_CHUNK = 500
 _INSERT_CHUNK = 5000
-STALE_CLAIM_ERROR = "claimed by a run that did not finish; the server may or may not have taken it"
+STALE_CLAIM_ERROR = (
+    "in doubt: the process stopped while sending (its claim was left; the server may or may not have taken it)"
+)
 
 
 @dataclass(frozen=True, slots=True)
