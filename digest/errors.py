@@ -14,7 +14,8 @@ original as ``__cause__``::
      ├── StoreError           the database refused or is locked
      ├── RenderError          template syntax / undefined variable
      └── SendError            SMTP refused or the connection broke
-          └── BusyError       another run holds the send lock
+          ├── BusyError       another run holds the send lock
+          └── ListShrunk      the list lost over half its people since the freeze
 
 ``cli.py`` prints ``str(err)`` on one line and exits with ``err.exit_code``.
 """
@@ -86,3 +87,11 @@ class SendError(DigestError):
 
 class BusyError(SendError):
     """Another run is sending right now."""
+
+
+class ListShrunk(SendError):
+    """The subscriber list lost more than half of an issue's recipients since it was frozen.
+
+    Most likely a list file cut short (a partial write); the send stops
+    before skipping anyone, unless the change is accepted.
+    """

@@ -71,6 +71,11 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     is_flag=True,
     help="Send again, with the same Message-ID, the messages in doubt (check the relay's log first).",
 )
+@click.option(
+    "--accept-list-change",
+    is_flag=True,
+    help="Go on although the lists lost over half of the issue's recipients since it was frozen.",
+)
 @pass_ctx
 @handle_errors
 def send(
@@ -81,6 +86,7 @@ def send(
     wait: bool,
     retry_failed: bool,
     resend_unknown: bool,
+    accept_list_change: bool,
 ) -> None:
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
     config = ctx.config
@@ -96,6 +102,7 @@ def send(
             retry_failed=retry_failed,
             progress=progress,
             resend_unknown=resend_unknown,
+            accept_list_change=accept_list_change,
             interrupt=stop.event,
         )
     _print_send(summary)

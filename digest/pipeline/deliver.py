@@ -15,7 +15,7 @@ from digest.compose import MessageTemplate
 from digest.config import Config
 from digest.models import Delivery, IsoWeek, Outgoing, SubscriberStatus
 from digest.pipeline import dryrun
-from digest.pipeline.freeze import prepare
+from digest.pipeline.freeze import NO_LONGER_LISTED, plan, prepare
 from digest.pipeline.issue import compose_settings, recipients, secret
 from digest.pipeline.lease import LOCK_TTL, SendLease
 from digest.pipeline.summary import SendSummary
@@ -74,6 +74,7 @@ def send_issue(
     progress: Callable[[SendEvent, int], None] | None = None,
     lock_ttl: dt.timedelta = LOCK_TTL,
     resend_unknown: bool = False,
+    accept_list_change: bool = False,
     interrupt: threading.Event | None = None,
 ) -> SendSummary:
     """Send the issue for ``weeks`` to every subscriber who has not had it yet.
@@ -84,7 +85,9 @@ def send_issue(
     is set (SIGTERM, Ctrl-C) the transactions in flight finish and are
     recorded, nothing new is claimed, and the summary says so.
     ``resend_unknown`` (or ``[sender] resend_unknown``) sends the rows in
-    doubt again, with the same Message-ID.
+    doubt again, with the same Message-ID. ``freeze.plan`` says who is
+    added (``accept_list_change`` lets a send go on after the list lost
+    over half the issue's recipients).
     """
     now = clock()
     if dry_run:
@@ -106,7 +109,9 @@ def send_issue(
             store.requeue_unknown(key, clock())
         if retry_failed:
             store.requeue(key, (Delivery.FAILED_PERMANENT, Delivery.FAILED_TEMPORARY), clock())
-        planned = store.plan_deliveries(key, [(s.email, v) for s, v in built.audience.assignments if v], clock())
+        todo = plan(config, store, built, clock(), accept_list_change=accept_list_change)
+        planned = store.plan_deliveries(key, todo.new, clock())
+        store.replan_skipped(key, todo.back, NO_LONGER_LISTED, clock())
         due = store.due_deliveries(key, clock())
         settings = compose_settings(config, built.date)
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
@@ -117,7 +122,7 @@ def send_issue(
             for row in due:
                 sub = people.get(row.email.lower())
                 if sub is None or row.variant not in templates:
-                    store.mark_skipped(key, row.email, clock(), "no longer on the list")
+                    store.mark_skipped(key, row.email, clock(), NO_LONGER_LISTED)
                     continue
                 yield templates[row.variant].personalise(make_recipient(sub))
 

@@ -331,6 +331,26 @@ class LedgerMixin(StoreBase):
         """
         return self.requeue(issue_key, (Delivery.UNKNOWN,), now)
 
+    def replan_skipped(self, issue_key: str, emails: Iterable[str], reason: str, now: dt.datetime) -> int:
+        """Make pending again the rows of ``emails`` that were skipped for ``reason``; returns how many."""
+        keys = sorted({_key(e) for e in emails})
+        c = t_deliveries.c
+        done = 0
+        with self._write() as conn:
+            for batch in chunked(keys, _IN_CHUNK):
+                stmt = (
+                    update(t_deliveries)
+                    .where(
+                        c.issue_key == issue_key,
+                        c.email.in_(list(batch)),
+                        c.state == Delivery.SKIPPED.value,
+                        c.last_error == reason,
+                    )
+                    .values(state=Delivery.PENDING.value, next_attempt=None, last_error=None, updated_at=now)
+                )
+                done += int(conn.execute(stmt).rowcount)
+        return done
+
     def requeue(self, issue_key: str, states: Iterable[Delivery], now: dt.datetime) -> int:
         """Make the issue's rows in ``states`` pending again (due at once); returns how many.
 
