@@ -15,7 +15,13 @@ then sent in one transaction (``session.py``). Outcomes:
 Problems of the whole run rather than one recipient (login refused, server
 unreachable, the sender address refused, a relay that refuses to relay for
 us) stop the run with ``SendAborted``; the message being sent is released
-as failed-temporary, due again at once.
+as failed-temporary, due again at once. So does the same permanent refusal
+coming back again and again (``replies.RefusalWatch``): the relay refuses
+us, and every row it refused so is made due again rather than failed.
+
+Once ``interrupt`` is set (SIGTERM, Ctrl-C), no worker claims another
+message: the transactions in flight finish and are recorded, then
+``send`` returns its report, so an interrupted run leaves nothing claimed.
 
 The reply to the final dot may take up to ten minutes (RFC 5321
 4.5.3.2.6); ``settings.timeout`` bounds every other wait.

@@ -23,6 +23,7 @@ from digest.store.entries import EntriesMixin, FetchCounts, content_hash
 from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
+from digest.store.requeue import RequeueMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.subscribers import SubscribersMixin, normalise
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
+class Store(EntriesMixin, IssuesMixin, LedgerMixin, RequeueMixin, SubscribersMixin, LockMixin):
     """A connection pool to the database plus the operations digest needs.
 
     Thread-safe: one ``Store`` may be shared by several threads.
