@@ -79,6 +79,9 @@ DEFAULT_MISFIRE_GRACE = timedelta(hours=12)
 # rather than failing the scheduler loop.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
+#: Set by the first SIGTERM/SIGINT: a scheduled run in progress finishes the messages in flight and stops.
+STOPPING = threading.Event()
+
 _SCHEDULE_RE = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)\s+([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -94,7 +97,7 @@ def scheduled_run(config_path: str) -> None:
     try:
         config = load_config(Path(config_path))
         with pipeline.open_store(config) as store:
-            report = pipeline.run(config, store, clock=lambda: datetime.now(UTC), wait=True)
+            report = pipeline.run(config, store, clock=lambda: datetime.now(UTC), wait=True, interrupt=STOPPING)
     except DigestError as err:
         log.error("scheduled run failed: %s", err)
         return
@@ -193,6 +196,7 @@ def run_until_signal(scheduler: BlockingScheduler) -> None:
     ``shutdown(wait=True)``, which takes the locks in turn and lets a
     running job finish. The previous handlers are restored afterwards.
     """
+    STOPPING.clear()
     stopper = _Stopper(scheduler)
     scheduler.add_listener(stopper.started, EVENT_SCHEDULER_STARTED)
     previous = {sig: signal.signal(sig, stopper.request) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -267,7 +271,8 @@ class _Stopper:
         if self._thread is not None:
             log.info("%s: already stopping", signal.Signals(signum).name)
             return
-        log.info("%s: stopping after any run in progress", signal.Signals(signum).name)
+        log.info("%s: stopping; a send in progress finishes the messages in flight", signal.Signals(signum).name)
+        STOPPING.set()
         # Daemon: if start() itself fails, this thread must not keep the process alive.
         self._thread = threading.Thread(target=self._stop, name="digest-schedule-stop", daemon=True)
         self._thread.start()

@@ -67,13 +67,13 @@ class RequeueMixin(StoreBase):
         """Make the issue's rows in ``states`` pending again (due at once); returns how many.
 
         For an operator who fixed what made them fail (``digest send --retry-failed``).
-        A ``sent`` row is never requeued.
+        A ``sent`` row is never requeued. Their retries start afresh (``retry_for`` counts from the next try).
         """
         wanted = [d.value for d in states if d is not Delivery.SENT]
         stmt = (
             update(t_deliveries)
             .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state.in_(wanted))
-            .values(state=Delivery.PENDING.value, next_attempt=None, updated_at=now)
+            .values(state=Delivery.PENDING.value, next_attempt=None, first_attempt=None, updated_at=now)
         )
         with self._write() as conn:
             return int(conn.execute(stmt).rowcount)

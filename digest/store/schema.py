@@ -222,6 +222,9 @@ def _ledger_events(conn: Connection) -> None:
     column = deliveries.c.first_attempt
     kind = column.type.compile(dialect=conn.dialect)
     conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN {column.name} {kind}"))
+    # Rows tried before this column existed: their last change is the best bound there is (a later
+    # time than the real first try, so their retries end no sooner than they should).
+    conn.execute(deliveries.update().where(deliveries.c.attempts > 0).values(first_attempt=deliveries.c.updated_at))
     subscriber_events.create(conn)
 
 
