@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from digest import pipeline
+from digest.errors import SendError
 from digest.models import Delivery, IsoWeek, SubscriberStatus
 from digest.send.replies import Kind, RefusalWatch, bounced_by, classify
 from tests.data.send import workspace as ws
@@ -121,3 +122,28 @@ def test_a_relay_refusing_our_sender_bounces_no_one_and_stops_the_run(
     assert {r.email for r in due} == wanted  # tried or not, everyone is due again
     assert tried < 20  # it stopped early, it did not try the whole list
     assert again.report.sent == len(wanted) and not again.failed
+
+
+def test_one_domain_that_refuses_us_does_not_hold_back_the_rest_of_the_list(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    picky = [ws.Row(f"a{i:02d}@picky.example.net", "", "") for i in range(12)]  # sorts before r000@...
+    people = [*picky, *(r for r in ws.rows(40) if ws.matches(r))]
+    config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1))
+    for row in picky:
+        smtp_server.inject("RCPT", 550, recipient=row.email, text="5.7.1 refused by local policy", times=None)
+    clock = ws.fixed_clock()
+    with pipeline.open_store(config) as store:
+        pipeline.fetch_all(config, store, clock())
+        with pytest.raises(SendError, match=r"the relay refuses us: 550 5\.7\.1 refused by local policy"):
+            pipeline.send_issue(config, store, W02, clock=clock)
+        assert store.delivery_counts("2018-W02")[Delivery.SENT] == 0
+        with pytest.raises(SendError, match="the relay refuses us"):
+            pipeline.send_issue(config, store, W02, clock=ws.fixed_clock(ws.RUN_NOW.replace(hour=12)))
+        rows = {r.email: r for r in store.deliveries("2018-W02")}
+        status = store.subscriber_status()
+    others = {r.email for r in people} - {r.email for r in picky}
+    assert {e for e, r in rows.items() if r.state is Delivery.SENT} == others  # sent before the picky ones
+    assert all(rows[r.email].state is not Delivery.SENT for r in picky)
+    assert SubscriberStatus.BOUNCED not in status.values()
+    assert set(ws.per_recipient(smtp_server.messages).values()) == {1}

@@ -20,7 +20,7 @@ from digest.pipeline.issue import compose_settings, recipients, secret
 from digest.pipeline.lease import LOCK_TTL, SendLease
 from digest.pipeline.summary import SendSummary
 from digest.send import SendEvent, make_sender
-from digest.send.replies import mark_bounces
+from digest.send.replies import REFUSED_US, mark_bounces
 from digest.store import Store
 
 
@@ -112,7 +112,9 @@ def send_issue(
         todo = plan(config, store, built, clock(), accept_list_change=accept_list_change)
         planned = store.plan_deliveries(key, todo.new, clock())
         store.replan_skipped(key, todo.back, NO_LONGER_LISTED, clock())
-        due = store.due_deliveries(key, clock())
+        # Rows the relay refused in a streak last time go last: if it was a few recipients after all
+        # (one domain that refuses us, say), everyone else is sent before they stop the run again.
+        due = sorted(store.due_deliveries(key, clock()), key=lambda r: REFUSED_US in (r.last_error or ""))
         settings = compose_settings(config, built.date)
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
         people = {s.email.lower(): s for s, v in built.audience.assignments if v}

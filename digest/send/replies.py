@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # the send stage sees the store only through what it is hande
     from digest.store import Store
 
 
+#: Said in the ledger of a row made due again because the relay refused us, not them.
+REFUSED_US = "the relay refuses us; due again"
+
+
 class Kind(StrEnum):
     """Whose problem a refusal is."""
 

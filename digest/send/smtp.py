@@ -42,7 +42,7 @@ from digest.config import SenderSettings
 from digest.errors import SendError
 from digest.models import Delivery, Outgoing
 from digest.send.base import Ledger, SendAborted, SendEvent, SendReport, Tally, TokenBucket
-from digest.send.replies import RefusalWatch
+from digest.send.replies import REFUSED_US, RefusalWatch
 from digest.send.session import AfterDot, ConnectFailed, Fatal, Refused, SmtpSession
 
 
@@ -341,7 +341,7 @@ class _Run:
                 now,
                 permanent=False,
                 code=exc.code,
-                error=f"{exc} (the relay refuses us; due again)",
+                error=f"{exc} ({REFUSED_US})",
                 next_attempt=now,
             )
         self.tally.retract(Delivery.FAILED_PERMANENT, release)
