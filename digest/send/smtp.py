@@ -273,6 +273,7 @@ class _Run:
         """Deliver one claimed message, retrying temporary failures, and record the outcome."""
         key, email = msg.issue_key, msg.recipient
         attempt = 0
+        retry: SendError
         while True:
             attempt += 1
             if self.s.bucket is not None:
@@ -291,12 +292,14 @@ class _Run:
                 if attempt >= self.s.max_attempts:
                     self.fail(msg, exc, attempt, now_retry=True)
                     raise Fatal(str(exc), code=exc.code) from exc
+                retry = exc
             except SendError as exc:
                 conn.reset()
                 if exc.permanent or attempt >= self.s.max_attempts:
                     self.fail(msg, exc, attempt)
                     self.watch(msg, exc)
                     return
+                retry = exc
             else:
                 if self.mark_sent_many is not None:
                     sent.append(email)
@@ -304,6 +307,11 @@ class _Run:
                     self.ledger.mark_sent(key, email, self.clock())
                 self.tally.add(Delivery.SENT, email, attempts=attempt)
                 self.refusals.observe(email, None)
+                return
+            if self.stopping():
+                # Stopping (SIGTERM, or another worker's fatal error): record the row as due
+                # again now rather than wait out the backoff while holding its claim.
+                self.fail(msg, retry, attempt, now_retry=True)
                 return
             self.s.sleep(self.s.delay(attempt))
 
