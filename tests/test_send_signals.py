@@ -101,3 +101,35 @@ def test_rows_in_doubt_fail_the_run_by_name_and_resend_unknown_sends_them_again(
         counts = store.delivery_counts(ws.WEEK)
     assert counts[Delivery.UNKNOWN] == 0
     assert counts[Delivery.SENT] == sum(ws.matches(r) for r in people)
+
+
+def test_sigterm_during_a_retry_backoff_stops_at_once_and_leaves_the_row_due(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    people = ws.rows(6)
+    path = ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1)
+    ws.fetch(path)
+    stuck = "r000@example.org"
+    smtp_server.inject("RCPT", 451, recipient=stuck, text="4.7.1 greylisted", times=None)  # backoff: 0.5 s, 1 s, 2 s...
+    proc = subprocess.Popen(
+        ws.digest_cmd(path, "send", "--week", ws.WEEK),
+        env=ws.cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while smtp_server.count("RCPT", stuck) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # now in the 2 s wait before the fourth try
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    assert time.monotonic() - signalled < 1.5  # it did not wait out the backoff
+    assert smtp_server.count("RCPT", stuck) == 3
+    with pipeline.open_store(ws.load(path)) as store:
+        row = {r.email: r for r in store.deliveries(ws.WEEK)}[stuck]
+        counts = store.delivery_counts(ws.WEEK)
+    assert row.state is Delivery.FAILED_TEMPORARY
+    assert counts[Delivery.CLAIMED] == counts[Delivery.UNKNOWN] == counts[Delivery.SENT] == 0

@@ -267,7 +267,9 @@ class _Run:
             except ConnectFailed as exc:
                 if attempt == self.s.max_attempts:
                     raise Fatal(str(exc), code=exc.code) from exc
-                self.s.sleep(self.s.delay(attempt))
+                self.pause(self.s.delay(attempt))
+                if self.stopping():
+                    return  # nothing is claimed yet; the caller stops before claiming
 
     def one(self, conn: SmtpSession, msg: Outgoing, sent: list[str]) -> None:
         """Deliver one claimed message, retrying temporary failures, and record the outcome."""
@@ -308,12 +310,19 @@ class _Run:
                 self.tally.add(Delivery.SENT, email, attempts=attempt)
                 self.refusals.observe(email, None)
                 return
+            self.pause(self.s.delay(attempt))
             if self.stopping():
                 # Stopping (SIGTERM, or another worker's fatal error): record the row as due
-                # again now rather than wait out the backoff while holding its claim.
+                # again now rather than go on retrying while holding its claim.
                 self.fail(msg, retry, attempt, now_retry=True)
                 return
-            self.s.sleep(self.s.delay(attempt))
+
+    def pause(self, seconds: float) -> None:
+        """The backoff before a retry; an interrupt cuts it short (an injected ``sleep`` is used as is)."""
+        if self.s.sleep is time.sleep:
+            self.interrupt.wait(seconds)
+        else:
+            self.s.sleep(seconds)
 
     def fail(self, msg: Outgoing, exc: SendError, attempts: int, *, now_retry: bool = False) -> None:
         now = self.clock()
