@@ -17,7 +17,8 @@ original as ``__cause__``::
      ├── RenderError          template syntax / undefined variable
      ├── BounceError          the bounce mailbox cannot be read
      └── SendError            SMTP refused or the connection broke
-          └── BusyError       another run holds the send lock
+          ├── BusyError       another run holds the send lock
+          └── ListShrunk      the list lost over half its people since the freeze
 
 ``cli.py`` prints ``str(err)`` on one line and exits with ``err.exit_code``.
 """
@@ -110,3 +111,11 @@ class SendError(DigestError):
 
 class BusyError(SendError):
     """Another run is sending right now."""
+
+
+class ListShrunk(SendError):
+    """The subscriber list lost more than half of an issue's recipients since it was frozen.
+
+    Most likely a list file cut short (a partial write); the send stops
+    before skipping anyone, unless the change is accepted.
+    """

@@ -96,6 +96,9 @@ DEFAULT_MISFIRE_GRACE = timedelta(hours=12)
 # rather than failing the scheduler loop.
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
+#: Set by the first SIGTERM/SIGINT: a scheduled run in progress finishes the messages in flight and stops.
+STOPPING = threading.Event()
+
 
 def scheduled_run(config_path: str) -> None:
     """The scheduled job: ``digest run`` once, with the config re-read from ``config_path``.
@@ -112,7 +115,7 @@ def scheduled_run(config_path: str) -> None:
         for warning in check_sending(config):
             log.warning("%s", warning)
         with pipeline.open_store(config) as store:
-            report = pipeline.run(config, store, clock=lambda: datetime.now(UTC), wait=True)
+            report = pipeline.run(config, store, clock=lambda: datetime.now(UTC), wait=True, interrupt=STOPPING)
     except DigestError as err:
         log.error("scheduled run failed: %s", err)
         return
@@ -226,6 +229,7 @@ def run_until_signal(scheduler: BlockingScheduler) -> None:
     ``shutdown(wait=True)``, which takes the locks in turn and lets a
     running job finish. The previous handlers are restored afterwards.
     """
+    STOPPING.clear()
     stopper = _Stopper(scheduler)
     scheduler.add_listener(stopper.started, EVENT_SCHEDULER_STARTED)
     scheduler.add_listener(stopper.ran, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
@@ -340,7 +344,8 @@ class _Stopper:
         if self._thread is not None:
             log.info("%s: already stopping", signal.Signals(signum).name)
             return
-        log.info("%s: stopping after any run in progress", signal.Signals(signum).name)
+        log.info("%s: stopping; a send in progress finishes the messages in flight", signal.Signals(signum).name)
+        STOPPING.set()
         # Daemon: if start() itself fails, this thread must not keep the process alive.
         self._thread = threading.Thread(target=self._stop, name="digest-schedule-stop", daemon=True)
         self._thread.start()

@@ -119,3 +119,66 @@ def test_a_plain_list_name_is_written_in_subscribers(site: Path, tmp_path: Path)
     assert invoke("subscribers", "import", str(src), "--list", "extra.csv").exit_code == 0
     lines = (site / "subscribers" / "extra.csv").read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[0] for line in lines] == ["email", "new@example.org", "more@example.org"]
+
+
+def _set_status(site: Path, email: str, status: str) -> None:
+    import datetime as dt
+
+    from digest import pipeline
+    from digest.config import load_config
+    from digest.models import SubscriberStatus
+
+    config = load_config(site / "digest.toml", env={})
+    with pipeline.open_store(config) as store:
+        when = dt.datetime(2018, 1, 10, 8, 30, tzinfo=dt.UTC)
+        store.set_status(email, SubscriberStatus(status), when, "link")
+
+
+def _events(site: Path, email: str) -> list[tuple[str, str]]:
+    from digest import pipeline
+    from digest.config import load_config
+
+    with pipeline.open_store(load_config(site / "digest.toml", env={})) as store:
+        return [(e.event, e.reason) for e in store.subscriber_events(email)]
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced"])
+def test_adding_an_address_that_left_says_so_and_reactivate_brings_it_back(site: Path, status: str) -> None:
+    _set_status(site, "Gone@Example.org", status)
+    added = invoke("subscribers", "add", "gone@example.org")
+    assert added.exit_code == 0, added.output
+    assert "added" not in added.stdout
+    assert added.stdout.startswith(f"gone@example.org is {status} (since 2018-01-10 08:30 UTC")
+    assert "use `digest subscribers reactivate" in added.stdout
+    assert next(r for r in listed(site) if r["email"] == "gone@example.org")["status"] == status
+    again = invoke("subscribers", "add", "gone@example.org")  # now also on the list: still the same notice
+    assert again.exit_code == 0 and f"is {status}" in again.stdout, again.output
+
+    back = invoke("subscribers", "reactivate", "gone@example.org", "--reason", "asked by phone\non 2018-01-20")
+    assert back.exit_code == 0, back.output
+    assert back.stdout.startswith(f"re-activated gone@example.org (was {status} since 2018-01-10 08:30 UTC)")
+    assert next(r for r in listed(site) if r["email"] == "gone@example.org")["status"] == "active"
+    assert _events(site, "gone@example.org") == [(status, "link"), ("reactivated", "asked by phone on 2018-01-20")]
+    twice = invoke("subscribers", "reactivate", "gone@example.org", "--reason", "again")
+    assert twice.exit_code == 1 and "not unsubscribed or bounced" in twice.output
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        ((), "Missing option '--reason'"),
+        (("--reason", "   "), "--reason: say why"),
+        (("--reason", "a\x1b[2Jb"), "--reason: say why"),
+        (("--reason", "x" * 501), "at most 500 characters"),
+    ],
+)
+def test_reactivate_needs_a_real_reason(site: Path, args: tuple[str, ...], why: str) -> None:
+    _set_status(site, "gone@example.org", "unsubscribed")
+    result = invoke("subscribers", "reactivate", "gone@example.org", *args)
+    assert result.exit_code == 2 and why in result.output, result.output
+    assert _events(site, "gone@example.org") == [("unsubscribed", "link")]
+
+
+def test_reactivate_refuses_a_bad_address(site: Path) -> None:
+    result = invoke("subscribers", "reactivate", "not an address", "--reason", "x")
+    assert result.exit_code == 2, result.output

@@ -280,7 +280,9 @@ def test_sending_without_a_secret_is_refused_before_anything_changes(tmp_path: P
 def test_an_issue_left_unfinished_is_finished_by_the_next_run(tmp_path: Path, smtp_server: SmtpServer) -> None:
     people = ws.rows(6)
     config = ws.load(ws.make_folder(tmp_path, people, port=smtp_server.port, connections=1))
-    config = dataclasses.replace(config, sender=dataclasses.replace(config.sender, max_attempts=1))
+    # Retried for ten days (not the default three): the next run is a week later.
+    sender = dataclasses.replace(config.sender, max_attempts=1, retry_for=dt.timedelta(days=10))
+    config = dataclasses.replace(config, sender=sender)
     smtp_server.inject("RCPT", 451, times=None)  # the relay is having a bad Monday
     monday = ws.fixed_clock()
     with pipeline.open_store(config) as store:

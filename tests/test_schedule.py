@@ -589,7 +589,7 @@ def test_schedule_logs_started_next_run_and_stopped_with_timestamps(tmp_path: Pa
     assert log == [
         ("INFO", "digest.pipeline.gather", f"opened database sqlite:///{tmp_path / 'digest.db'}"),
         ("INFO", "digest.schedule", f"scheduler started; next run at {expected_next.isoformat()}"),
-        ("INFO", "digest.schedule", "SIGTERM: stopping after any run in progress"),
+        ("INFO", "digest.schedule", "SIGTERM: stopping; a send in progress finishes the messages in flight"),
         ("INFO", "digest.schedule", "scheduler stopped"),
     ]
 

@@ -243,3 +243,33 @@ def test_requeue_and_unfinished_issues(any_store: Store) -> None:
     assert any_store.requeue(KEY, (Delivery.FAILED_PERMANENT, Delivery.SENT), NOW) == 1  # sent rows stay sent
     assert any_store.unfinished_issues(NOW) == [KEY]
     assert [r.email for r in any_store.due_deliveries(KEY, NOW)] == ["b@x.org"]
+
+
+def test_migration_5_keeps_old_rows_and_dates_their_first_try(store_url: str) -> None:
+    from digest.store import MIGRATIONS
+
+    old = Store.open(store_url, now=NOW, migrations=MIGRATIONS[:1])  # a database from before migration 5
+    try:
+        old.plan_deliveries(KEY, [("a@x.org", "all"), ("b@x.org", "all")], NOW)
+        with old._write() as conn:  # claim the way the first schema could (no first_attempt column yet)
+            conn.exec_driver_sql(
+                "UPDATE deliveries SET state = 'failed-temporary', attempts = 2, updated_at = ? WHERE email = ?"
+                if store_url.startswith("sqlite")
+                else "UPDATE deliveries SET state = 'failed-temporary', attempts = 2, updated_at = %s WHERE email = %s",
+                ("2018-01-16T00:00:00.000000+00:00", "a@x.org"),
+            )
+    finally:
+        old.close()
+    store = Store.open(store_url, now=NOW)
+    try:
+        rows = {r.email: r for r in store.deliveries(KEY)}
+        assert rows["a@x.org"].first_attempt == dt.datetime(2018, 1, 16, tzinfo=dt.UTC)
+        assert rows["b@x.org"].first_attempt is None and rows["b@x.org"].state is Delivery.PENDING
+        late = dt.datetime(2018, 1, 19, 1, tzinfo=dt.UTC)
+        assert store.give_up(KEY, dt.timedelta(hours=72), late, lambda n: f"gave up after {n} tries") == ["a@x.org"]
+        assert store.deliveries(KEY, Delivery.FAILED_PERMANENT)[0].last_error == "gave up after 2 tries"
+        assert store.claim(KEY, "b@x.org", late)
+        assert {r.email: r for r in store.deliveries(KEY)}["b@x.org"].first_attempt == late
+        assert store.claim(KEY, "b@x.org", late) is False  # a second claim neither wins nor re-dates
+    finally:
+        store.close()

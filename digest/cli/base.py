@@ -15,7 +15,9 @@ import datetime as dt
 import functools
 import importlib
 import logging
+import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -81,6 +83,51 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+class StopSignals:
+    """SIGTERM and SIGINT as a request to stop, for the commands that send.
+
+    Inside ``with StopSignals() as stop:`` the first SIGTERM (systemd,
+    ``docker stop``, ``timeout``) or Ctrl-C sets ``stop.event`` instead of
+    killing the process, so the send finishes and records the transactions
+    in flight and the command prints its summary; it then exits with
+    ``stop.exit_code`` (143, or 130 for Ctrl-C). A second Ctrl-C interrupts
+    at once.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._request)
+        return self
+
+    def _request(self, signum: int, frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        self.event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)
+
+    def report(self) -> None:
+        """The one line said after the summary of a stopped command."""
+        name = signal.Signals(self.signum or signal.SIGINT).name
+        err_console.print(
+            f"interrupted ({name}): the messages in flight were sent and recorded; the rest are due for the next run",
+            markup=False,
+        )
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from digest.cli.base import (
     Context,
+    StopSignals,
     cli,
     console,
     err_console,
@@ -69,16 +70,34 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     is_flag=True,
     help="Try again the subscribers whose delivery failed (e.g. after fixing the relay settings).",
 )
+@click.option(
+    "--resend-unknown",
+    is_flag=True,
+    help="Send again, with the same Message-ID, the messages in doubt (check the relay's log first).",
+)
+@click.option(
+    "--accept-list-change",
+    is_flag=True,
+    help="Go on although the lists lost over half of the issue's recipients since it was frozen.",
+)
 @json_option
 @pass_ctx
 @handle_errors
 def send(
-    ctx: Context, week: str | None, since: str | None, dry_run: bool, wait: bool, retry_failed: bool, as_json: bool
+    ctx: Context,
+    week: str | None,
+    since: str | None,
+    dry_run: bool,
+    wait: bool,
+    retry_failed: bool,
+    resend_unknown: bool,
+    accept_list_change: bool,
+    as_json: bool,
 ) -> None:
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
     config = ctx.config if dry_run else ctx.sending_config()
     weeks = weeks_from(config, week, since)
-    with pipeline.open_store(config) as store, SendProgress() as progress:
+    with pipeline.open_store(config) as store, SendProgress() as progress, StopSignals() as stop:
         summary = pipeline.send_issue(
             config,
             store,
@@ -88,11 +107,17 @@ def send(
             wait=wait,
             retry_failed=retry_failed,
             progress=progress,
+            resend_unknown=resend_unknown,
+            accept_list_change=accept_list_change,
+            interrupt=stop.event,
         )
     if as_json:
         emit(send_report(summary, dry_run=dry_run, outbox=maildir_of(config)))
     else:
         _print_send(summary, maildir_of(config))
+    if stop.signum is not None:
+        stop.report()
+        sys.exit(stop.exit_code)
     if summary.failed:
         sys.exit(1)
 
@@ -105,10 +130,12 @@ def send(
 def run(ctx: Context, wait: bool, as_json: bool) -> None:
     """Cron one-shot: fetch, then build and send the issue that is due."""
     config = ctx.sending_config()
-    with pipeline.open_store(config) as store:
-        report = pipeline.run(config, store, clock=utcnow, wait=wait)
+    with pipeline.open_store(config) as store, StopSignals() as stop:
+        report = pipeline.run(config, store, clock=utcnow, wait=wait, interrupt=stop.event)
     if as_json:
         emit(run_report(report, outbox=maildir_of(config)))
+        if stop.signum is not None:
+            sys.exit(stop.exit_code)
         sys.exit(report.exit_code)
     print_fetch(report.fetched)
     for earlier in report.resumed:
@@ -120,6 +147,9 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
         console.print(f"nothing sent: {report.skipped}", markup=False)
     for problem in report.problems:
         err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
+    if stop.signum is not None:
+        stop.report()
+        sys.exit(stop.exit_code)
     sys.exit(report.exit_code)
 
 
@@ -184,6 +214,27 @@ def maildir_of(config: Config) -> Path | None:
     return config.sender.maildir if config.sender.transport == "maildir" else None
 
 
+def _doubt(error: str) -> str:
+    """Why a row is in doubt: the process stopped while sending, or the reply to the data was lost."""
+    if error.startswith("in doubt: the process stopped while sending"):
+        return "in doubt: the process stopped while sending"
+    return "in doubt: connection lost after the data was sent, before the reply"
+
+
+def _print_doubts(summary: pipeline.SendSummary) -> None:
+    """The rows in doubt, each with its address and why."""
+    if not summary.unknown:
+        return
+    console.print(
+        f"  {len(summary.unknown)} message(s) in state 'unknown': the relay may or may not have them. "
+        "Check the relay's log, then send them again (same Message-ID) with "
+        f"`digest send --resend-unknown --week {summary.issue_key}`",
+        markup=False,
+    )
+    for email, error in summary.in_doubt:
+        console.print(f"    {email}: {_doubt(error)}", markup=False)
+
+
 def _print_send(summary: pipeline.SendSummary, maildir: Path | None = None) -> None:
     r = summary.report
     outbox = summary.outbox or maildir
@@ -191,6 +242,7 @@ def _print_send(summary: pipeline.SendSummary, maildir: Path | None = None) -> N
     if summary.due == 0:
         done = ", ".join(f"{n} {state.value}" for state, n in summary.counts.items() if n)
         console.print(f"issue {summary.issue_key}: nothing due ({done or 'no subscribers'})", markup=False)
+        _print_doubts(summary)
         if summary.counts.get(Delivery.FAILED_PERMANENT) or summary.counts.get(Delivery.FAILED_TEMPORARY):
             console.print("  to try the failed ones again: digest send --retry-failed --week ...", markup=False)
         return
@@ -202,10 +254,6 @@ def _print_send(summary: pipeline.SendSummary, maildir: Path | None = None) -> N
     )
     for email, code, error in r.problems[:20]:
         console.print(f"  {email}: {code or ''} {error}", markup=False)
-    if summary.unknown:
-        console.print(
-            f"  {len(summary.unknown)} message(s) in state 'unknown' (connection lost after the data was sent); "
-            "they are not resent unless sender.resend_unknown = true"
-        )
+    _print_doubts(summary)
     for problem in summary.problems:
         warn(problem)

@@ -1,4 +1,4 @@
-"""``digest subscribers add|remove|list|import``.
+"""``digest subscribers add|remove|list|import|reactivate``.
 
 Names, addresses and CSV cells are the subscribers' own text: they are
 printed as plain text, never as rich markup.
@@ -22,8 +22,10 @@ from digest.cli.base import (
     handle_errors,
     pass_ctx,
     pipeline,
+    utcnow,
 )
 from digest.errors import ConfigError, SubscriberError
+from digest.models import SubscriberStatus
 
 _SEPARATORS = ("/", "\\")
 
@@ -107,11 +109,59 @@ def subscribers_add(ctx: Context, email: str, name: str, themes: str, timezone: 
         raise ConfigError(f"--themes: unknown theme {unknown[0]!r}; known: {', '.join(sorted(known))}")
     path = list_file(config.subscribers_dir, list_name)
     try:
+        address = subs.normalise_email(email)
+    except SubscriberError as exc:
+        raise ConfigError(str(exc)) from exc
+    with pipeline.open_store(config) as store:
+        record = store.status_record(address)
+    left = record is not None and record.status is not SubscriberStatus.ACTIVE
+    try:
         sub = subs.add_subscriber(path, email, name, chosen, timezone or None)
     except SubscriberError as exc:
-        # The address or options given are wrong: a usage error, like a bad option.
-        raise ConfigError(str(exc)) from exc
+        if not left:
+            # The address or options given are wrong: a usage error, like a bad option.
+            raise ConfigError(str(exc)) from exc
+    if record is not None and left:
+        # On the list or not, no issue goes to them: say so rather than "added".
+        console.print(
+            f"{address} is {record.status} (since {record.since:%Y-%m-%d %H:%M} UTC, {record.how}); "
+            f"use `digest subscribers reactivate {address} --reason ...` to re-activate",
+            markup=False,
+        )
+        return
     console.print(f"added {sub.email}", markup=False)
+
+
+#: Longest reason kept; it is a note for people, not a document.
+_MAX_REASON = 500
+
+
+@subscribers_group.command(name="reactivate")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (e.g. 'asked by phone on 2018-01-20'); recorded.")
+@pass_ctx
+@handle_errors
+def subscribers_reactivate(ctx: Context, email: str, reason: str) -> None:
+    """Re-activate an unsubscribed or bounced address (recorded with the reason)."""
+    from digest import subscribers as subs
+
+    why = " ".join(reason.split())
+    if not why or not why.isprintable():
+        raise ConfigError("--reason: say why the address is re-activated (printable text)")
+    if len(why) > _MAX_REASON:
+        raise ConfigError(f"--reason: at most {_MAX_REASON} characters, got {len(why)}")
+    try:
+        address = subs.normalise_email(email)
+    except SubscriberError as exc:
+        raise ConfigError(str(exc)) from exc
+    with pipeline.open_store(ctx.config) as store:
+        before = store.reactivate(address, utcnow(), why)
+    if before is None:
+        raise SubscriberError(f"{address} is not unsubscribed or bounced: nothing to re-activate")
+    console.print(
+        f"re-activated {address} (was {before.status} since {before.since:%Y-%m-%d %H:%M} UTC): {why}",
+        markup=False,
+    )
 
 
 @subscribers_group.command(name="remove")

@@ -5,20 +5,17 @@ each stage gets just what it needs. ``now`` always comes from the caller.
 
 - ``gather``: fetch every source, record the results;
 - ``issue``: weeks, themes and audience of an issue, its rendered variants, files;
-- ``deliver``: freeze the issue, plan the ledger, send exactly once, the cron run.
+- ``freeze``: freeze the issue (entries and rendered variants) before its first message;
+- ``lease``: the ``send`` lock that lets one run at a time send;
+- ``deliver``: plan the ledger and send one issue exactly once (``summary``: what it did);
+- ``dryrun``: compose what a send would send, into a Maildir, changing nothing;
+- ``run``: the cron one-shot.
 """
 
 from __future__ import annotations
 
-from digest.pipeline.deliver import (
-    LOCK_TTL,
-    SEND_LOCK,
-    RunReport,
-    SendSummary,
-    prepare,
-    run,
-    send_issue,
-)
+from digest.pipeline.deliver import send_issue
+from digest.pipeline.freeze import prepare
 from digest.pipeline.gather import FetchLine, fetch_all, open_store
 from digest.pipeline.issue import (
     Audience,
@@ -43,6 +40,9 @@ from digest.pipeline.issue import (
     web_copy,
     write_build,
 )
+from digest.pipeline.lease import LOCK_TTL, SEND_LOCK
+from digest.pipeline.run import RunReport, run
+from digest.pipeline.summary import SendSummary
 
 __all__ = [
     "LOCK_TTL",

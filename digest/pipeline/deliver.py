@@ -1,133 +1,27 @@
-"""Send an issue exactly once per subscriber: freeze, plan, claim, send, report."""
+"""Send one issue exactly once per subscriber: plan the ledger, claim, send, report.
+
+The issue comes frozen from ``freeze.prepare``; the ``send`` lock from
+``lease.SendLease``; a dry run goes to ``dryrun.dry_run`` instead.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import os
-import re
-import socket
+import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 
-from digest import grouping
-from digest.codec import issue_from_json, issue_to_json
 from digest.compose import MessageTemplate
 from digest.config import Config
-from digest.errors import BusyError, SendError
-from digest.models import (
-    Delivery,
-    IsoWeek,
-    Outgoing,
-    SubscriberStatus,
-)
-from digest.pipeline.gather import FetchLine, fetch_all
-from digest.pipeline.issue import (
-    Audience,
-    Built,
-    TooFewEntries,
-    audience,
-    build,
-    check_size,
-    compose_settings,
-    make_issue,
-    recipients,
-    renderer_for,
-    resolve_weeks,
-    secret,
-    selection,
-)
-from digest.send import MaildirSender, SendEvent, SendReport, make_sender
+from digest.models import Delivery, IsoWeek, Outgoing, SubscriberStatus
+from digest.pipeline import dryrun
+from digest.pipeline.freeze import NO_LONGER_LISTED, plan, prepare
+from digest.pipeline.issue import compose_settings, recipients, secret
+from digest.pipeline.lease import LOCK_TTL, SendLease
+from digest.pipeline.summary import SendSummary
+from digest.send import SendEvent, make_sender
+from digest.send.replies import REFUSED_US, mark_bounces
 from digest.store import Store
-
-log = logging.getLogger(__name__)
-
-
-SEND_LOCK = "send"
-LOCK_TTL = dt.timedelta(minutes=10)
-
-# --- send ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SendSummary:
-    """What a send did: the sender's report plus what never reached it."""
-
-    issue_key: str
-    planned: int
-    due: int
-    no_match: int
-    report: SendReport
-    problems: tuple[str, ...] = ()
-    unknown: tuple[str, ...] = ()
-    outbox: Path | None = None
-    counts: Mapping[Delivery, int] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.report.failed_permanent or self.report.failed_temporary or self.report.unknown)
-
-
-def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.datetime) -> Built:
-    """The issue to send for ``weeks``: the frozen one if it exists, else built and frozen now.
-
-    Freezing stores the issue's entries and rendered variants before anything
-    is sent, so a re-run after a crash sends the same issue, not a newer one.
-    """
-    key = grouping.issue_key(weeks)
-    frozen = store.frozen_issue(key)
-    aud: Audience | None = None
-    if frozen is None:
-        issue = make_issue(config, store, weeks)
-        check_size(config, issue)
-        built = build(config, store, issue, now)
-        if store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now):
-            aud = built.audience  # the same lists, just read: no need to read and check them again
-        frozen = store.frozen_issue(key)
-        assert frozen is not None
-    issue = issue_from_json(frozen.payload)
-    variants = {r.variant: r for r in frozen.variants}
-    if aud is None:
-        aud = audience(config, store, issue)
-    missing = {v: selection(s, issue) for s, v in aud.assignments if v is not None and v not in variants}
-    if missing:
-        # A subscriber who joined after the freeze: render their variant from the frozen issue.
-        extra = renderer_for(config).variants(issue, [sel or frozenset() for sel in missing.values()])
-        # Stored like the first ones: re-runs send the same bytes and the web version exists.
-        store.add_variants(issue.key, list(extra.values()))
-        frozen = store.frozen_issue(issue.key)
-        assert frozen is not None
-        variants = {r.variant: r for r in frozen.variants}
-    return Built(issue, variants, aud, frozen.frozen_at, aud.problems)
-
-
-class _MemoryLedger:
-    """The ledger of a dry run: remembers nothing beyond the run."""
-
-    def claim(self, issue_key: str, email: str, now: dt.datetime) -> bool:
-        return True
-
-    def mark_sent(self, issue_key: str, email: str, now: dt.datetime) -> None:
-        pass
-
-    def mark_failed(
-        self,
-        issue_key: str,
-        email: str,
-        now: dt.datetime,
-        *,
-        permanent: bool,
-        code: int | None,
-        error: str,
-        next_attempt: dt.datetime | None,
-    ) -> None:
-        pass
-
-    def mark_unknown(self, issue_key: str, email: str, now: dt.datetime, error: str) -> None:
-        pass
 
 
 class _StillSubscribed:
@@ -168,25 +62,6 @@ class _StillSubscribed:
         return True
 
 
-def _owner_is_gone(owner: str) -> bool:
-    """True when the lock ``owner`` names a process of this host that is no longer running.
-
-    An owner from another host, or one that cannot be checked, counts as alive:
-    its lock then only lapses after ``LOCK_TTL``.
-    """
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # e.g. EPERM: it runs under another user
-    return False
-
-
 def send_issue(
     config: Config,
     store: Store,
@@ -197,58 +72,63 @@ def send_issue(
     wait: bool = False,
     retry_failed: bool = False,
     progress: Callable[[SendEvent, int], None] | None = None,
+    lock_ttl: dt.timedelta = LOCK_TTL,
+    resend_unknown: bool = False,
+    accept_list_change: bool = False,
+    interrupt: threading.Event | None = None,
 ) -> SendSummary:
     """Send the issue for ``weeks`` to every subscriber who has not had it yet.
 
     Idempotent: the ledger row of each (issue, subscriber) is claimed before
     SMTP and marked sent right after the 250, so a re-run, or a second run at
-    the same time, never sends anyone the issue twice.
+    the same time, never sends anyone the issue twice. Once ``interrupt``
+    is set (SIGTERM, Ctrl-C) the transactions in flight finish and are
+    recorded, nothing new is claimed, and the summary says so.
+    ``resend_unknown`` (or ``[sender] resend_unknown``) sends the rows in
+    doubt again, with the same Message-ID. ``freeze.plan`` says who is
+    added (``accept_list_change`` lets a send go on after the list lost
+    over half the issue's recipients).
     """
     now = clock()
     if dry_run:
-        return _dry_run(config, store, weeks, now, clock, progress)
+        return dryrun.dry_run(config, store, weeks, now, clock, progress)
     secret(config, strict=True)  # before anything is frozen or planned
     sender = make_sender(config.sender)  # a bad sender config is an error before any state changes
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    while not store.acquire_lock(SEND_LOCK, owner, clock(), LOCK_TTL):
-        holder = store.lock_holder(SEND_LOCK, clock())
-        if holder is not None and _owner_is_gone(holder):
-            # A run killed on this host: its claims become 'unknown' below, its lock goes now.
-            log.warning("send lock held by %s, which no longer runs; taking it over", holder)
-            store.release_lock(SEND_LOCK, holder)
-            continue
-        if not wait:
-            raise BusyError("another digest run is sending right now; try again later or pass --wait")
-        time.sleep(1.0)
-    try:
+    with SendLease(store, clock, wait=wait, ttl=lock_ttl) as lease:
         built = prepare(config, store, weeks, clock())
         key = built.issue.key
         warnings = built.warnings + _unfinished_week(config, weeks, clock())
+        resend = resend_unknown or config.sender.resend_unknown
+        doubted = set() if resend else {r.email for r in store.deliveries(key, Delivery.UNKNOWN)}
         store.release_stale_claims(key, clock())
-        if config.sender.resend_unknown:
+        retry_for = config.sender.retry_for
+        store.give_up(
+            key, retry_for, clock(), lambda n: f"gave up after {_plural(n, 'try', 'tries')} over {human(retry_for)}"
+        )
+        if resend:
             store.requeue_unknown(key, clock())
         if retry_failed:
             store.requeue(key, (Delivery.FAILED_PERMANENT, Delivery.FAILED_TEMPORARY), clock())
-        planned = store.plan_deliveries(key, [(s.email, v) for s, v in built.audience.assignments if v], clock())
-        due = store.due_deliveries(key, clock())
+        todo = plan(config, store, built, clock(), accept_list_change=accept_list_change)
+        planned = store.plan_deliveries(key, todo.new, clock())
+        store.replan_skipped(key, todo.back, NO_LONGER_LISTED, clock())
+        # Rows the relay refused in a streak last time go last: if it was a few recipients after all
+        # (one domain that refuses us, say), everyone else is sent before they stop the run again.
+        due = sorted(store.due_deliveries(key, clock()), key=lambda r: REFUSED_US in (r.last_error or ""))
         settings = compose_settings(config, built.date)
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
         people = {s.email.lower(): s for s, v in built.audience.assignments if v}
         make_recipient = recipients(config, strict=True)
-        last_refresh = [time.monotonic()]
 
         def messages() -> Iterator[Outgoing]:
             for row in due:
                 sub = people.get(row.email.lower())
                 if sub is None or row.variant not in templates:
-                    store.mark_skipped(key, row.email, clock(), "no longer on the list")
+                    store.mark_skipped(key, row.email, clock(), NO_LONGER_LISTED)
                     continue
                 yield templates[row.variant].personalise(make_recipient(sub))
 
         def on_event(event: SendEvent) -> None:
-            if time.monotonic() - last_refresh[0] > 60:
-                store.refresh_lock(SEND_LOCK, owner, clock())
-                last_refresh[0] = time.monotonic()
             if progress is not None:
                 progress(event, len(due))
 
@@ -258,35 +138,31 @@ def send_issue(
             clock=clock,
             should_send=_StillSubscribed(store, key, clock),
             progress=on_event,
+            interrupt=interrupt,
         )
-        unknown = tuple(r.email for r in store.deliveries(key, Delivery.UNKNOWN))
+        if lease.lost is not None:
+            warnings += (f"the send lock was lost during the send ({lease.lost}): another run may have sent too",)
+        left_unknown = store.deliveries(key, Delivery.UNKNOWN)
+        unknown = tuple(r.email for r in left_unknown)
+        in_doubt = tuple((r.email, r.last_error or "") for r in left_unknown)
+        new_doubts = sum(1 for r in left_unknown if r.email not in doubted)
         mark_bounces(store, key, clock())
         counts = store.delivery_counts(key)
-        return SendSummary(key, planned, len(due), built.audience.no_match, report, warnings, unknown, None, counts)
-    finally:
-        store.release_lock(SEND_LOCK, owner)
-
-
-#: A permanent refusal that says the mailbox does not exist (RFC 3463 5.1.x), not a policy block.
-_NO_SUCH_MAILBOX = re.compile(
-    r"\b5\.1\.[0-9]{1,3}\b|user unknown|unknown (user|recipient)|no such (user|mailbox|recipient)|does not exist",
-    re.IGNORECASE,
-)
-
-
-def mark_bounces(store: Store, issue_key: str, now: dt.datetime) -> list[str]:
-    """Mark subscribers bounced whose address the server said does not exist.
-
-    Later issues skip them; a spam or policy refusal (also a 550) is not a bounce.
-    """
-    bounced = [
-        row.email
-        for row in store.deliveries(issue_key, Delivery.FAILED_PERMANENT)
-        if row.last_code in (550, 551, 553) and _NO_SUCH_MAILBOX.search(row.last_error or "")
-    ]
-    for email in bounced:
-        store.set_status(email, SubscriberStatus.BOUNCED, now, f"bounce: issue {issue_key}")
-    return bounced
+        stopped = interrupt is not None and interrupt.is_set()
+        return SendSummary(
+            key,
+            planned,
+            len(due),
+            built.audience.no_match,
+            report,
+            warnings,
+            unknown,
+            None,
+            counts,
+            in_doubt,
+            new_doubts,
+            stopped,
+        )
 
 
 def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime) -> tuple[str, ...]:
@@ -300,82 +176,14 @@ def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime)
     return ()
 
 
-def _dry_run(
-    config: Config,
-    store: Store,
-    weeks: Sequence[IsoWeek],
-    now: dt.datetime,
-    clock: Callable[[], dt.datetime],
-    progress: Callable[[SendEvent, int], None] | None,
-) -> SendSummary:
-    """Compose every message into a Maildir beside the outbox; no state changes."""
-    key = grouping.issue_key(weeks)
-    frozen = store.frozen_issue(key)
-    issue = issue_from_json(frozen.payload) if frozen else make_issue(config, store, weeks)
-    check_size(config, issue)
-    built = build(config, store, issue, frozen.frozen_at if frozen else now)
-    settings = compose_settings(config, built.date)
-    templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
-    outbox = config.sender.maildir.with_name(config.sender.maildir.name + "-dry-run")
-    make_recipient = recipients(config)
-    msgs = [templates[v].personalise(make_recipient(s)) for s, v in built.audience.assignments if v is not None]
-    total = len(msgs)
-
-    def on_event(event: SendEvent) -> None:
-        if progress is not None:
-            progress(event, total)
-
-    report = MaildirSender(outbox).send(msgs, _MemoryLedger(), clock=clock, progress=on_event)
-    return SendSummary(key, len(msgs), len(msgs), built.audience.no_match, report, built.warnings, (), outbox)
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
-@dataclass(slots=True)
-class RunReport:
-    """What ``run`` did: the fetch, the due issue's send, and earlier issues it finished."""
-
-    fetched: list[FetchLine]
-    sent: SendSummary | None
-    skipped: str = ""
-    problems: list[str] = field(default_factory=list)
-    resumed: list[SendSummary] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        bad = any(line.result.status in ("failed", "broken") for line in self.fetched)
-        sends = [*self.resumed, *([self.sent] if self.sent is not None else [])]
-        return 1 if bad or self.problems or any(s.failed for s in sends) else 0
-
-
-def weeks_of(issue_key: str) -> tuple[IsoWeek, ...]:
-    """The weeks an issue key names: ``2018-W02`` or ``2018-W01..2018-W03``."""
-    first, _, last = issue_key.partition("..")
-    start = IsoWeek.parse(first)
-    return grouping.weeks_between(start, IsoWeek.parse(last)) if last else (start,)
-
-
-def run(config: Config, store: Store, *, clock: Callable[[], dt.datetime], wait: bool = False) -> RunReport:
-    """The cron one-shot: fetch, then send the issue that is due (the last complete week).
-
-    Issues an earlier run left unfinished (the relay was down, the process
-    was killed) are finished first, so a bad Monday never drops an issue.
-    A send that stops (another run holds the lock, the relay refuses us) is
-    reported, not raised, so the report still shows the fetch.
-    """
-    fetched = fetch_all(config, store, clock())
-    weeks = resolve_weeks(config, clock())
-    due_key = grouping.issue_key(weeks)
-    report = RunReport(fetched, None)
-    for key in store.unfinished_issues(clock()):
-        if key == due_key:
-            continue
-        try:
-            report.resumed.append(send_issue(config, store, weeks_of(key), clock=clock, wait=wait))
-        except SendError as exc:
-            report.problems.append(f"issue {key}: {exc}")
-    try:
-        report.sent = send_issue(config, store, weeks, clock=clock, wait=wait)
-    except TooFewEntries as exc:
-        report.skipped = str(exc)
-    except SendError as exc:
-        report.problems.append(f"issue {due_key}: {exc}")
-    return report
+def human(span: dt.timedelta) -> str:
+    """A duration as people say it, in its largest whole unit: "3 days", "36 hours", "90 minutes"."""
+    seconds = int(span.total_seconds())
+    for size, one, many in ((86400, "day", "days"), (3600, "hour", "hours"), (60, "minute", "minutes")):
+        if seconds >= size and seconds % size == 0:
+            return _plural(seconds // size, one, many)
+    return _plural(seconds, "second", "seconds")

@@ -94,6 +94,8 @@ class Sender(Protocol):
     asked just before each claim (``False``: skip without claiming);
     ``progress`` gets a ``SendEvent`` after every message. Both callbacks
     may be called from worker threads (never two ``progress`` calls at once).
+    Once ``interrupt`` is set (SIGTERM, Ctrl-C) no new message is claimed:
+    the transactions in flight finish and are recorded, then ``send`` returns.
     """
 
     def send(
@@ -104,6 +106,7 @@ class Sender(Protocol):
         clock: Callable[[], datetime],
         should_send: Callable[[Outgoing], bool] | None = None,
         progress: Callable[[SendEvent], None] | None = None,
+        interrupt: threading.Event | None = None,
     ) -> SendReport: ...
 
 
@@ -149,6 +152,13 @@ class Tally:
                         recipient=email,
                     )
                 )
+
+    def retract(self, outcome: Delivery, emails: list[str]) -> None:
+        """Take back outcomes counted for ``emails`` (rows made due again after all)."""
+        with self._lock:
+            gone = set(emails)
+            self._counts[outcome] -= len(gone)
+            self._problems = [p for p in self._problems if p[0] not in gone]
 
     def report(self) -> SendReport:
         with self._lock:

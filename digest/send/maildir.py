@@ -9,6 +9,7 @@ LF line ends as mail readers expect on disk.
 from __future__ import annotations
 
 import mailbox
+import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ class MaildirSender:
         clock: Callable[[], datetime],
         should_send: Callable[[Outgoing], bool] | None = None,
         progress: Callable[[SendEvent], None] | None = None,
+        interrupt: threading.Event | None = None,
     ) -> SendReport:
         """Write every message once; a disk error stops the run with ``SendAborted``."""
         tally = Tally(progress)
@@ -39,6 +41,8 @@ class MaildirSender:
         except OSError as exc:
             raise SendAborted(f"cannot open Maildir {self.folder}: {exc}", tally.report()) from exc
         for msg in messages:
+            if interrupt is not None and interrupt.is_set():
+                break
             if should_send is not None and not should_send(msg):
                 tally.add(Delivery.SKIPPED, msg.recipient)
                 continue

@@ -12,26 +12,19 @@ The dialogue is driven by hand (``send`` + ``getreply``) rather than
 
 from __future__ import annotations
 
-import re
 import smtplib
 import ssl
 
 from digest.config import SenderSettings
 from digest.errors import SendError
 from digest.models import Outgoing
+from digest.send.replies import Reply, classify, relay_denied
 
 _CRLF = b"\r\n"
 
 #: RFC 5321 4.5.3.2.6: a server may take 10 minutes to answer the final dot
 #: (content scanners do); the shorter session timeout would turn that into "unknown".
 FINAL_REPLY_TIMEOUT = 600.0
-
-# Postfix "Relay access denied", Exchange "Unable to relay", Sendmail "Relaying denied",
-# qmail "not in my list of allowed rcpthosts". "User unknown in relay recipient table"
-# (Postfix) names a relay but is about one recipient, so "relay" alone is not enough.
-_RELAY = re.compile(r"\brelay", re.IGNORECASE)
-_REFUSAL = re.compile(r"\bden(?:y|ied)\b|\bnot\s+permitted\b|\bunable\b|\baccess\b", re.IGNORECASE)
-_RCPTHOSTS = re.compile(r"allowed\s+rcpthosts", re.IGNORECASE)
 
 
 class Fatal(SendError):
@@ -46,32 +39,40 @@ class AfterDot(SendError):
     """The data and the final dot went out but no reply came back."""
 
 
+class Refused(SendError):
+    """The server refused one transaction; ``reply`` says what it said and whose problem it is."""
+
+    def __init__(self, message: str, reply: Reply, *, permanent: bool) -> None:
+        super().__init__(message, code=reply.code, permanent=permanent)
+        self.reply = reply
+
+
+class FatalRefusal(Fatal, Refused):
+    """A refusal that stops the run (the relay or the session will not take our mail)."""
+
+
 def text_of(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
 
 
-def relay_denied(text: str) -> bool:
-    """Whether a reply says the server will not relay mail for us at all."""
-    return bool(_RCPTHOSTS.search(text) or (_RELAY.search(text) and _REFUSAL.search(text)))
-
-
-def refused(stage: str, code: int, text: bytes | str) -> SendError:
+def refused(stage: str, code: int, text: bytes | str) -> Refused:
+    """The error for a refusal of ``stage`` (MAIL, RCPT, DATA or "message" after the dot)."""
     # A multi-line reply comes joined by newlines; an error message stays on one line.
-    words = " ".join(text_of(text).split())
-    msg = f"{stage} refused: {code} {words}".strip()
-    if stage in ("MAIL", "RCPT") and relay_denied(words):
+    reply = classify(code, text_of(text))
+    msg = f"{stage} refused: {code} {reply.text}".strip()
+    if stage in ("MAIL", "RCPT") and relay_denied(reply.text):
         # Every recipient would get the same answer: the relay is not set up for us
         # (no login, wrong host), so failing each subscriber for good would be wrong.
-        return Fatal(
+        return FatalRefusal(
             f"{msg} (the server refuses to relay our mail: check sender.host, sender.username and sender.security)",
-            code=code,
+            reply,
             permanent=True,
         )
     if code == 530 or (stage == "MAIL" and code >= 500 and code != 552):
         # About the sender or the session, not this recipient: failing every
         # subscriber permanently would be wrong.
-        return Fatal(msg, code=code, permanent=True)
-    return SendError(msg, code=code, permanent=code >= 500 and code != 552)
+        return FatalRefusal(msg, reply, permanent=True)
+    return Refused(msg, reply, permanent=code >= 500 and code != 552)
 
 
 class SmtpSession:

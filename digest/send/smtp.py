@@ -15,7 +15,13 @@ then sent in one transaction (``session.py``). Outcomes:
 Problems of the whole run rather than one recipient (login refused, server
 unreachable, the sender address refused, a relay that refuses to relay for
 us) stop the run with ``SendAborted``; the message being sent is released
-as failed-temporary, due again at once.
+as failed-temporary, due again at once. So does the same permanent refusal
+coming back again and again (``replies.RefusalWatch``): the relay refuses
+us, and every row it refused so is made due again rather than failed.
+
+Once ``interrupt`` is set (SIGTERM, Ctrl-C), no worker claims another
+message: the transactions in flight finish and are recorded, then
+``send`` returns its report, so an interrupted run leaves nothing claimed.
 
 The reply to the final dot may take up to ten minutes (RFC 5321
 4.5.3.2.6); ``settings.timeout`` bounds every other wait.
@@ -36,7 +42,8 @@ from digest.config import SenderSettings
 from digest.errors import SendError
 from digest.models import Delivery, Outgoing
 from digest.send.base import Ledger, SendAborted, SendEvent, SendReport, Tally, TokenBucket
-from digest.send.session import AfterDot, ConnectFailed, Fatal, SmtpSession
+from digest.send.replies import REFUSED_US, RefusalWatch
+from digest.send.session import AfterDot, ConnectFailed, Fatal, Refused, SmtpSession
 
 
 class SmtpSender:
@@ -95,9 +102,10 @@ class SmtpSender:
         clock: Callable[[], datetime],
         should_send: Callable[[Outgoing], bool] | None = None,
         progress: Callable[[SendEvent], None] | None = None,
+        interrupt: threading.Event | None = None,
     ) -> SendReport:
         """Send every message once; see the module docstring for outcomes."""
-        run = _Run(self, ledger, clock, should_send, Tally(progress))
+        run = _Run(self, ledger, clock, should_send, Tally(progress), interrupt)
         return run.execute(messages)
 
 
@@ -111,13 +119,16 @@ class _Run:
         clock: Callable[[], datetime],
         should_send: Callable[[Outgoing], bool] | None,
         tally: Tally,
+        interrupt: threading.Event | None = None,
     ) -> None:
         self.s = sender
         self.ledger = ledger
         self.clock = clock
         self.should_send = should_send
         self.tally = tally
-        self.stop = threading.Event()
+        self.stop = threading.Event()  # set by the run itself: a fatal error or an exception
+        self.interrupt = interrupt or threading.Event()  # set from outside: SIGTERM, Ctrl-C
+        self.refusals = RefusalWatch()
         self.error: BaseException | None = None
         self.work: queue.Queue[list[Outgoing] | None] = queue.Queue(maxsize=sender.settings.connections * 4)
         self.claim_many = getattr(ledger, "claim_many", None) if sender.claim_ahead else None
@@ -148,6 +159,10 @@ class _Run:
             raise self.error
         return report
 
+    def stopping(self) -> bool:
+        """No new message may be claimed: the run failed, or was interrupted."""
+        return self.stop.is_set() or self.interrupt.is_set()
+
     def chunks(self, messages: Iterable[Outgoing]) -> Iterator[list[Outgoing]]:
         size = self.s.batch if self.claim_many is not None or self.mark_sent_many is not None else 1
         for _, group in groupby(messages, key=attrgetter("issue_key")):
@@ -156,7 +171,7 @@ class _Run:
 
     def put(self, item: list[Outgoing] | None) -> bool:
         # Poll so a feeder never blocks forever on workers that have stopped.
-        while not self.stop.is_set():
+        while not self.stopping():
             try:
                 self.work.put(item, timeout=0.05)
                 return True
@@ -167,7 +182,7 @@ class _Run:
     def worker(self) -> None:
         conn = SmtpSession(self.s.settings, self.s.envelope_from, self.s.local_hostname, self.s.tls)
         try:
-            while not self.stop.is_set():
+            while not self.stopping():
                 try:
                     chunk = self.work.get(timeout=0.05)
                 except queue.Empty:
@@ -210,6 +225,11 @@ class _Run:
         sent: list[str] = []  # accepted by the server, not yet recorded
         try:
             for i, msg in enumerate(todo):
+                if self.stopping():
+                    # Stop between transactions, never inside one: nothing is left claimed.
+                    if ahead:
+                        self.release(todo[i:])
+                    break
                 if not ahead and not (self.wanted(msg) and self.claim(key, msg.recipient, sent)):
                     continue
                 try:
@@ -247,12 +267,15 @@ class _Run:
             except ConnectFailed as exc:
                 if attempt == self.s.max_attempts:
                     raise Fatal(str(exc), code=exc.code) from exc
-                self.s.sleep(self.s.delay(attempt))
+                self.pause(self.s.delay(attempt))
+                if self.stopping():
+                    return  # nothing is claimed yet; the caller stops before claiming
 
     def one(self, conn: SmtpSession, msg: Outgoing, sent: list[str]) -> None:
         """Deliver one claimed message, retrying temporary failures, and record the outcome."""
         key, email = msg.issue_key, msg.recipient
         attempt = 0
+        retry: SendError
         while True:
             attempt += 1
             if self.s.bucket is not None:
@@ -271,19 +294,35 @@ class _Run:
                 if attempt >= self.s.max_attempts:
                     self.fail(msg, exc, attempt, now_retry=True)
                     raise Fatal(str(exc), code=exc.code) from exc
+                retry = exc
             except SendError as exc:
                 conn.reset()
                 if exc.permanent or attempt >= self.s.max_attempts:
                     self.fail(msg, exc, attempt)
+                    self.watch(msg, exc)
                     return
+                retry = exc
             else:
                 if self.mark_sent_many is not None:
                     sent.append(email)
                 else:
                     self.ledger.mark_sent(key, email, self.clock())
                 self.tally.add(Delivery.SENT, email, attempts=attempt)
+                self.refusals.observe(email, None)
                 return
-            self.s.sleep(self.s.delay(attempt))
+            self.pause(self.s.delay(attempt))
+            if self.stopping():
+                # Stopping (SIGTERM, or another worker's fatal error): record the row as due
+                # again now rather than go on retrying while holding its claim.
+                self.fail(msg, retry, attempt, now_retry=True)
+                return
+
+    def pause(self, seconds: float) -> None:
+        """The backoff before a retry; an interrupt cuts it short (an injected ``sleep`` is used as is)."""
+        if self.s.sleep is time.sleep:
+            self.interrupt.wait(seconds)
+        else:
+            self.s.sleep(seconds)
 
     def fail(self, msg: Outgoing, exc: SendError, attempts: int, *, now_retry: bool = False) -> None:
         now = self.clock()
@@ -300,6 +339,32 @@ class _Run:
         )
         outcome = Delivery.FAILED_PERMANENT if permanent else Delivery.FAILED_TEMPORARY
         self.tally.add(outcome, msg.recipient, exc.code, str(exc), attempts)
+
+    def watch(self, msg: Outgoing, exc: SendError) -> None:
+        """Stop the run when the same permanent refusal keeps coming: the relay refuses us.
+
+        The rows refused in that streak are made due again (not failed for
+        good, and so never marked bounced): it was our mail that was refused.
+        """
+        reply = exc.reply if isinstance(exc, Refused) and exc.permanent else None
+        release = self.refusals.observe(msg.recipient, reply)
+        if not release:
+            return
+        now = self.clock()
+        for email in release:
+            self.ledger.mark_failed(
+                msg.issue_key,
+                email,
+                now,
+                permanent=False,
+                code=exc.code,
+                error=f"{exc} ({REFUSED_US})",
+                next_attempt=now,
+            )
+        self.tally.retract(Delivery.FAILED_PERMANENT, release)
+        for email in release:
+            self.tally.add(Delivery.FAILED_TEMPORARY, email)
+        raise Fatal(f"the relay refuses us: {f'{reply.code} {reply.text}' if reply else exc}", code=exc.code)
 
     def release(self, msgs: list[Outgoing]) -> None:
         """Claimed messages never tried because the run stops: due again at once."""

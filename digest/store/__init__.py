@@ -26,6 +26,7 @@ from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
+from digest.store.requeue import RequeueMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.subscribers import SubscribersMixin, normalise
 
@@ -49,7 +50,15 @@ __all__ = [
 
 
 class Store(
-    BouncesMixin, EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, ReportsMixin, SubscribersMixin, LockMixin
+    BouncesMixin,
+    EntriesMixin,
+    FetchLogMixin,
+    IssuesMixin,
+    LedgerMixin,
+    RequeueMixin,
+    ReportsMixin,
+    SubscribersMixin,
+    LockMixin,
 ):
     """A connection pool to the database plus the operations digest needs.
 

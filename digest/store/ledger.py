@@ -26,12 +26,14 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, func, or
 from digest.errors import StoreError
 from digest.models import Delivery
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import UtcDateTime, utc_text
 from digest.store.schema import deliveries as t_deliveries
-from digest.store.schema import utc_text
 
 _IN_CHUNK = 500
 _INSERT_CHUNK = 5000
-STALE_CLAIM_ERROR = "claimed by a run that did not finish; the server may or may not have taken it"
+STALE_CLAIM_ERROR = (
+    "in doubt: the process stopped while sending (its claim was left; the server may or may not have taken it)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class DeliveryRow:
     next_attempt: dt.datetime | None
     last_code: int | None
     last_error: str | None
+    first_attempt: dt.datetime | None = None
 
 
 def _row(r: Row[Any]) -> DeliveryRow:
@@ -58,6 +61,7 @@ def _row(r: Row[Any]) -> DeliveryRow:
         next_attempt=r.next_attempt,
         last_code=r.last_code,
         last_error=r.last_error,
+        first_attempt=r.first_attempt,
     )
 
 
@@ -93,16 +97,22 @@ def _states(include_unknown: bool) -> list[str]:
 # The hot path runs these once or twice per message: built once, so each call only binds values
 # (building the expression trees anew cost more than the UPDATE itself).
 _c = t_deliveries.c
+_CLAIMED: dict[str, Any] = {
+    "state": Delivery.CLAIMED.value,
+    "attempts": _c.attempts + 1,
+    "updated_at": bindparam("b_now"),
+    "first_attempt": func.coalesce(_c.first_attempt, bindparam("b_now", type_=UtcDateTime)),
+}
 _CLAIM = {
     unknown: update(t_deliveries)
     .where(_c.issue_key == bindparam("b_key"), _c.email == bindparam("b_email"), _due_bound(unknown))
-    .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
+    .values(**_CLAIMED)
     for unknown in (False, True)
 }
 _CLAIM_MANY = {
     unknown: update(t_deliveries)
     .where(_c.issue_key == bindparam("b_key"), _c.email.in_(bindparam("b_emails", expanding=True)), _due_bound(unknown))
-    .values(state=Delivery.CLAIMED.value, attempts=_c.attempts + 1, updated_at=bindparam("b_now"))
+    .values(**_CLAIMED)
     .returning(_c.email)
     for unknown in (False, True)
 }
@@ -300,41 +310,6 @@ class LedgerMixin(StoreBase):
         values = {"state": Delivery.SKIPPED.value, "last_error": reason, "updated_at": now}
         with self._write() as conn:
             self._mark(conn, issue_key, email, values)
-
-    def release_stale_claims(self, issue_key: str, now: dt.datetime) -> int:
-        """Turn the claims of a run that died into ``unknown``; returns how many.
-
-        Call it only while holding the send lock, so no live run owns a claim.
-        """
-        stmt = (
-            update(t_deliveries)
-            .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state == Delivery.CLAIMED.value)
-            .values(state=Delivery.UNKNOWN.value, last_error=STALE_CLAIM_ERROR, updated_at=now)
-        )
-        with self._write() as conn:
-            return int(conn.execute(stmt).rowcount)
-
-    def requeue_unknown(self, issue_key: str, now: dt.datetime) -> int:
-        """Make the issue's ``unknown`` rows pending again; returns how many.
-
-        For an operator who chose to resend messages whose fate is unknown.
-        """
-        return self.requeue(issue_key, (Delivery.UNKNOWN,), now)
-
-    def requeue(self, issue_key: str, states: Iterable[Delivery], now: dt.datetime) -> int:
-        """Make the issue's rows in ``states`` pending again (due at once); returns how many.
-
-        For an operator who fixed what made them fail (``digest send --retry-failed``).
-        A ``sent`` row is never requeued.
-        """
-        wanted = [d.value for d in states if d is not Delivery.SENT]
-        stmt = (
-            update(t_deliveries)
-            .where(t_deliveries.c.issue_key == issue_key, t_deliveries.c.state.in_(wanted))
-            .values(state=Delivery.PENDING.value, next_attempt=None, updated_at=now)
-        )
-        with self._write() as conn:
-            return int(conn.execute(stmt).rowcount)
 
     def unfinished_issues(self, now: dt.datetime) -> list[str]:
         """Issues with rows still to send now (pending, or temporary failures that are due), oldest first."""

@@ -149,6 +149,8 @@ deliveries = Table(
     Column("last_code", Integer),
     Column("last_error", Text),
     Column("updated_at", UtcDateTime, nullable=False),
+    # When the row was first claimed: ``[sender] retry_for`` counts from here (migration 5).
+    Column("first_attempt", UtcDateTime),
     PrimaryKeyConstraint("issue_key", "email"),
     Index("ix_deliveries_issue_state", "issue_key", "state"),
 )
@@ -160,6 +162,18 @@ subscriber_status = Table(
     Column("status", String(20), nullable=False),
     Column("changed_at", UtcDateTime, nullable=False),
     Column("how", Text, nullable=False),
+)
+
+#: What happened to a subscriber's status, and why: appended to, never changed (migration 5).
+subscriber_events = Table(
+    "subscriber_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_subscriber_events_email", "email"),
 )
 
 locks = Table(
@@ -246,7 +260,7 @@ variants_v1 = Table(
 def _initial(conn: Connection) -> None:
     # Creates the tables as defined above. When a later migration changes a
     # table, freeze its first shape here before editing the definition above.
-    for table in (sources, entries, issues, variants_v1, deliveries, subscriber_status, locks):
+    for table in (sources, entries, issues, variants_v1, _deliveries_v1, subscriber_status, locks):
         table.create(conn)
 
 
@@ -273,9 +287,39 @@ def _variant_tokens(conn: Connection) -> None:
     conn.execute(text("UPDATE variants SET tokens = :legacy"), {"legacy": LEGACY_TOKENS})
 
 
+#: ``deliveries`` as migration 1 created it (migration 5 adds ``first_attempt``).
+_deliveries_v1 = Table(
+    "deliveries",
+    MetaData(),
+    Column("issue_key", String(100), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UtcDateTime),
+    Column("last_code", Integer),
+    Column("last_error", Text),
+    Column("updated_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("issue_key", "email"),
+    Index("ix_deliveries_issue_state", "issue_key", "state"),
+)
+
+
+def _ledger_events(conn: Connection) -> None:
+    # The column as the current definition has it, added in place (SQLite and PostgreSQL alike).
+    column = deliveries.c.first_attempt
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN {column.name} {kind}"))
+    # Rows tried before this column existed: their last change is the best bound there is (a later
+    # time than the real first try, so their retries end no sooner than they should).
+    conn.execute(deliveries.update().where(deliveries.c.attempts > 0).values(first_attempt=deliveries.c.updated_at))
+    subscriber_events.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(4, "placeholder tokens per frozen variant", _variant_tokens),
+    Migration(5, "first attempt of a delivery; subscriber events", _ledger_events),
     Migration(6, "fetch log", _fetch_log),
     Migration(7, "bounce events and VERP tags", _bounces),
 )

@@ -3,18 +3,23 @@
 The subscriber lists are files the editor keeps; the store only keeps each
 address's status, keyed by the lowercased address. Unsubscribing always
 wins: a list import or a re-subscribe cannot silently re-activate an
-address that asked to leave; only ``force=True`` can.
+address that asked to leave; only ``force=True`` can, and ``reactivate``
+(an operator's ``digest subscribers reactivate``) does so on the record:
+every change of status is also appended to ``subscriber_events`` with its
+time and reason, and that log is never rewritten.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import subscriber_events as t_events
 from digest.store.schema import subscriber_status as t_status
 from digest.store.schema import utc_text
 
@@ -22,6 +27,26 @@ from digest.store.schema import utc_text
 def normalise(email: str) -> str:
     """The key an address is stored under."""
     return email.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    """An address's stored status, since when, and what set it."""
+
+    email: str
+    status: SubscriberStatus
+    since: dt.datetime
+    how: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberEvent:
+    """One entry of an address's status history."""
+
+    email: str
+    event: str
+    at: dt.datetime
+    reason: str
 
 
 class SubscribersMixin(StoreBase):
@@ -67,7 +92,50 @@ class SubscribersMixin(StoreBase):
                 set_={k: stmt.excluded[k] for k in ("status", "changed_at", "how")},
             )
             conn.execute(stmt)
+            self._event(conn, key, status.value, now, how)
         return True
+
+    def _event(self, conn: Connection, email: str, event: str, now: dt.datetime, reason: str) -> None:
+        conn.execute(insert(t_events).values(email=email, event=event, at=now, reason=reason))
+
+    def status_record(self, email: str) -> StatusRecord | None:
+        """The stored status of ``email`` with its time and cause; None if none is stored."""
+        c = t_status.c
+        with self._read() as conn:
+            row = conn.execute(select(t_status).where(c.email == normalise(email))).first()
+        if row is None:
+            return None
+        return StatusRecord(row.email, SubscriberStatus(row.status), row.changed_at, row.how)
+
+    def reactivate(self, email: str, now: dt.datetime, reason: str) -> StatusRecord | None:
+        """Make an unsubscribed or bounced address active again, recording ``reason``.
+
+        Returns the record it had (None, changing nothing, when it was not
+        unsubscribed or bounced).
+        """
+        utc_text(now)
+        key = normalise(email)
+        c = t_status.c
+        with self._write() as conn:
+            row = conn.execute(select(t_status).where(c.email == key)).first()
+            if row is None or row.status == SubscriberStatus.ACTIVE.value:
+                return None
+            before = StatusRecord(row.email, SubscriberStatus(row.status), row.changed_at, row.how)
+            how = f"reactivated: {reason}"
+            conn.execute(
+                t_status.update()
+                .where(c.email == key)
+                .values(status=SubscriberStatus.ACTIVE.value, changed_at=now, how=how)
+            )
+            self._event(conn, key, "reactivated", now, reason)
+        return before
+
+    def subscriber_events(self, email: str) -> list[SubscriberEvent]:
+        """The status history of ``email``, oldest first."""
+        c = t_events.c
+        with self._read() as conn:
+            rows = conn.execute(select(t_events).where(c.email == normalise(email)).order_by(c.id))
+            return [SubscriberEvent(r.email, r.event, r.at, r.reason) for r in rows]
 
     def unsubscribed(self) -> set[str]:
         """Every address that unsubscribed (lowercased)."""
