@@ -193,10 +193,14 @@ class LocalBackend:
             frozen = store.frozen_issue(issue_key)
         if frozen is None:
             return None
-        issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
+        issue = issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
         for rendered in frozen.variants:
             if rendered.variant == variant:
                 # The public copy carries no one's name, and its unsubscribe link leads home.
                 values = values_for("", "", config.digest.base_url + "/")
+                shown = sum(len(s.entries) for s in issue.sections if s.theme in rendered.themes)
+                if shown > config.issue.max_entries or "more in the web version" in rendered.html:
+                    # The email stopped short ("N more in the web version"): this page shows them all.
+                    return pipeline.renderer_for(config).render_web(issue, frozenset(rendered.themes), values)
                 return fill(rendered.html, values, escape_html=True)
         return None

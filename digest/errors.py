@@ -13,6 +13,8 @@ original as ``__cause__``::
      │    └── ParseError      bytes that are not a feed / listing
      ├── StoreError           the database refused or is locked
      ├── RenderError          template syntax / undefined variable
+     ├── TooFewEntries        an issue with too few entries to build
+     │    └── IssueHeld       a thin week held back; it rolls into the next issue
      └── SendError            SMTP refused or the connection broke
           └── BusyError       another run holds the send lock
 
@@ -69,6 +71,18 @@ class StoreError(DigestError):
 
 class RenderError(DigestError):
     """A template could not be rendered (syntax error, undefined name)."""
+
+
+class TooFewEntries(DigestError):
+    """The issue has fewer entries than ``min_entries``: nothing is built or sent."""
+
+
+class IssueHeld(TooFewEntries):
+    """The issue is held back for having fewer than ``[issue] min_entries`` entries.
+
+    Its entries are not lost: the next issue carries them, and at the latest
+    ``max_hold_weeks`` after the oldest of them, whatever there is goes out.
+    """
 
 
 class SendError(DigestError):

@@ -10,6 +10,8 @@ each stage gets just what it needs. ``now`` always comes from the caller.
 
 from __future__ import annotations
 
+from digest.errors import IssueHeld, TooFewEntries
+from digest.pipeline.carry import Planned, plan_issue
 from digest.pipeline.deliver import (
     LOCK_TTL,
     SEND_LOCK,
@@ -23,7 +25,6 @@ from digest.pipeline.gather import FetchLine, fetch_all, open_store
 from digest.pipeline.issue import (
     Audience,
     Built,
-    TooFewEntries,
     audience,
     build,
     check_size,
@@ -47,6 +48,8 @@ __all__ = [
     "Audience",
     "Built",
     "FetchLine",
+    "IssueHeld",
+    "Planned",
     "RunReport",
     "SendSummary",
     "TooFewEntries",
@@ -59,6 +62,7 @@ __all__ = [
     "fetch_all",
     "make_issue",
     "open_store",
+    "plan_issue",
     "prepare",
     "recipient",
     "recipients",

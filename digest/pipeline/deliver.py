@@ -17,18 +17,18 @@ from digest import grouping
 from digest.codec import issue_from_json, issue_to_json
 from digest.compose import MessageTemplate
 from digest.config import Config
-from digest.errors import BusyError, SendError
+from digest.errors import BusyError, IssueHeld, SendError, TooFewEntries
 from digest.models import (
     Delivery,
     IsoWeek,
     Outgoing,
     SubscriberStatus,
 )
+from digest.pipeline.carry import plan_issue
 from digest.pipeline.gather import FetchLine, fetch_all
 from digest.pipeline.issue import (
     Audience,
     Built,
-    TooFewEntries,
     audience,
     build,
     check_size,
@@ -80,12 +80,22 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
     key = grouping.issue_key(weeks)
     frozen = store.frozen_issue(key)
     aud: Audience | None = None
+    noted: tuple[str, ...] = ()
     if frozen is None:
-        issue = make_issue(config, store, weeks)
-        check_size(config, issue)
+        # --- carry: the issue takes earlier weeks' unsent entries; a thin week is held (see pipeline.carry)
+        planned = plan_issue(config, store, weeks)
+        issue = planned.issue
+        try:
+            check_size(config, issue)
+        except IssueHeld:
+            store.hold_issue(key, now, len(issue.entries))  # so later issues know the digest had started
+            raise
         built = build(config, store, issue, now)
-        if store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now):
+        # The entries it carried are recorded in the freeze's own transaction (store.freeze_issue).
+        if store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now, planned.records()):
             aud = built.audience  # the same lists, just read: no need to read and check them again
+            noted = planned.warnings
+        # --- end carry
         frozen = store.frozen_issue(key)
         assert frozen is not None
     issue = issue_from_json(frozen.payload)
@@ -101,7 +111,7 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
         frozen = store.frozen_issue(issue.key)
         assert frozen is not None
         variants = {r.variant: r for r in frozen.variants}
-    return Built(issue, variants, aud, frozen.frozen_at, aud.problems)
+    return Built(issue, variants, aud, frozen.frozen_at, aud.problems + noted)
 
 
 class _MemoryLedger:
@@ -290,12 +300,12 @@ def mark_bounces(store: Store, issue_key: str, now: dt.datetime) -> list[str]:
 
 
 def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime) -> tuple[str, ...]:
-    """A warning when the issue covers a week that is not over: the frozen issue will not grow."""
+    """A note when the issue covers a week that is not over: the frozen issue will not grow."""
     last = max(weeks)
     if now < last.bounds(config.digest.tz)[1]:
         return (
-            f"week {last} is not over yet: entries published later this week will not be in this issue "
-            "(it is frozen now), nor in the next one",
+            f"week {last} is not over yet: entries published later this week are not in this issue "
+            "(it is frozen now); they go out with the next issue, marked as from last week",
         )
     return ()
 

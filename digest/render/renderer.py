@@ -23,7 +23,7 @@ from digest.errors import RenderError
 from digest.models import Issue, Rendered
 from digest.render import environment
 from digest.render.inline import inline_css
-from digest.render.view import IssueView, build_view, scrub_issue, slug, theme_order
+from digest.render.view import IssueView, build_view, slug, theme_order
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ class RenderSettings:
     folder's ``templates/`` (files there override the packaged ones); it may be
     ``None`` or missing. ``clip_bytes`` is the HTML size past which Gmail clips
     a message. ``themes`` is the configured theme names in config order; the
-    table of contents follows it.
+    table of contents follows it. ``max_entries`` caps the entries each
+    variant's email shows (HTML and text alike); the rest are summarised as
+    "N more in the web version", which shows them all (``render_web``).
     """
 
     title: str
@@ -55,6 +57,7 @@ class RenderSettings:
     allow_images: bool = False
     clip_bytes: int = 102_000
     themes: tuple[str, ...] = ()
+    max_entries: int | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -134,6 +137,13 @@ class Renderer:
         chosen, key = self._select(issue, themes)
         return self._render(issue, chosen, key, values)
 
+    def render_web(self, issue: Issue, themes: frozenset[str] | None, values: Mapping[str, str]) -> str:
+        """The web version of a variant: the HTML with every entry, no email cap and no clipping."""
+        chosen, key = self._select(issue, themes)
+        full = self._view(issue, chosen, None, capped=False)
+        subject = self._subject_for(full, key, values)
+        return self._html_for(full, key, values, subject)
+
     def web_url(self, issue_key: str, variant: str) -> str:
         """Where the web version of a variant lives: ``{base_url}/issues/{key}/{variant}.html``."""
         return f"{self.settings.base_url.rstrip('/')}/issues/{issue_key}/{variant}.html"
@@ -148,9 +158,12 @@ class Renderer:
             raise EmptyVariant(f"issue {issue.key} has no entries for {wanted}")
         return chosen, variant_key(themes, issue.themes)
 
-    def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None) -> IssueView:
+    def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None, *, capped: bool = True) -> IssueView:
+        cap = self.settings.max_entries if capped else None
+        if cap is not None:
+            limit = cap if limit is None else min(limit, cap)
         return build_view(
-            scrub_issue(issue),
+            issue,
             chosen,
             title=issue.title or self.settings.title,
             tz=self.tz,
@@ -200,7 +213,7 @@ class Renderer:
             subject = self._subject_for(full, key, values)
             shown = full if limit is None else self._view(issue, chosen, limit)
             html = self._html_for(shown, key, values, subject)
-        # Gmail clips only HTML; the text part always carries the whole issue.
+        # Gmail clips only HTML; the text part carries what max_entries lets through.
         text = self._call(self._text, self._context(full, key, values))
         return subject, html, text
 

@@ -9,8 +9,8 @@ migrates its tables. Database failures surface as ``StoreError``.
     with Store.open("sqlite:////srv/digest/digest.db") as store:
         counts = store.record_fetch(result, now)
 
-The parts live in ``entries``, ``issues``, ``ledger``, ``subscribers`` and
-``lock``; ``schema`` holds the tables and the migrations.
+The parts live in ``entries``, ``issues``, ``carried``, ``ledger``,
+``subscribers`` and ``lock``; ``schema`` holds the tables and the migrations.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import datetime as dt
 from types import TracebackType
 
 from digest.store.base import BUSY_TIMEOUT_S, make_engine
+from digest.store.carried import CarriedMixin, ChangedEntry, IssuedEntry
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
-from digest.store.issues import FrozenIssue, IssuesMixin
+from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
@@ -30,9 +31,12 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "MIGRATIONS",
     "STALE_CLAIM_ERROR",
+    "ChangedEntry",
     "DeliveryRow",
     "FetchCounts",
     "FrozenIssue",
+    "IssueEntry",
+    "IssuedEntry",
     "Migration",
     "Store",
     "content_hash",
@@ -40,7 +44,7 @@ __all__ = [
 ]
 
 
-class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
+class Store(EntriesMixin, IssuesMixin, CarriedMixin, LedgerMixin, SubscribersMixin, LockMixin):
     """A connection pool to the database plus the operations digest needs.
 
     Thread-safe: one ``Store`` may be shared by several threads.
