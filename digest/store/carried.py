@@ -106,7 +106,7 @@ class CarriedMixin(StoreBase):
             )
 
     def held_issues(self) -> list[tuple[str, dt.datetime, int]]:
-        """``(key, held_at, entries)`` of every issue held back and not sent since, by key."""
+        """``(key, held_at, entries)`` of every issue held back, by key (its entries went out later, or wait)."""
         with self._read() as conn:
             rows = conn.execute(select(t_held).order_by(t_held.c.key)).all()
         return [(r.key, r.held_at, r.entries) for r in rows]
