@@ -76,6 +76,11 @@ class Site:
         (self.root / "subscribers").mkdir(exist_ok=True)
         rows = "".join(f"{email},,,\n" for email in PEOPLE)
         (self.root / "subscribers" / "list.csv").write_text("email,name,themes,timezone\n" + rows)
+        self.write_config()
+        self.write_feed()
+
+    def write_config(self) -> None:
+        """``digest.toml`` from the fields (call again after changing ``issue`` or ``extra``)."""
         if self.smtp_port is None:
             sender = 'transport = "maildir"\nmaildir = "outbox"'
         else:
@@ -111,7 +116,6 @@ categories = ["beta"]
 """,
             encoding="utf-8",
         )
-        self.write_feed()
 
     @property
     def config(self) -> Config:
