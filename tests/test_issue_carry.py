@@ -7,36 +7,14 @@ on loopback.
 
 from __future__ import annotations
 
-import email
-import email.policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from digest import pipeline
 from digest.models import IsoWeek
-from tests.data.carry.site import PEOPLE, Site, day, eid, monday
+from tests.data.carry.site import PEOPLE, Site, day, eid, messages_for, monday
 from tests.fixtures.smtp_server import SmtpServer
-
-
-def parse(data: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def bodies(data: bytes) -> tuple[str, str, str]:
-    """``(subject, html, text)`` of one received message."""
-    msg = parse(data)
-    html, text = msg.get_body(("html",)), msg.get_body(("plain",))
-    assert html is not None and text is not None
-    return str(msg["Subject"]), str(html.get_content()), str(text.get_content())
-
-
-def messages_for(smtp: SmtpServer, start: int = 0) -> list[tuple[str, str, str]]:
-    """The messages ann@ got since ``start`` (every subscriber gets the same ones)."""
-    return [bodies(m.data) for m in smtp.messages[start:] if m.rcpt_tos == (PEOPLE[0],)]
 
 
 def test_an_entry_published_after_its_issue_froze_goes_out_next_week_marked(

@@ -10,10 +10,13 @@ real store and the real sender (SMTP on loopback, or a Maildir).
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import email.utils
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -21,6 +24,7 @@ from digest import pipeline
 from digest.codec import issue_from_json
 from digest.config import Config, load_config
 from digest.models import IsoWeek, Issue
+from tests.fixtures.smtp_server import SmtpServer
 
 SECRET = "test-secret-for-carry"
 PEOPLE = ("ann@example.org", "bob@example.org")
@@ -171,9 +175,25 @@ categories = ["beta"]
                 out[key] = issue_from_json(frozen.payload)
         return out
 
-    def entry_titles(self, issue: Issue) -> list[str]:
-        return [e.title for e in issue.entries]
-
 
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def bodies(data: bytes) -> tuple[str, str, str]:
+    """``(subject, html, text)`` of one received message."""
+    msg = parse(data)
+    html, text = msg.get_body(("html",)), msg.get_body(("plain",))
+    assert html is not None and text is not None
+    return str(msg["Subject"]), str(html.get_content()), str(text.get_content())
+
+
+def messages_for(smtp: SmtpServer, start: int = 0) -> list[tuple[str, str, str]]:
+    """The messages ann@ got since ``start`` (every subscriber gets the same ones)."""
+    return [bodies(m.data) for m in smtp.messages[start:] if m.rcpt_tos == (PEOPLE[0],)]
