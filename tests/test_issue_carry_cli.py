@@ -70,3 +70,36 @@ def test_build_of_a_thin_week_says_it_is_held(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "fewer than min_entries = 3; held" in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "named"),
+    [
+        ("issue", "max_entries = 0", "issue.max_entries"),
+        ("issue", "min_per_theme = -1", "issue.min_per_theme"),
+        ("issue", 'max_hold_weeks = "3"', "issue.max_hold_weeks"),
+        ("issue", "min_entries = 2.5", "issue.min_entries"),
+        ("updates", 'policy = "sometimes"', "updates.policy"),
+    ],
+)
+def test_a_bad_issue_setting_is_one_line_and_exit_2(tmp_path: Path, table: str, line: str, named: str) -> None:
+    site = Site(
+        tmp_path, extra=f"[{table}]\n{line}" if table == "updates" else "", issue=line if table == "issue" else ""
+    )
+    result = invoke(site, "build", "--week", "2018-W02", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert named in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_issue_settings_and_their_older_spelling(tmp_path: Path) -> None:
+    site = Site(tmp_path, issue="max_entries = 7\nmin_per_theme = 2\nmax_hold_weeks = 1")
+    issue = site.config.issue
+    assert (issue.max_entries, issue.min_per_theme, issue.max_hold_weeks, issue.min_entries) == (7, 2, 1, 1)
+    older = Site(tmp_path / "older")
+    toml = older.root / "digest.toml"
+    toml.write_text(toml.read_text().replace("[digest]\n", "[digest]\nmin_entries = 4\n", 1))
+    assert older.config.issue.min_entries == 4
+    both = Site(tmp_path / "both", issue="min_entries = 2")
+    toml = both.root / "digest.toml"
+    toml.write_text(toml.read_text().replace("[digest]\n", "[digest]\nmin_entries = 4\n", 1))
+    assert both.config.issue.min_entries == 2

@@ -2,8 +2,10 @@
 
 Dates are formatted here (English month names, the digest's time zone) so
 the templates hold layout only. The same view feeds the HTML, text and
-subject templates; ``limit`` keeps only the first entries when an issue is
-too long for one email.
+subject templates; ``limit`` keeps a fair share of each section's first
+entries when an issue is too long for one email (``[issue] max_entries``,
+or Gmail's clipping). Entries an issue carries from earlier weeks are
+marked ("from last week"); ``updates`` are the "Updated" ones.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
-from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue, Section
+from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue
 from digest.placeholders import scrub
 from digest.render.sanitize import html_to_text, sanitize_html, truncate_html
 
@@ -154,15 +156,6 @@ def scrub_entry(e: Entry) -> Entry:
         authors=tuple(Author(scrub(a.name), scrub(a.affiliation)) for a in e.authors),
         tags=tuple(scrub(t) for t in e.tags),
     )
-
-
-def scrub_issue(issue: Issue) -> Issue:
-    """``issue`` with placeholder look-alikes removed from every entry's text (``build_view`` scrubs what it shows)."""
-
-    def clean(sections: tuple[Section, ...]) -> tuple[Section, ...]:
-        return tuple(dataclasses.replace(s, entries=tuple(scrub_entry(e) for e in s.entries)) for s in sections)
-
-    return dataclasses.replace(issue, sections=clean(issue.sections), updates=clean(issue.updates))
 
 
 def carried_label(own: IsoWeek, issue_weeks: Sequence[IsoWeek]) -> str:
