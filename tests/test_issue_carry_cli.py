@@ -103,3 +103,16 @@ def test_the_issue_settings_and_their_older_spelling(tmp_path: Path) -> None:
     toml = both.root / "digest.toml"
     toml.write_text(toml.read_text().replace("[digest]\n", "[digest]\nmin_entries = 4\n", 1))
     assert both.config.issue.min_entries == 2
+
+
+def test_build_warns_of_entries_too_old_to_carry(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    site = Site(tmp_path, smtp_port=smtp_server.port, issue="max_hold_weeks = 1")
+    site.publish("w1", day(2018, 1, 3))
+    assert site.run(monday(2018, 2)).sent is not None
+    site.publish("w2", day(2018, 2, 3))
+    site.publish("w5", day(2018, 5, 3))
+    assert invoke(site, "fetch").exit_code == 0
+    result = invoke(site, "build", "--week", "2018-W05", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "1 unsent entries of 2018-W02 expired" in " ".join(result.stderr.split())
+    assert "issue 2018-W05: 1 entries" in result.stdout

@@ -5,6 +5,7 @@ each stage gets just what it needs. ``now`` always comes from the caller.
 
 - ``gather``: fetch every source, record the results;
 - ``issue``: weeks, themes and audience of an issue, its rendered variants, files;
+- ``carry``: what an issue carries (earlier weeks' unsent entries, updates), what expired;
 - ``deliver``: freeze the issue, plan the ledger, send exactly once, the cron run.
 """
 

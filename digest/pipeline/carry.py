@@ -84,9 +84,11 @@ def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Planne
     if started is not None and started < first:
         window = max(started, weeks_before(first, config.issue.max_hold_weeks))
     since, _ = window.bounds(tz)
+    own_start, _ = first.bounds(tz)
     _, until = last.bounds(tz)
     candidates = store.unissued_entries(since, until, key)
-    place = {e.id: last for e in candidates if grouping.week_of(e, tz) < first}
+    # Before the first week's start is before the first week: cheaper than a week per entry.
+    place = {e.id: last for e in candidates if e.when() < own_start}
     defaults = source_themes(config)
     issue = grouping.build_issue(
         candidates,
