@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from digest import editions, pipeline, tokens
+from digest import editions, pipeline, placeholders, tokens
 from digest.codec import issue_from_json
 from digest.compose import MessageTemplate
 from digest.config import Config, load_config
@@ -188,10 +188,15 @@ class LocalBackend:
             frozen = store.frozen_issue(issue_key)
         if frozen is None:
             return None
-        issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
+        issue = issue_from_json(frozen.payload)  # a corrupt payload fails loudly here, not in a browser
         for rendered in frozen.variants:
             if rendered.variant == variant:
                 # The public copy carries no one's name or address; its unsubscribe link explains how.
+                shown = sum(len(s.entries) for s in issue.sections if s.theme in rendered.themes)
+                if shown > config.issue.max_entries or "more in the web version" in rendered.html:
+                    # The email stopped short ("N more in the web version"): this page shows them all.
+                    values = placeholders.web_values(config.digest.title, config.digest.base_url)
+                    return pipeline.renderer_for(config).render_web(issue, frozenset(rendered.themes), values.by_key())
                 return pipeline.web_copy(config, rendered).html
         return None
 

@@ -61,34 +61,53 @@ def entry_from_dict(raw: dict[str, Any]) -> Entry:
 
 def issue_to_json(issue: Issue) -> str:
     """A frozen issue, byte-stable for the same issue."""
-    data = {
+    data: dict[str, Any] = {
         "key": issue.key,
         "title": issue.title,
         "weeks": [str(w) for w in issue.weeks],
-        "sections": [
-            {
-                "theme": s.theme,
-                "week": str(s.week),
-                "entries": [entry_to_dict(e) | {"content": e.content} for e in s.entries],
-            }
-            for s in issue.sections
-        ],
+        "sections": _sections_to_json(issue.sections),
     }
+    # Only when present, so an issue without them freezes to the same bytes as before they existed.
+    if issue.carried:
+        data["carried"] = {eid: str(week) for eid, week in issue.carried}
+    if issue.updates:
+        data["updates"] = _sections_to_json(issue.updates)
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _sections_to_json(sections: tuple[Section, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "theme": s.theme,
+            "week": str(s.week),
+            "entries": [entry_to_dict(e) | {"content": e.content} for e in s.entries],
+        }
+        for s in sections
+    ]
+
+
+def _sections_from_json(raw: list[dict[str, Any]]) -> tuple[Section, ...]:
+    return tuple(
+        Section(
+            theme=s["theme"],
+            week=IsoWeek.parse(s["week"]),
+            entries=tuple(entry_from_dict(e) for e in s["entries"]),
+        )
+        for s in raw
+    )
 
 
 def issue_from_json(payload: str) -> Issue:
     data = json.loads(payload)
+    sections = _sections_from_json(data["sections"])
+    carried = data.get("carried", {})
+    # In section order, so the same payload always gives the same Issue.
+    order = [e.id for s in sections for e in s.entries if e.id in carried]
     return Issue(
         key=data["key"],
         title=data["title"],
         weeks=tuple(IsoWeek.parse(w) for w in data["weeks"]),
-        sections=tuple(
-            Section(
-                theme=s["theme"],
-                week=IsoWeek.parse(s["week"]),
-                entries=tuple(entry_from_dict(e) for e in s["entries"]),
-            )
-            for s in data["sections"]
-        ),
+        sections=sections,
+        carried=tuple((eid, IsoWeek.parse(carried[eid])) for eid in order),
+        updates=_sections_from_json(data.get("updates", [])),
     )

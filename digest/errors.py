@@ -16,6 +16,8 @@ original as ``__cause__``::
      ├── StoreError           the database refused or is locked
      ├── RenderError          template syntax / undefined variable
      ├── BounceError          the bounce mailbox cannot be read
+     ├── TooFewEntries        an issue with too few entries to build
+     │    └── IssueHeld       a thin week held back; it rolls into the next issue
      └── SendError            SMTP refused or the connection broke
           ├── BusyError       another run holds the send lock
           └── ListShrunk      the list lost over half its people since the freeze
@@ -94,6 +96,18 @@ class BounceError(DigestError):
 
 class RenderError(DigestError):
     """A template could not be rendered (syntax error, undefined name)."""
+
+
+class TooFewEntries(DigestError):
+    """The issue has fewer entries than ``min_entries``: nothing is built or sent."""
+
+
+class IssueHeld(TooFewEntries):
+    """The issue is held back for having fewer than ``[issue] min_entries`` entries.
+
+    Its entries are not lost: the next issue carries them, and at the latest
+    ``max_hold_weeks`` after the oldest of them, whatever there is goes out.
+    """
 
 
 class SendError(DigestError):

@@ -9,6 +9,7 @@ evening local time belongs to that week even when it is already Monday in UTC.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import re
@@ -164,6 +165,7 @@ def build_issue(
     source_themes: Mapping[str, str],
     tz: ZoneInfo,
     key: str,
+    place: Mapping[str, IsoWeek] | None = None,
 ) -> Issue:
     """Group ``entries`` into an ``Issue``.
 
@@ -173,13 +175,15 @@ def build_issue(
     configured); entries within a section run newest first, then by id. Weeks
     without entries get no section. ``Issue.weeks`` is the requested weeks
     (or, for ``None``, the weeks that have entries), oldest first. The same
-    entries in any order give an identical Issue.
+    entries in any order give an identical Issue. ``place`` puts the entries
+    it names (by id) in the given week instead of their own: an issue
+    carrying earlier weeks' entries shows them in its own week.
     """
     wanted = set(weeks) if weeks is not None else None
     matcher = _matcher(tuple(themes))
     grouped: dict[IsoWeek, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
     for entry in entries:
-        week = week_of(entry, tz)
+        week = place[entry.id] if place and entry.id in place else week_of(entry, tz)
         if wanted is not None and week not in wanted:
             continue
         if themes:
@@ -195,3 +199,28 @@ def build_issue(
             sections.append(Section(theme=theme, week=week, entries=tuple(sorted(by_theme[theme], key=_newest_first))))
     covered = sorted(wanted) if wanted is not None else sorted(grouped)
     return Issue(key=key, title=title, weeks=tuple(covered), sections=tuple(sections))
+
+
+def fold_thin_sections(issue: Issue, min_per_theme: int) -> Issue:
+    """``issue`` with each section of fewer than ``min_per_theme`` entries folded into its week's ``Other``.
+
+    The folded entries join ``Other`` (created last in the week when it is
+    missing), newest first like every section. ``Other`` itself never folds.
+    """
+    if min_per_theme <= 1:
+        return issue
+    sections: list[Section] = []
+    by_week: dict[IsoWeek, list[Section]] = {}
+    for section in issue.sections:
+        by_week.setdefault(section.week, []).append(section)
+    for week, week_sections in by_week.items():
+        thin = [s for s in week_sections if s.theme != OTHER_THEME and len(s.entries) < min_per_theme]
+        if not thin:
+            sections.extend(week_sections)
+            continue
+        kept = [s for s in week_sections if s not in thin and s.theme != OTHER_THEME]
+        other = [e for s in week_sections if s.theme == OTHER_THEME for e in s.entries]
+        other.extend(e for s in thin for e in s.entries)
+        sections.extend(kept)
+        sections.append(Section(theme=OTHER_THEME, week=week, entries=tuple(sorted(other, key=_newest_first))))
+    return dataclasses.replace(issue, sections=tuple(sections))

@@ -200,12 +200,27 @@ class Issue:
     ``key`` names the issue in the store and in files: ``"2018-W02"`` for
     one week, ``"2018-W01..2018-W03"`` for a range. Sections are ordered by
     week (newest first), then by theme in config order, ``Other`` last.
+
+    ``carried`` names the entries of earlier weeks that this issue carries
+    (published late, or held back), each with its own week; they sit in the
+    sections of the issue's week. ``updates`` are entries sent in an earlier
+    issue that changed materially since, shown once under "Updated"; they
+    are not part of ``entries``.
     """
 
     key: str
     title: str
     weeks: tuple[IsoWeek, ...]
     sections: tuple[Section, ...]
+    carried: tuple[tuple[str, IsoWeek], ...] = ()
+    updates: tuple[Section, ...] = ()
+
+    def carried_from(self, entry_id: str) -> IsoWeek | None:
+        """The own week of a carried entry, or None for an entry of the issue's weeks."""
+        for eid, week in self.carried:
+            if eid == entry_id:
+                return week
+        return None
 
     @property
     def entries(self) -> tuple[Entry, ...]:

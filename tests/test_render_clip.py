@@ -85,7 +85,7 @@ def test_a_long_issue_fits_for_every_subscriber(recipient: Recipient, caplog: py
         rendered = Renderer(settings()).render_variant(issue, None)
     html = received_html(rendered, recipient)
     assert_within_gmail(html, recipient)
-    assert b"read the rest in the web version" in html
+    assert b"more in the web version" in html
     assert len(html) > 60_000  # it still keeps what fits
     assert any("longer than 100000 bytes" in r.getMessage() for r in caplog.records)
     assert rendered.text.count("* Story ") == 400  # the text part is never cut
@@ -108,7 +108,7 @@ def test_one_huge_entry_cannot_push_the_link_out(big: dict[str, str]) -> None:
     for recipient in (USUAL, WORST):
         html = received_html(rendered, recipient)
         assert_within_gmail(html, recipient)
-        assert b"read the rest in the web version" in html
+        assert b"more in the web version" in html
     assert rendered.text.count("* ") >= 6
 
 
@@ -117,7 +117,7 @@ def test_an_issue_that_fits_is_left_whole() -> None:
     rendered = Renderer(settings()).render_variant(issue, None)
     html = received_html(rendered, WORST)
     assert_within_gmail(html, WORST)
-    assert b"read the rest" not in html and html.count(b'class="headline"') == 20
+    assert b"more in the web version" not in html and html.count(b'class="headline"') == 20
 
 
 def test_a_template_too_big_on_its_own_is_a_render_error(tmp_path: Path) -> None:

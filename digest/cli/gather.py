@@ -165,10 +165,13 @@ def entries(ctx: Context, since: str | None, source_name: str | None, as_json: b
         raise ConfigError(f"--source: no source named {source_name!r} in {config.path}")
     with pipeline.open_store(config) as store:
         rows = pipeline.describe(config, store.entries(since=start, source=source_name))
+        issued = store.entry_issues() if as_json else {}
     if as_json:
         out = sys.stdout
         for entry, theme, week in rows:
-            out.write(json.dumps(entry_to_dict(entry, theme=theme, week=week), ensure_ascii=False) + "\n")
+            record = entry_to_dict(entry, theme=theme, week=week)
+            record["issue"] = issued.get(entry.id)  # the issue it went out in, or null
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return
     table = Table()
     for col in ("week", "theme", "published", "source", "title"):

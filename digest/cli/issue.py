@@ -45,7 +45,8 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     config = ctx.config
     weeks = weeks_from(config, week, since)
     with pipeline.open_store(config) as store:
-        issue = pipeline.make_issue(config, store, weeks)
+        planned = pipeline.plan_issue(config, store, weeks)
+        issue = planned.issue
         pipeline.check_size(config, issue)
         built = pipeline.build(config, store, issue, utcnow())
     try:
@@ -54,7 +55,7 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
         # Nearly always the --out path itself: a missing parent, no permission, a read-only disk.
         raise ConfigError(f"--out: cannot write {out}: {exc.strerror or exc}") from exc
     # Warnings quote subscriber lists and paths are the user's: plain text, not console markup.
-    for warning in built.warnings:
+    for warning in (*planned.warnings, *built.warnings):
         warn(warning)
     console.print(f"issue {issue.key}: {len(issue.entries)} entries, {len(built.variants)} variant(s)")
     for path in paths:

@@ -5,6 +5,7 @@ each stage gets just what it needs. ``now`` always comes from the caller.
 
 - ``gather``: fetch every source, record the results;
 - ``issue``: weeks, themes and audience of an issue, its rendered variants, files;
+- ``carry``: what an issue carries (earlier weeks' unsent entries, updates), what expired;
 - ``freeze``: freeze the issue (entries and rendered variants) before its first message;
 - ``lease``: the ``send`` lock that lets one run at a time send;
 - ``deliver``: plan the ledger and send one issue exactly once (``summary``: what it did);
@@ -14,13 +15,14 @@ each stage gets just what it needs. ``now`` always comes from the caller.
 
 from __future__ import annotations
 
+from digest.errors import IssueHeld, TooFewEntries
+from digest.pipeline.carry import Planned, plan_issue
 from digest.pipeline.deliver import send_issue
 from digest.pipeline.freeze import prepare
 from digest.pipeline.gather import FetchLine, fetch_all, open_store
 from digest.pipeline.issue import (
     Audience,
     Built,
-    TooFewEntries,
     audience,
     build,
     check_size,
@@ -50,6 +52,8 @@ __all__ = [
     "Audience",
     "Built",
     "FetchLine",
+    "IssueHeld",
+    "Planned",
     "RunReport",
     "SendSummary",
     "TooFewEntries",
@@ -64,6 +68,7 @@ __all__ = [
     "make_issue",
     "open_store",
     "personal_copy",
+    "plan_issue",
     "prepare",
     "recipient",
     "recipients",

@@ -166,12 +166,12 @@ def send_issue(
 
 
 def _unfinished_week(config: Config, weeks: Sequence[IsoWeek], now: dt.datetime) -> tuple[str, ...]:
-    """A warning when the issue covers a week that is not over: the frozen issue will not grow."""
+    """A note when the issue covers a week that is not over: the frozen issue will not grow."""
     last = max(weeks)
     if now < last.bounds(config.digest.tz)[1]:
         return (
-            f"week {last} is not over yet: entries published later this week will not be in this issue "
-            "(it is frozen now), nor in the next one",
+            f"week {last} is not over yet: entries published later this week are not in this issue "
+            "(it is frozen now); they go out with the next issue, marked as from last week",
         )
     return ()
 

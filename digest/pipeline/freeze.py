@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from digest import grouping
 from digest.codec import issue_from_json, issue_to_json
 from digest.config import Config
-from digest.errors import ListShrunk
+from digest.errors import IssueHeld, ListShrunk
 from digest.models import Delivery, IsoWeek, SubscriberStatus
+from digest.pipeline.carry import plan_issue
 from digest.pipeline.issue import (
     Audience,
     Built,
     audience,
     build,
     check_size,
-    make_issue,
     renderer_for,
     selection,
 )
@@ -45,12 +45,21 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
     key = grouping.issue_key(weeks)
     frozen = store.frozen_issue(key)
     aud: Audience | None = None
+    noted: tuple[str, ...] = ()
     if frozen is None:
-        issue = make_issue(config, store, weeks)
-        check_size(config, issue)
+        # The issue takes earlier weeks' unsent entries; a thin week is held (see pipeline.carry).
+        planned = plan_issue(config, store, weeks)
+        issue = planned.issue
+        try:
+            check_size(config, issue)
+        except IssueHeld:
+            store.hold_issue(key, now, len(issue.entries))  # so later issues know the digest had started
+            raise
         built = build(config, store, issue, now)
-        if store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now):
+        # The entries it carried are recorded in the freeze's own transaction (store.freeze_issue).
+        if store.freeze_issue(key, issue_to_json(issue), list(built.variants.values()), now, planned.records()):
             aud = built.audience  # the same lists, just read: no need to read and check them again
+            noted = planned.warnings
         frozen = store.frozen_issue(key)
         assert frozen is not None
     issue = issue_from_json(frozen.payload)
@@ -66,7 +75,7 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
         frozen = store.frozen_issue(issue.key)
         assert frozen is not None
         variants = {r.variant: r for r in frozen.variants}
-    return Built(issue, variants, aud, frozen.frozen_at, aud.problems)
+    return Built(issue, variants, aud, frozen.frozen_at, aud.problems + noted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from digest import grouping, placeholders, subscribers, tokens
 from digest.compose import ComposeSettings, MessageTemplate, Recipient
 from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
-from digest.errors import ConfigError, DigestError
+from digest.errors import ConfigError, IssueHeld, TooFewEntries
 from digest.models import (
     Entry,
     IsoWeek,
@@ -53,18 +53,11 @@ def resolve_weeks(
 
 
 def make_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Issue:
-    tz = config.digest.tz
-    start, _ = min(weeks).bounds(tz)
-    _, end = max(weeks).bounds(tz)
-    return grouping.build_issue(
-        store.entries(since=start, until=end),
-        title=config.digest.title,
-        weeks=weeks,
-        themes=config.themes,
-        source_themes=source_themes(config),
-        tz=tz,
-        key=grouping.issue_key(weeks),
-    )
+    """The issue for ``weeks`` as it would go out now, carried entries included (no state change)."""
+    # Imported here: the carry planner uses this module's helpers.
+    from digest.pipeline.carry import plan_issue
+
+    return plan_issue(config, store, weeks).issue
 
 
 def editions_dir(config: Config) -> Path:
@@ -81,6 +74,7 @@ def renderer_for(config: Config) -> Renderer:
             tz=config.digest.tz,
             templates_dir=templates if templates.is_dir() else None,
             themes=tuple(t.name for t in config.themes),
+            max_entries=config.issue.max_entries,
         )
     )
 
@@ -134,17 +128,30 @@ def build(config: Config, store: Store, issue: Issue, now: dt.datetime) -> Built
     return Built(issue, variants, aud, now, aud.problems)
 
 
-class TooFewEntries(DigestError):
-    """The issue has fewer entries than ``min_entries``: nothing is built or sent."""
-
-
 def check_size(config: Config, issue: Issue) -> None:
+    """Raise unless ``issue`` goes out: ``TooFewEntries`` when empty, ``IssueHeld`` when thin.
+
+    A week with fewer than ``[issue] min_entries`` entries is held back and
+    its entries roll into the next issue, unless its oldest entry (carried or
+    its own) is ``max_hold_weeks`` before the issue's week: then whatever
+    there is goes out, as the next issue could no longer carry it.
+    """
     count = len(issue.entries)
-    if count < max(config.digest.min_entries, 1):
-        raise TooFewEntries(
-            f"issue {issue.key} has {count} entries, fewer than min_entries = {config.digest.min_entries}; "
-            "nothing to build"
-        )
+    minimum = config.issue.min_entries
+    if count >= max(minimum, 1):
+        return
+    if count == 0:
+        raise TooFewEntries(f"issue {issue.key} has 0 entries, fewer than min_entries = {minimum}; nothing to build")
+    first = min(issue.weeks)
+    oldest = min([*(week for _, week in issue.carried), *(s.week for s in issue.sections)])
+    age = (first.start - oldest.start).days // 7
+    if age >= config.issue.max_hold_weeks:
+        return
+    latest = IsoWeek.of(oldest.start + dt.timedelta(weeks=config.issue.max_hold_weeks))
+    raise IssueHeld(
+        f"issue {issue.key} has {count} entries, fewer than min_entries = {minimum}; held: "
+        f"they go out with a later issue ({latest} at the latest)"
+    )
 
 
 def compose_settings(config: Config, date: dt.datetime) -> ComposeSettings:

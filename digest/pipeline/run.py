@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 from digest import grouping
 from digest.config import Config
-from digest.errors import SendError
+from digest.errors import SendError, TooFewEntries
 from digest.models import IsoWeek
 from digest.pipeline.deliver import send_issue
 from digest.pipeline.gather import FetchLine, fetch_all
-from digest.pipeline.issue import TooFewEntries, resolve_weeks
+from digest.pipeline.issue import resolve_weeks
 from digest.pipeline.summary import SendSummary
 from digest.store import Store
 

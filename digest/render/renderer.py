@@ -59,6 +59,9 @@ class RenderSettings:
     within ``unsubscribe_within`` bytes, for any subscriber (see
     ``FILLED_MAX``). ``themes`` is the configured theme names in config
     order; the table of contents follows it.
+    ``max_entries`` caps the entries each variant's email shows (HTML and
+    text alike); the rest are summarised as "N more in the web version",
+    which shows them all (``render_web``).
     """
 
     title: str
@@ -69,6 +72,7 @@ class RenderSettings:
     clip_bytes: int = 100_000
     unsubscribe_within: int = 90_000
     themes: tuple[str, ...] = ()
+    max_entries: int | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -168,6 +172,13 @@ class Renderer:
         probe = TokenSet.fresh()  # decides the cut, as in render_variant
         return self._render(issue, chosen, key, values.by_key(), probe)
 
+    def render_web(self, issue: Issue, themes: frozenset[str] | None, values: Mapping[str, str]) -> str:
+        """The web version of a variant: the HTML with every entry, no email cap and no clipping."""
+        chosen, key = self._select(issue, themes)
+        full = self._view(issue, chosen, None, capped=False)
+        subject = self._subject_for(full, key, values)
+        return self._html_for(full, key, values, subject)
+
     def web_url(self, issue_key: str, variant: str) -> str:
         """Where the web version of a variant lives: ``{base_url}/issues/{key}/{variant}.html``."""
         return f"{self.settings.base_url.rstrip('/')}/issues/{issue_key}/{variant}.html"
@@ -182,7 +193,10 @@ class Renderer:
             raise EmptyVariant(f"issue {issue.key} has no entries for {wanted}")
         return chosen, variant_key(themes, issue.themes)
 
-    def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None) -> IssueView:
+    def _view(self, issue: Issue, chosen: frozenset[str], limit: int | None, *, capped: bool = True) -> IssueView:
+        cap = self.settings.max_entries if capped else None
+        if cap is not None:
+            limit = cap if limit is None else min(limit, cap)
         return build_view(
             issue,
             chosen,
@@ -234,7 +248,7 @@ class Renderer:
             subject = self._subject_for(full, key, values)
             shown = full if limit is None else self._view(issue, chosen, limit)
             html = self._html_for(shown, key, values, subject)
-        # Gmail clips only HTML; the text part always carries the whole issue.
+        # Gmail clips only HTML; the text part carries what max_entries lets through.
         text = self._call(self._text, self._context(full, key, values))
         return subject, html, text
 
@@ -260,7 +274,7 @@ class Renderer:
         return size
 
     def _shrink(self, issue: Issue, chosen: frozenset[str], key: str, subject: str, total: int, probe: TokenSet) -> int:
-        """How many entries fit under ``clip_bytes`` with the "read the rest" notice."""
+        """How many entries fit under ``clip_bytes`` with the "N more in the web version" notice."""
         tokens = dict(probe.pairs())
         # Size grows with the number of entries kept: binary-search the largest that fits.
         lo, hi = 0, total - 1

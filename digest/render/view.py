@@ -2,8 +2,10 @@
 
 Dates are formatted here (English month names, the digest's time zone) so
 the templates hold layout only. The same view feeds the HTML, text and
-subject templates; ``limit`` keeps only the first entries when an issue is
-too long for one email.
+subject templates; ``limit`` keeps a fair share of each section's first
+entries when an issue is too long for one email (``[issue] max_entries``,
+or Gmail's clipping). Entries an issue carries from earlier weeks are
+marked ("from last week"); ``updates`` are the "Updated" ones.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class EntryView:
     summary: str
     content: Markup
     ref: int | None
+    #: "from last week" / "from 2018-W02" for an entry an issue carries from an earlier week, else "".
+    carried: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class IssueView:
     omitted: int
     preheader: str
     links: tuple[tuple[int, str], ...]
+    #: Entries sent in an earlier issue that changed materially since ("Updated").
+    updates: tuple[EntryView, ...] = ()
 
 
 def format_date(day: dt.date) -> str:
@@ -137,7 +143,12 @@ def _blurb(entry: Entry) -> str:
     return summary
 
 
-def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool) -> EntryView:
+def carried_label(own: IsoWeek, issue_weeks: Sequence[IsoWeek]) -> str:
+    """``from last week`` for the week before the issue's first, else ``from 2018-W02``."""
+    return "from last week" if own == min(issue_weeks).previous() else f"from {own}"
+
+
+def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool, carried: str = "") -> EntryView:
     summary = _blurb(entry)
     content = Markup("")
     if not entry.summary.strip() and entry.content.strip():
@@ -155,6 +166,7 @@ def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool)
         summary=summary,
         content=content,
         ref=ref,
+        carried=carried,
     )
 
 
@@ -213,26 +225,33 @@ def build_view(
     limit: int | None = None,
     configured: Sequence[str] = (),
 ) -> IssueView:
-    """The view of ``issue`` restricted to ``themes`` and to its first ``limit`` entries."""
+    """The view of ``issue`` restricted to ``themes`` and to at most ``limit`` entries.
+
+    The ``limit`` is shared fairly: every section keeps an equal share (what
+    a short section leaves goes to the longer ones), so a long theme cannot
+    crowd the others out. Only the entries shown are formatted, so a huge
+    issue costs what its first ``limit`` entries cost.
+    """
     sections = [s for s in issue.sections if s.theme in themes]
     available = sum(len(s.entries) for s in sections)
     budget = available if limit is None else max(0, min(limit, available))
+    shares = allot([len(s.entries) for s in sections], budget)
+    carried = {eid: carried_label(week, issue.weeks) for eid, week in issue.carried} if issue.carried else {}
     links: list[tuple[int, str]] = []
     weeks: dict[IsoWeek, list[SectionView]] = {}
     counts: dict[str, int] = {}
-    left = budget
-    for section in sections:
-        if left <= 0:
-            break
-        kept = section.entries[:left]
-        left -= len(kept)
-        views = []
-        for entry in kept:
-            ref = None
-            if entry.link:
-                links.append((len(links) + 1, entry.link))
-                ref = len(links)
-            views.append(_entry_view(entry, tz, ref, allow_images))
+
+    def view_of(entry: Entry) -> EntryView:
+        ref = None
+        if entry.link:
+            links.append((len(links) + 1, entry.link))
+            ref = len(links)
+        return _entry_view(entry, tz, ref, allow_images, carried.get(entry.id, ""))
+
+    for section, share in zip(sections, shares, strict=True):
+        if share <= 0:
+            continue
+        views = [view_of(entry) for entry in section.entries[:share]]
         anchor = f"w{section.week.year}-{section.week.week:02d}-{slug(section.theme)}"
         weeks.setdefault(section.week, []).append(SectionView(section.theme, anchor, tuple(views)))
         counts[section.theme] = counts.get(section.theme, 0) + len(views)
@@ -245,6 +264,10 @@ def build_view(
     )
     week_views = tuple(WeekView(str(w), week_label(w), tuple(s)) for w, s in weeks.items())
     label = weeks_label(issue.weeks or tuple(weeks))
+    # Updates of the chosen themes, within what is left of the limit.
+    room = None if limit is None else max(0, limit - budget)
+    changed = [e for s in issue.updates if s.theme in themes for e in s.entries][:room]
+    updates = tuple(view_of(e) for e in changed)
     return IssueView(
         title=title,
         key=issue.key,
@@ -255,7 +278,32 @@ def build_view(
         omitted=available - budget,
         preheader=_preheader(budget, toc, week_views),
         links=tuple(links),
+        updates=updates,
     )
+
+
+def allot(sizes: Sequence[int], budget: int) -> list[int]:
+    """How many of each size to keep so that they sum to ``min(budget, sum(sizes))``, fairly.
+
+    Water-filling: each gets an equal share, capped at its size; what the
+    small ones leave is shared among the rest; a remainder goes to the
+    first ones. Keeping more never keeps fewer of any one (the clip search
+    relies on that).
+    """
+    shares = [0] * len(sizes)
+    left = min(budget, sum(sizes))
+    open_ = [i for i, n in enumerate(sizes) if n > 0]
+    while left > 0 and open_:
+        each, extra = divmod(left, len(open_))
+        still = []
+        for rank, i in enumerate(open_):
+            give = min(sizes[i] - shares[i], each + (1 if rank < extra else 0))
+            shares[i] += give
+            left -= give
+            if shares[i] < sizes[i]:
+                still.append(i)
+        open_ = still
+    return shares
 
 
 def _preheader(total: int, toc: Sequence[TocItem], weeks: Sequence[WeekView]) -> str:

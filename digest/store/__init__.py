@@ -9,8 +9,8 @@ migrates its tables. Database failures surface as ``StoreError``.
     with Store.open("sqlite:////srv/digest/digest.db") as store:
         counts = store.record_fetch(result, now)
 
-The parts live in ``entries``, ``issues``, ``ledger``, ``subscribers`` and
-``lock``; ``schema`` holds the tables and the migrations.
+The parts live in ``entries``, ``issues``, ``carried``, ``ledger``,
+``subscribers`` and ``lock``; ``schema`` holds the tables and the migrations.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from types import TracebackType
 
 from digest.store.base import BUSY_TIMEOUT_S, make_engine
 from digest.store.bounces import BounceEvent, BouncesMixin
+from digest.store.carried import CarriedMixin, ChangedEntry, IssuedEntry
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
 from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
-from digest.store.issues import FrozenIssue, IssuesMixin
+from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
@@ -35,12 +36,15 @@ __all__ = [
     "MIGRATIONS",
     "STALE_CLAIM_ERROR",
     "BounceEvent",
+    "ChangedEntry",
     "DeliveryRow",
     "FetchCounts",
     "FetchRecord",
     "FrozenIssue",
+    "IssueEntry",
     "IssueReport",
     "IssueSummary",
+    "IssuedEntry",
     "Migration",
     "SourceReport",
     "Store",
@@ -51,6 +55,7 @@ __all__ = [
 
 class Store(
     BouncesMixin,
+    CarriedMixin,
     EntriesMixin,
     FetchLogMixin,
     IssuesMixin,

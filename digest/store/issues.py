@@ -3,6 +3,10 @@
 An issue is frozen once, before its first message goes out, so a run that
 resumes after a crash sends the very same subject and body even if entries
 or templates changed in between. Freezing again keeps the first.
+
+The freeze also records, in the same transaction, which entries the issue
+carried (``issue_entries``; see ``store.carried``): a crash leaves the issue
+and its record both or neither.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select, update
 
 from digest.errors import StoreError
 from digest.models import Rendered, TokenSet
 from digest.placeholders import tokens_from_json, tokens_to_json
-from digest.store.base import StoreBase, upsert_into
+from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import held_issues as t_held
+from digest.store.schema import issue_entries as t_issue_entries
 from digest.store.schema import issues as t_issues
 from digest.store.schema import utc_text
 from digest.store.schema import variants as t_variants
@@ -37,14 +43,43 @@ class FrozenIssue:
         return next((v for v in self.variants if v.variant == name), None)
 
 
+@dataclass(frozen=True, slots=True)
+class IssueEntry:
+    """One entry an issue records at its freeze.
+
+    ``carried_from`` is the entry's own week (``"2018-W02"``) when a later
+    week's issue carries it; ``expired`` marks an entry too old to carry,
+    recorded so it is reported once and never carried later; ``content_hash``
+    is the entry's hash as shown. ``updated`` marks an entry sent earlier
+    that this issue shows again under "Updated": its row moves to the new
+    hash and names this issue in ``updated_in``.
+    """
+
+    entry_id: str
+    content_hash: str
+    carried_from: str | None = None
+    expired: bool = False
+    updated: bool = False
+
+
 class IssuesMixin(StoreBase):
     """Freezing issues and reading them back."""
 
-    def freeze_issue(self, key: str, payload: str, variants: Sequence[Rendered], now: dt.datetime) -> bool:
-        """Keep ``payload`` and ``variants`` under ``key``; False if it was frozen already.
+    def freeze_issue(
+        self,
+        key: str,
+        payload: str,
+        variants: Sequence[Rendered],
+        now: dt.datetime,
+        entries: Sequence[IssueEntry] = (),
+    ) -> bool:
+        """Keep ``payload``, ``variants`` and ``entries`` under ``key``; False if it was frozen already.
 
         The first freeze wins: a later call changes nothing. The variants come
-        back from ``frozen_issue`` in the order given here.
+        back from ``frozen_issue`` in the order given here. ``entries`` go into
+        ``issue_entries`` in the same transaction; an entry another issue
+        already recorded makes the whole freeze fail (``StoreError``), so no
+        entry is ever in two issues. A held record of ``key`` is dropped.
         """
         utc_text(now)
         names = [v.variant for v in variants]
@@ -73,7 +108,36 @@ class IssuesMixin(StoreBase):
                         for i, v in enumerate(variants)
                     ],
                 )
+            self._record_entries(conn, key, entries)
+            conn.execute(t_held.delete().where(t_held.c.key == key))
         return True
+
+    def _record_entries(self, conn: Connection, key: str, entries: Sequence[IssueEntry]) -> None:
+        fresh = [e for e in entries if not e.updated]
+        for batch in chunked(fresh, 2000):
+            # A plain INSERT: a row another issue holds is a primary-key violation, which rolls the freeze back.
+            conn.execute(
+                t_issue_entries.insert(),
+                [
+                    {
+                        "entry_id": e.entry_id,
+                        "issue_key": key,
+                        "expired": e.expired,
+                        "carried_from": e.carried_from,
+                        "content_hash": e.content_hash,
+                        "updated_in": None,
+                    }
+                    for e in batch
+                ],
+            )
+        c = t_issue_entries.c
+        for e in entries:
+            if e.updated:
+                conn.execute(
+                    update(t_issue_entries)
+                    .where(c.entry_id == e.entry_id, c.expired.is_(False))
+                    .values(content_hash=e.content_hash, updated_in=key)
+                )
 
     def add_variants(self, key: str, variants: Sequence[Rendered]) -> int:
         """Store variants a frozen issue lacks (a subscriber who joined after the freeze).

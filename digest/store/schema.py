@@ -230,6 +230,32 @@ verp_tags = Table(
     Column("email", String(320), nullable=False),
 )
 
+# Migration 3: which issue carried each entry, and the weeks held back for too few entries.
+issue_entries = Table(
+    "issue_entries",
+    metadata,
+    # The primary key is the entry alone: an entry is in at most one issue.
+    Column("entry_id", String(300), primary_key=True),
+    Column("issue_key", String(100), ForeignKey("issues.key", ondelete="CASCADE"), nullable=False),
+    # True: the issue did not carry it, the entry was too old (past max_hold_weeks) when the issue froze.
+    Column("expired", Boolean, nullable=False, default=False),
+    # The entry's own week ("2018-W02") when it was carried into a later week's issue, else NULL.
+    Column("carried_from", String(20)),
+    # content_hash of the entry as last shown (the [updates] policy compares against it).
+    Column("content_hash", String(64), nullable=False),
+    # The issue whose "Updated" section last showed it, else NULL.
+    Column("updated_in", String(100)),
+    Index("ix_issue_entries_issue", "issue_key"),
+)
+
+held_issues = Table(
+    "held_issues",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("held_at", UtcDateTime, nullable=False),
+    Column("entries", Integer, nullable=False),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -316,8 +342,14 @@ def _ledger_events(conn: Connection) -> None:
     subscriber_events.create(conn)
 
 
+def _issue_entries(conn: Connection) -> None:
+    for table in (issue_entries, held_issues):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
+    Migration(3, "issue entries and held issues", _issue_entries),
     Migration(4, "placeholder tokens per frozen variant", _variant_tokens),
     Migration(5, "first attempt of a delivery; subscriber events", _ledger_events),
     Migration(6, "fetch log", _fetch_log),
