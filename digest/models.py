@@ -82,13 +82,24 @@ class Author:
 
 
 @dataclass(frozen=True, slots=True)
+class Sighting:
+    """Another source carrying an entry's story: the source's name and its own link."""
+
+    source: str
+    link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One item gathered from a source.
 
     ``id`` is stable across fetches (see ``sources.ids``). ``summary`` is plain
     text; ``content`` is the source's HTML, unsanitised (render sanitises).
     ``title_derived`` is true when the source gave no title and ``title`` was
-    made from the summary. ``first_seen`` is set by the store.
+    made from the summary. ``first_seen`` is set by the store. ``also``
+    holds the other sources that carry the same story: the store's
+    sightings (the same id fetched from another source) and, once an issue
+    is built, the duplicates ``dedup`` folded into this entry.
     """
 
     id: str
@@ -102,6 +113,12 @@ class Entry:
     tags: tuple[str, ...] = ()
     title_derived: bool = False
     first_seen: dt.datetime | None = None
+    also: tuple[Sighting, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source carrying this entry's story, its own first."""
+        return (self.source, *(s.source for s in self.also))
 
     def when(self) -> dt.datetime:
         """The date that places this entry in a week: published, else first seen."""

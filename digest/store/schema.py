@@ -112,6 +112,21 @@ entries = Table(
     Index("ix_entries_source", "source"),
 )
 
+#: Another source carrying an entry id that was first stored from a different
+#: source: what that source showed, kept apart so the entry row never flips.
+entry_sightings = Table(
+    "entry_sightings",
+    metadata,
+    Column("entry_id", String(300), ForeignKey("entries.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("link", Text),
+    Column("title", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    PrimaryKeyConstraint("entry_id", "source"),
+)
+
 issues = Table(
     "issues",
     metadata,
@@ -185,7 +200,14 @@ def _initial(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial),)
+def _sightings(conn: Connection) -> None:
+    entry_sightings.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial),
+    Migration(2, "entry sightings", _sightings),
+)
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
 _PG_MIGRATION_LOCK = 0x6469676573740001
