@@ -5,6 +5,8 @@ order and the first match wins; an entry no rule claims goes to its source's
 default theme, else to ``models.OTHER_THEME``. Weeks are ISO weeks (Monday to
 Sunday) in the digest's time zone, so an entry published late on a Sunday
 evening local time belongs to that week even when it is already Monday in UTC.
+Cross-source duplicates are folded into one entry by ``dedup`` before the
+entries are placed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
+from digest.config import DedupSettings
+from digest.dedup import merge_duplicates
 from digest.models import OTHER_THEME, Entry, IsoWeek, Issue, Section, Theme
 
 
@@ -155,6 +159,20 @@ def _theme_order(present: Iterable[str], themes: Sequence[Theme]) -> list[str]:
     return [*configured, *rest, *tail]
 
 
+def _fold_duplicates(
+    entries: Sequence[Entry], settings: DedupSettings | None, wanted: set[IsoWeek] | None, tz: ZoneInfo
+) -> Sequence[Entry]:
+    """The entries of the wanted weeks with cross-source duplicates folded into their primaries.
+
+    Weeks are filtered first, so a primary outside the issue never swallows
+    a duplicate inside it.
+    """
+    if settings is None or not settings.enabled:
+        return entries
+    kept = [e for e in entries if wanted is None or week_of(e, tz) in wanted]
+    return merge_duplicates(kept, settings)
+
+
 def build_issue(
     entries: Sequence[Entry],
     *,
@@ -164,6 +182,7 @@ def build_issue(
     source_themes: Mapping[str, str],
     tz: ZoneInfo,
     key: str,
+    dedup: DedupSettings | None = None,
 ) -> Issue:
     """Group ``entries`` into an ``Issue``.
 
@@ -173,9 +192,11 @@ def build_issue(
     configured); entries within a section run newest first, then by id. Weeks
     without entries get no section. ``Issue.weeks`` is the requested weeks
     (or, for ``None``, the weeks that have entries), oldest first. The same
-    entries in any order give an identical Issue.
+    entries in any order give an identical Issue. With ``dedup`` enabled,
+    one story carried by several sources is shown once (see ``dedup``).
     """
     wanted = set(weeks) if weeks is not None else None
+    entries = _fold_duplicates(entries, dedup, wanted, tz)
     matcher = _matcher(tuple(themes))
     grouped: dict[IsoWeek, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
     for entry in entries:

@@ -15,11 +15,12 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
-from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue
+from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue, Sighting
 from digest.placeholders import scrub
 from digest.render.sanitize import html_to_text, sanitize_html, truncate_html
 
@@ -31,8 +32,26 @@ TEASER_CHARS = 600  # how much of an entry's feed content stands in for a missin
 
 
 @dataclass(frozen=True, slots=True)
+class AlsoAt:
+    """Another source's link to the same story; ``ref`` numbers it in the text part's link list."""
+
+    source: str
+    link: str
+    ref: int | None
+
+    @property
+    def text(self) -> str:
+        """``Source [3]``: how the text part names it."""
+        return f"{self.source} [{self.ref}]" if self.ref else self.source
+
+
+@dataclass(frozen=True, slots=True)
 class EntryView:
-    """One entry as shown: ``summary`` is plain text, ``content`` sanitised HTML (or empty)."""
+    """One entry as shown: ``summary`` is plain text, ``content`` sanitised HTML (or empty).
+
+    ``via`` names every source of a story carried by several (``"A, B"``,
+    its own first), else is empty; ``also`` lists the other sources' links.
+    """
 
     id: str
     title: str
@@ -43,6 +62,8 @@ class EntryView:
     summary: str
     content: Markup
     ref: int | None
+    via: str = ""
+    also: tuple[AlsoAt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +172,20 @@ def scrub_issue(issue: Issue) -> Issue:
             content=scrub(e.content),
             authors=tuple(Author(scrub(a.name), scrub(a.affiliation)) for a in e.authors),
             tags=tuple(scrub(t) for t in e.tags),
+            also=tuple(Sighting(scrub(a.source), scrub(a.link) if a.link else a.link) for a in e.also),
         )
 
     sections = tuple(dataclasses.replace(s, entries=tuple(clean(e) for e in s.entries)) for s in issue.sections)
     return dataclasses.replace(issue, sections=sections)
 
 
-def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool) -> EntryView:
+def _web_link(link: str | None) -> bool:
+    return bool(link) and urlsplit(link or "").scheme.lower() in ("http", "https")
+
+
+def _entry_view(
+    entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool, also: tuple[AlsoAt, ...] = ()
+) -> EntryView:
     summary = _blurb(entry)
     content = Markup("")
     if not entry.summary.strip() and entry.content.strip():
@@ -175,6 +203,8 @@ def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool)
         summary=summary,
         content=content,
         ref=ref,
+        via=", ".join(entry.sources) if entry.also else "",
+        also=also,
     )
 
 
@@ -252,7 +282,12 @@ def build_view(
             if entry.link:
                 links.append((len(links) + 1, entry.link))
                 ref = len(links)
-            views.append(_entry_view(entry, tz, ref, allow_images))
+            also = []
+            for other in entry.also:
+                if other.link and _web_link(other.link):
+                    links.append((len(links) + 1, other.link))
+                    also.append(AlsoAt(other.source, other.link, len(links)))
+            views.append(_entry_view(entry, tz, ref, allow_images, tuple(also)))
         anchor = f"w{section.week.year}-{section.week.week:02d}-{slug(section.theme)}"
         weeks.setdefault(section.week, []).append(SectionView(section.theme, anchor, tuple(views)))
         counts[section.theme] = counts.get(section.theme, 0) + len(views)
