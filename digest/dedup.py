@@ -31,11 +31,11 @@ order give the same groups.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
+import math
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -79,6 +79,8 @@ _WORD = re.compile(r"\w+(?:[.'-]\w+)*")
 _UNIT = re.compile(r"(?<=\d)(?:bn|b|m|k|mn|st|nd|rd|th|s)$")
 _TAG = re.compile(r"<[^>]*>")
 _TEXT_WORDS = 400  # words of an entry's text compared; enough to tell stories apart, bounded on huge posts
+_TEXT_CHARS = 4000
+_TEXT_WORD = re.compile(r"\w+")
 _MIN_SHINGLES = 6  # shorter texts (a one-liner, a bare title) say too little to match on
 _MIN_TITLE_TOKENS = 3  # fewer content words ("Ransomware", "What is this?") never match by similarity
 _EQUAL_TITLE_WORDS = 4
@@ -206,8 +208,9 @@ def _title_parts(title: str) -> tuple[str, int, frozenset[str], frozenset[str], 
 def _features(entry: Entry) -> _Features:
     # A title made from the summary is compared as text, not as a headline.
     title, count, tokens, numbers, names = _title_parts("" if entry.title_derived else entry.title)
-    text = entry.summary if entry.summary.strip() else _TAG.sub(" ", entry.content)
-    text_words = _words(_fold(text))[:_TEXT_WORDS]
+    text = entry.summary if entry.summary.strip() else _TAG.sub(" ", entry.content[: _TEXT_CHARS * 2])
+    # Plain \w+ words: shingles only need to be equal where the texts are.
+    text_words = _TEXT_WORD.findall(_fold(text[:_TEXT_CHARS]))[:_TEXT_WORDS]
     shingles = frozenset(" ".join(text_words[i : i + 3]) for i in range(len(text_words) - 2))
     return _Features(
         title=title,
@@ -278,7 +281,11 @@ def _reason(a: _Features, b: _Features, settings: DedupSettings) -> str | None:
         return "title"
     if abs(a.when - b.when) > settings.window_hours * 3600:
         return None
-    if _title_score(a.tokens, b.tokens) >= settings.title_ratio and not _names_clash(a, b):
+    if (
+        min(a.title_words, b.title_words) >= _EQUAL_TITLE_WORDS
+        and _title_score(a.tokens, b.tokens) >= settings.title_ratio
+        and not _names_clash(a, b)
+    ):
         return "similar title"
     if a.shingles and b.shingles and _jaccard(a.shingles, b.shingles) >= settings.text_jaccard:
         return "similar text"
@@ -305,24 +312,47 @@ def _rank_key(entry: Entry, prefer: dict[str, int]) -> tuple[int, float, str, st
     )
 
 
-def _candidates(feats: Sequence[_Features], window: float) -> dict[int, set[int]]:
-    """Pairs worth comparing, as index → higher indexes: a shared link, title, title word or text shingle.
+def _prefixes(sets: Sequence[frozenset[str]], jaccard: float) -> list[list[str]]:
+    """Prefix filtering: of each set, the rarest keys two sets must share one of to reach ``jaccard``.
 
-    Keys are indexed per source and only pairs across sources are formed, so
-    a big batch of one source costs next to nothing; word and shingle pairs
-    must also be within ``window`` seconds (bisection over times).
+    With every set sorted by one global order (rarest first), two sets with
+    Jaccard ≥ j share a key among the first ``|A| - ceil(j·|A|) + 1`` of each,
+    so only those are indexed: exact, and it keeps common words ("hackers",
+    "the company said") from pairing everything with everything.
     """
+    freq = Counter(key for keys in sets for key in keys)
+    out: list[list[str]] = []
+    for keys in sets:
+        ordered = sorted(keys, key=lambda k: (freq[k], k))
+        need = math.ceil(jaccard * len(ordered) - 1e-9)  # an epsilon only ever lengthens the prefix
+        out.append(ordered[: len(ordered) - need + 1] if ordered else [])
+    return out
+
+
+def _candidates(feats: Sequence[_Features], settings: DedupSettings) -> dict[int, set[int]]:
+    """Pairs worth comparing, as index → higher indexes: a shared link or title, or a shared prefix key.
+
+    Only pairs across sources are formed, and a key only one source has is
+    skipped, so a big batch of one source costs next to nothing. Title words
+    and text shingles are indexed by their prefixes (see ``_prefixes``: a
+    Dice ratio of r over title words is a Jaccard of r / (2 - r)) and pair
+    only within the window.
+    """
+    window = settings.window_hours * 3600
+    ratio = settings.title_ratio
+    words = _prefixes([f.tokens for f in feats], ratio / (2 - ratio))
+    shingles = _prefixes([f.shingles for f in feats], settings.text_jaccard)
     out: dict[int, set[int]] = defaultdict(set)
     exact: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    near: dict[str, dict[str, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
+    near: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for i, f in enumerate(feats):
         home = min(f.sources)
         if f.link is not None:
             exact["l " + f.link][home].append(i)
         if f.title_words >= _EQUAL_TITLE_WORDS:
             exact["t " + f.title][home].append(i)
-        for key in {*("w " + t for t in f.tokens), *("s " + s for s in f.shingles)}:
-            near[key][home].append((f.when, i))
+        for key in {*("w " + t for t in words[i]), *("s " + s for s in shingles[i])}:
+            near[key].append((f.when, i))
 
     def add(i: int, j: int) -> None:
         a, b = (i, j) if i < j else (j, i)
@@ -336,17 +366,15 @@ def _candidates(feats: Sequence[_Features], window: float) -> dict[int, set[int]
                     for j in second:
                         add(i, j)
     for timed in near.values():
-        if len(timed) < 2:
+        if len(timed) < 2 or len({min(feats[i].sources) for _, i in timed}) < 2:
             continue
-        lists = [sorted(v) for v in timed.values()]
-        times = [[when for when, _ in v] for v in lists]
-        for x, earlier in enumerate(lists):
-            for y in range(x + 1, len(lists)):
-                for when, i in earlier:
-                    lo = bisect.bisect_left(times[y], when - window)
-                    hi = bisect.bisect_right(times[y], when + window)
-                    for _, j in lists[y][lo:hi]:
-                        add(i, j)
+        timed.sort()
+        for p, (when, i) in enumerate(timed):
+            for later, j in timed[p + 1 :]:
+                if later - when > window:
+                    break
+                if not feats[i].sources & feats[j].sources:
+                    add(i, j)
     return out
 
 
@@ -357,7 +385,7 @@ def find_groups(entries: Sequence[Entry], settings: DedupSettings) -> tuple[Grou
     if not settings.enabled or len({s for e in ordered for s in e.sources}) < 2:
         return tuple(Group(e) for e in ordered)
     feats = [_features(e) for e in ordered]
-    pairs = _candidates(feats, settings.window_hours * 3600)
+    pairs = _candidates(feats, settings)
     neighbours: dict[int, list[int]] = defaultdict(list)
     for i, js in pairs.items():
         for j in js:
