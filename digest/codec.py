@@ -5,7 +5,7 @@ authors: [{name, affiliation}], published`` (ISO 8601 with offset), plus
 ``theme`` and ``week`` when the caller knows them, and ``sources`` and
 ``duplicate_of`` when the caller has grouped duplicates. A frozen issue's
 entries also carry ``content`` and ``also`` (the other sources of the
-story: ``[{source, link}]``).
+story: ``[{source, link, entry_id}]``).
 """
 
 from __future__ import annotations
@@ -59,13 +59,13 @@ def entry_from_dict(raw: dict[str, Any]) -> Entry:
         tags=tuple(raw.get("tags", [])),
         title_derived=bool(raw.get("title_derived", False)),
         first_seen=_when(raw.get("first_seen")),
-        also=tuple(Sighting(a["source"], a.get("link")) for a in raw.get("also", [])),
+        also=tuple(Sighting(a["source"], a.get("link"), a.get("entry_id")) for a in raw.get("also", [])),
     )
 
 
 def _frozen_entry(entry: Entry) -> dict[str, Any]:
     """An entry as a frozen issue keeps it: the JSON form plus content and the other sources."""
-    also = [{"source": a.source, "link": a.link} for a in entry.also]
+    also = [{"source": a.source, "link": a.link, "entry_id": a.entry_id} for a in entry.also]
     return entry_to_dict(entry) | {"content": entry.content, "also": also}
 
 

@@ -411,13 +411,18 @@ def find_groups(entries: Sequence[Entry], settings: DedupSettings) -> tuple[Grou
     return tuple(groups)
 
 
+def _folded(entry: Entry) -> tuple[Sighting, ...]:
+    """A duplicate's own sightings, now standing for the duplicate's id."""
+    return tuple(dataclasses.replace(s, entry_id=s.entry_id or entry.id) for s in entry.also)
+
+
 def _credits(group: Group) -> tuple[Sighting, ...]:
     """The primary's sightings, then each duplicate with its own sightings; one per source."""
     seen = {group.primary.source}
     out: list[Sighting] = []
     for sighting in (
         *group.primary.also,
-        *(s for d in group.duplicates for s in (Sighting(d.source, d.link), *d.also)),
+        *(s for d in group.duplicates for s in (Sighting(d.source, d.link, d.id), *_folded(d))),
     ):
         if sighting.source not in seen:
             seen.add(sighting.source)

@@ -83,10 +83,16 @@ class Author:
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
-    """Another source carrying an entry's story: the source's name and its own link."""
+    """Another source carrying an entry's story: the source's name and its own link.
+
+    ``entry_id`` is the id of the other source's entry when ``dedup`` folded
+    a different entry into this one; it is ``None`` for a sighting of the
+    same id (see ``store``). An issue carries those entries too.
+    """
 
     source: str
     link: str | None = None
+    entry_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,11 @@ class Entry:
     def sources(self) -> tuple[str, ...]:
         """Every source carrying this entry's story, its own first."""
         return (self.source, *(s.source for s in self.also))
+
+    @property
+    def carried_ids(self) -> tuple[str, ...]:
+        """Its own id and the ids of the entries folded into it."""
+        return tuple(dict.fromkeys((self.id, *(s.entry_id for s in self.also if s.entry_id is not None))))
 
     def when(self) -> dt.datetime:
         """The date that places this entry in a week: published, else first seen."""

@@ -222,11 +222,13 @@ def test_merge_credits_every_other_source_once_with_its_link() -> None:
     assert merged.id == "a"
     assert merged.also == (
         Sighting("S", None),
-        Sighting("B", "https://b.example/1"),
-        Sighting("C", None),
-        Sighting("D", "https://d.example/1"),
+        Sighting("B", "https://b.example/1", "b"),
+        Sighting("C", None, "c"),
+        Sighting("D", "https://d.example/1", "c"),
     )
     assert merged.sources == ("A", "S", "B", "C", "D")
+    # The issue that shows ``a`` carries ``b`` and ``c`` as well.
+    assert merged.carried_ids == ("a", "b", "c")
 
 
 def test_disabled_dedup_keeps_every_entry() -> None:
@@ -382,7 +384,7 @@ def test_build_issue_shows_a_story_once_and_the_frozen_issue_keeps_the_credits()
     issue = build_issue([c, b, a], dedup=ON, **common)
     assert sorted(e.id for e in issue.entries) == ["a", "c"]
     (shown,) = [e for e in issue.entries if e.id == "a"]
-    assert shown.also == (Sighting("B", "https://b.example/1"),)
+    assert shown.also == (Sighting("B", "https://b.example/1", "b"),)
     assert issue_from_json(issue_to_json(issue)) == issue
     assert len(build_issue([c, b, a], **common).entries) == 3
     assert len(build_issue([c, b, a], dedup=dataclasses.replace(ON, enabled=False), **common).entries) == 3

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
-from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue, Sighting
+from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue
 from digest.placeholders import scrub
 from digest.render.sanitize import html_to_text, sanitize_html, truncate_html
 
@@ -172,7 +172,9 @@ def scrub_issue(issue: Issue) -> Issue:
             content=scrub(e.content),
             authors=tuple(Author(scrub(a.name), scrub(a.affiliation)) for a in e.authors),
             tags=tuple(scrub(t) for t in e.tags),
-            also=tuple(Sighting(scrub(a.source), scrub(a.link) if a.link else a.link) for a in e.also),
+            also=tuple(
+                dataclasses.replace(a, source=scrub(a.source), link=scrub(a.link) if a.link else a.link) for a in e.also
+            ),
         )
 
     sections = tuple(dataclasses.replace(s, entries=tuple(clean(e) for e in s.entries)) for s in issue.sections)
