@@ -71,7 +71,8 @@ _LEAD_IN = re.compile(
     re.IGNORECASE,
 )
 #: " - Reuters", " | SecurityWeek", " - The Record from Recorded Future News": a short tail after a separator.
-_SITE_TAIL = re.compile(r"\s+[-|·:]\s+(?:[^\s|·]+\s*){1,8}$")
+# Each word must end at a space or at the end, so a failed match cannot backtrack by splitting words.
+_SITE_TAIL = re.compile(r"\s+[-|·:]\s+(?:[^\s|·]+(?:\s+|$)){1,8}$")
 #: "(krebsonsecurity.com)", "(Reuters)": a site named in brackets at the end.
 _BRACKET_TAIL = re.compile(r"\s*\((?:[\w-]+\.)+[a-z]{2,}\)$|\s*\((?:reuters|ap|afp|bloomberg|upi)\)$", re.IGNORECASE)
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
