@@ -408,3 +408,16 @@ def test_a_duplicate_outside_the_issue_s_weeks_does_not_swallow_one_inside() -> 
         [before, inside], title="T", weeks=[week], themes=(), source_themes={}, tz=tz, key="k", dedup=ON
     )
     assert [e.id for e in issue.entries] == ["b"]
+
+
+def test_a_frozen_issue_from_before_sightings_still_loads() -> None:
+    tz = ZoneInfo("UTC")
+    issue = build_issue(
+        [entry("a", "A", "Senate passes cyber bill today")],
+        title="T", weeks=[IsoWeek.of(T0, tz)], themes=(), source_themes={}, tz=tz, key="k",
+    )  # fmt: skip
+    old = json.loads(issue_to_json(issue))
+    for section in old["sections"]:
+        for raw in section["entries"]:
+            del raw["also"]
+    assert issue_from_json(json.dumps(old)) == issue
