@@ -2,7 +2,10 @@
 
 The entry form is the CLI contract: ``id, source, title, link, summary,
 authors: [{name, affiliation}], published`` (ISO 8601 with offset), plus
-``theme`` and ``week`` when the caller knows them.
+``theme`` and ``week`` when the caller knows them, and ``sources`` and
+``duplicate_of`` when the caller has grouped duplicates. A frozen issue's
+entries also carry ``content`` and ``also`` (the other sources of the
+story: ``[{source, link, entry_id}]``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from digest.models import Author, Entry, IsoWeek, Issue, Section
+from digest.models import Author, Entry, IsoWeek, Issue, Section, Sighting
 
 
 def _iso(when: dt.datetime | None) -> str | None:
@@ -56,7 +59,16 @@ def entry_from_dict(raw: dict[str, Any]) -> Entry:
         tags=tuple(raw.get("tags", [])),
         title_derived=bool(raw.get("title_derived", False)),
         first_seen=_when(raw.get("first_seen")),
+        also=tuple(Sighting(a["source"], a.get("link"), a.get("entry_id")) for a in raw.get("also", [])),
     )
+
+
+def _frozen_entry(entry: Entry) -> dict[str, Any]:
+    """An entry as a frozen issue keeps it: the JSON form plus content and the other sources."""
+    data = entry_to_dict(entry) | {"content": entry.content}
+    if entry.also:  # only when there are others, so an entry without freezes to the same bytes as before
+        data["also"] = [{"source": a.source, "link": a.link, "entry_id": a.entry_id} for a in entry.also]
+    return data
 
 
 def issue_to_json(issue: Issue) -> str:
@@ -80,7 +92,7 @@ def _sections_to_json(sections: tuple[Section, ...]) -> list[dict[str, Any]]:
         {
             "theme": s.theme,
             "week": str(s.week),
-            "entries": [entry_to_dict(e) | {"content": e.content} for e in s.entries],
+            "entries": [_frozen_entry(e) for e in s.entries],
         }
         for s in sections
     ]

@@ -5,6 +5,8 @@ order and the first match wins; an entry no rule claims goes to its source's
 default theme, else to ``models.OTHER_THEME``. Weeks are ISO weeks (Monday to
 Sunday) in the digest's time zone, so an entry published late on a Sunday
 evening local time belongs to that week even when it is already Monday in UTC.
+Cross-source duplicates are folded into one entry by ``dedup`` before the
+entries are placed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
+from digest.config import DedupSettings
+from digest.dedup import merge_duplicates
 from digest.models import OTHER_THEME, Entry, IsoWeek, Issue, Section, Theme
 
 
@@ -156,6 +160,25 @@ def _theme_order(present: Iterable[str], themes: Sequence[Theme]) -> list[str]:
     return [*configured, *rest, *tail]
 
 
+def _fold_duplicates(
+    entries: Sequence[Entry],
+    settings: DedupSettings | None,
+    wanted: set[IsoWeek] | None,
+    tz: ZoneInfo,
+    place: Mapping[str, IsoWeek],
+) -> Sequence[Entry]:
+    """The entries of the wanted weeks with cross-source duplicates folded into their primaries.
+
+    Weeks are filtered first (a carried entry counts in the week it is
+    placed in), so a primary outside the issue never swallows a duplicate
+    inside it.
+    """
+    if settings is None or not settings.enabled:
+        return entries
+    kept = [e for e in entries if wanted is None or place.get(e.id, week_of(e, tz)) in wanted]
+    return merge_duplicates(kept, settings)
+
+
 def build_issue(
     entries: Sequence[Entry],
     *,
@@ -166,6 +189,7 @@ def build_issue(
     tz: ZoneInfo,
     key: str,
     place: Mapping[str, IsoWeek] | None = None,
+    dedup: DedupSettings | None = None,
 ) -> Issue:
     """Group ``entries`` into an ``Issue``.
 
@@ -177,9 +201,12 @@ def build_issue(
     (or, for ``None``, the weeks that have entries), oldest first. The same
     entries in any order give an identical Issue. ``place`` puts the entries
     it names (by id) in the given week instead of their own: an issue
-    carrying earlier weeks' entries shows them in its own week.
+    carrying earlier weeks' entries shows them in its own week. With
+    ``dedup`` enabled, one story carried by several sources is shown once
+    (see ``dedup``).
     """
     wanted = set(weeks) if weeks is not None else None
+    entries = _fold_duplicates(entries, dedup, wanted, tz, place or {})
     matcher = _matcher(tuple(themes))
     grouped: dict[IsoWeek, dict[str, list[Entry]]] = defaultdict(lambda: defaultdict(list))
     for entry in entries:

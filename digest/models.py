@@ -83,13 +83,30 @@ class Author:
 
 
 @dataclass(frozen=True, slots=True)
+class Sighting:
+    """Another source carrying an entry's story: the source's name and its own link.
+
+    ``entry_id`` is the id of the other source's entry when ``dedup`` folded
+    a different entry into this one; it is ``None`` for a sighting of the
+    same id (see ``store``). An issue carries those entries too.
+    """
+
+    source: str
+    link: str | None = None
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One item gathered from a source.
 
     ``id`` is stable across fetches (see ``sources.ids``). ``summary`` is plain
     text; ``content`` is the source's HTML, unsanitised (render sanitises).
     ``title_derived`` is true when the source gave no title and ``title`` was
-    made from the summary. ``first_seen`` is set by the store.
+    made from the summary. ``first_seen`` is set by the store. ``also``
+    holds the other sources that carry the same story: the store's
+    sightings (the same id fetched from another source) and, once an issue
+    is built, the duplicates ``dedup`` folded into this entry.
     """
 
     id: str
@@ -103,6 +120,17 @@ class Entry:
     tags: tuple[str, ...] = ()
     title_derived: bool = False
     first_seen: dt.datetime | None = None
+    also: tuple[Sighting, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every source carrying this entry's story, its own first."""
+        return (self.source, *(s.source for s in self.also))
+
+    @property
+    def carried_ids(self) -> tuple[str, ...]:
+        """Its own id and the ids of the entries folded into it."""
+        return tuple(dict.fromkeys((self.id, *(s.entry_id for s in self.also if s.entry_id is not None))))
 
     def when(self) -> dt.datetime:
         """The date that places this entry in a week: published, else first seen."""

@@ -164,14 +164,19 @@ def entries(ctx: Context, since: str | None, source_name: str | None, as_json: b
     if source_name is not None and source_name not in {s.name for s in config.sources}:
         raise ConfigError(f"--source: no source named {source_name!r} in {config.path}")
     with pipeline.open_store(config) as store:
-        rows = pipeline.describe(config, store.entries(since=start, source=source_name))
+        listed = store.entries(since=start, source=source_name)
+        rows = pipeline.describe(config, listed)
+        found = pipeline.credits(config, store, listed) if as_json else {}
         issued = store.entry_issues() if as_json else {}
     if as_json:
         out = sys.stdout
         for entry, theme, week in rows:
-            record = entry_to_dict(entry, theme=theme, week=week)
-            record["issue"] = issued.get(entry.id)  # the issue it went out in, or null
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            data = entry_to_dict(entry, theme=theme, week=week)
+            credit = found.get(entry.id)
+            data["sources"] = list(credit.sources if credit else entry.sources)
+            data["duplicate_of"] = credit.duplicate_of if credit else None
+            data["issue"] = issued.get(entry.id)  # the issue it went out in, or null
+            out.write(json.dumps(data, ensure_ascii=False) + "\n")
         return
     table = Table()
     for col in ("week", "theme", "published", "source", "title"):

@@ -48,11 +48,15 @@ class Planned:
     expired: tuple[Entry, ...] = ()
     updated: tuple[Entry, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: Entries of other sources folded into an entry the issue shows (one story, many sources).
+    folded: tuple[Entry, ...] = ()
 
     def records(self) -> list[IssueEntry]:
         """The ``issue_entries`` rows the freeze writes (worked out only when freezing)."""
         carried = {eid: str(week) for eid, week in self.issue.carried}
         rows = [IssueEntry(e.id, content_hash(e), carried_from=carried.get(e.id)) for e in self.issue.entries]
+        # A duplicate went out as part of its primary: it is in this issue too, never "late" next week.
+        rows += [IssueEntry(e.id, content_hash(e), carried_from=carried.get(e.id)) for e in self.folded]
         rows += [IssueEntry(e.id, content_hash(e), expired=True) for e in self.expired]
         rows += [IssueEntry(e.id, content_hash(e), updated=True) for e in self.updated]
         return rows
@@ -99,8 +103,11 @@ def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Planne
         tz=tz,
         key=key,
         place=place,
+        dedup=config.dedup,
     )
     issue = grouping.fold_thin_sections(issue, config.issue.min_per_theme)
+    by_id = {e.id: e for e in candidates}
+    folded = tuple(by_id[i] for e in issue.entries for i in e.carried_ids[1:] if i in by_id)
     own_week = {e.id: grouping.week_of(e, tz) for e in candidates if e.id in place}
     carried = tuple((e.id, own_week[e.id]) for e in issue.entries if e.id in own_week)
     expired: list[Entry] = []
@@ -119,7 +126,7 @@ def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Planne
             f"{len(expired)} unsent entries of {shown} expired: older than max_hold_weeks = "
             f"{config.issue.max_hold_weeks} before {first}, they are not carried into issue {key}",
         )
-    return Planned(issue, tuple(expired), tuple(updated), warnings)
+    return Planned(issue, tuple(expired), tuple(updated), warnings, folded)
 
 
 def normalised(entry: Entry) -> str:

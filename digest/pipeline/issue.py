@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from digest import grouping, placeholders, subscribers, tokens
+from digest import dedup, grouping, placeholders, subscribers, tokens
 from digest.compose import ComposeSettings, MessageTemplate, Recipient
 from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
@@ -38,6 +38,25 @@ def describe(config: Config, entries: Sequence[Entry]) -> list[tuple[Entry, str,
     tz = config.digest.tz
     defaults = source_themes(config)
     return [(e, grouping.theme_of(e, config.themes, defaults), IsoWeek.of(e.when(), tz)) for e in entries]
+
+
+def credits(config: Config, store: Store, entries: Sequence[Entry]) -> dict[str, dedup.Credit]:
+    """Each entry's story sources and primary, for ``digest entries --json``.
+
+    Duplicates are grouped week by week, as the weekly issue groups them,
+    over every stored entry of the weeks concerned (so ``--source`` does not
+    hide a duplicate's primary).
+    """
+    tz = config.digest.tz
+    weeks = sorted({IsoWeek.of(e.when(), tz) for e in entries})
+    if not weeks:
+        return {}
+    start, _ = weeks[0].bounds(tz)
+    _, end = weeks[-1].bounds(tz)
+    by_week: dict[IsoWeek, list[Entry]] = {}
+    for entry in store.entries(since=start, until=end):
+        by_week.setdefault(IsoWeek.of(entry.when(), tz), []).append(entry)
+    return dedup.credits((by_week[w] for w in weeks if w in by_week), config.dedup)
 
 
 def resolve_weeks(

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from digest import urls
 from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue
 from digest.render.sanitize import html_to_text, sanitize_html, truncate_html
 
@@ -31,8 +32,26 @@ TEASER_CHARS = 600  # how much of an entry's feed content stands in for a missin
 
 
 @dataclass(frozen=True, slots=True)
+class AlsoAt:
+    """Another source's link to the same story; ``ref`` numbers it in the text part's link list."""
+
+    source: str
+    link: str
+    ref: int | None
+
+    @property
+    def text(self) -> str:
+        """``Source [3]``: how the text part names it."""
+        return f"{self.source} [{self.ref}]" if self.ref else self.source
+
+
+@dataclass(frozen=True, slots=True)
 class EntryView:
-    """One entry as shown: ``summary`` is plain text, ``content`` sanitised HTML (or empty)."""
+    """One entry as shown: ``summary`` is plain text, ``content`` sanitised HTML (or empty).
+
+    ``via`` names every source of a story carried by several (``"A, B"``,
+    its own first), else is empty; ``also`` lists the other sources' links.
+    """
 
     id: str
     title: str
@@ -45,6 +64,8 @@ class EntryView:
     ref: int | None
     #: "from last week" / "from 2018-W02" for an entry an issue carries from an earlier week, else "".
     carried: str = ""
+    via: str = ""
+    also: tuple[AlsoAt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +169,14 @@ def carried_label(own: IsoWeek, issue_weeks: Sequence[IsoWeek]) -> str:
     return "from last week" if own == min(issue_weeks).previous() else f"from {own}"
 
 
-def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool, carried: str = "") -> EntryView:
+def _entry_view(
+    entry: Entry,
+    tz: ZoneInfo,
+    ref: int | None,
+    allow_images: bool,
+    carried: str = "",
+    also: tuple[AlsoAt, ...] = (),
+) -> EntryView:
     summary = _blurb(entry)
     content = Markup("")
     if not entry.summary.strip() and entry.content.strip():
@@ -167,6 +195,8 @@ def _entry_view(entry: Entry, tz: ZoneInfo, ref: int | None, allow_images: bool,
         content=content,
         ref=ref,
         carried=carried,
+        via=", ".join(entry.sources) if entry.also else "",
+        also=also,
     )
 
 
@@ -246,7 +276,13 @@ def build_view(
         if entry.link:
             links.append((len(links) + 1, entry.link))
             ref = len(links)
-        return _entry_view(entry, tz, ref, allow_images, carried.get(entry.id, ""))
+        also = []
+        for other in entry.also:
+            # Only web links are linked: a sighting's link is as hostile as any feed text.
+            if other.link and urls.is_http(other.link):
+                links.append((len(links) + 1, other.link))
+                also.append(AlsoAt(other.source, other.link, len(links)))
+        return _entry_view(entry, tz, ref, allow_images, carried.get(entry.id, ""), tuple(also))
 
     for section, share in zip(sections, shares, strict=True):
         if share <= 0:

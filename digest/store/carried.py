@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select, union_all
 
 from digest.models import Entry
 from digest.store.base import StoreBase, upsert_into
-from digest.store.entries import _entry_from_row
+from digest.store.entries import _entry_from_row, read_entries
 from digest.store.schema import entries as t_entries
 from digest.store.schema import held_issues as t_held
 from digest.store.schema import issue_entries as t_issue_entries
@@ -66,7 +66,7 @@ class CarriedMixin(StoreBase):
             .order_by(t_entries.c.sort_at, t_entries.c.id)
         )
         with self._read() as conn:
-            return [_entry_from_row(row) for row in conn.execute(query)]
+            return read_entries(conn, query)
 
     def entry_issues(self) -> dict[str, str]:
         """The key of the issue each entry went out in, by entry id (expired entries are left out)."""

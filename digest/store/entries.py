@@ -2,8 +2,13 @@
 
 An entry is keyed by its stable id. Re-fetching an entry whose content hash
 is unchanged writes nothing; a changed one is updated in place, keeping its
-``first_seen``. A source's etag and item count are only replaced by a fetch
-that worked; a failed one only counts the failure.
+``first_seen``. An id already stored from another source is a *sighting*:
+the entry row (and its ``source``) stays the first source's, and what the
+other source showed (its link, title and content hash, first and last seen)
+goes to ``entry_sightings``, so two feeds carrying one URL no longer
+overwrite each other on every fetch. ``entries()`` returns each entry with
+its sightings in ``Entry.also``. A source's etag and item count are only
+replaced by a fetch that worked; a failed one only counts the failure.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, Select, func, or_, select, update
 
-from digest.models import Author, Entry, FetchStatus, SourceResult, SourceState
+from digest.models import Author, Entry, FetchStatus, Sighting, SourceResult, SourceState
 from digest.store.base import StoreBase, chunked, upsert_into
 from digest.store.fetchlog import log_fetch
 from digest.store.schema import entries as t_entries
+from digest.store.schema import entry_sightings as t_sightings
 from digest.store.schema import sources as t_sources
 from digest.store.schema import utc_text
 
@@ -29,7 +35,12 @@ _FAILED = frozenset({FetchStatus.FAILED, FetchStatus.BROKEN})
 
 @dataclass(frozen=True, slots=True)
 class FetchCounts:
-    """What one ``record_fetch`` did to the stored entries."""
+    """What one ``record_fetch`` did to the stored entries.
+
+    A sighting counts like an entry of its source: ``new`` the first time
+    the source carries the id, ``updated`` when what it shows changed,
+    ``unchanged`` otherwise.
+    """
 
     new: int = 0
     updated: int = 0
@@ -90,7 +101,19 @@ def _entry_row(entry: Entry, digest: str, first_seen: dt.datetime, now: dt.datet
     }
 
 
-def _entry_from_row(row: Row[Any]) -> Entry:
+def _sighting_row(entry: Entry, digest: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "entry_id": entry.id,
+        "source": entry.source,
+        "first_seen": now,
+        "last_seen": now,
+        "link": entry.link,
+        "title": entry.title,
+        "content_hash": digest,
+    }
+
+
+def _entry_from_row(row: Row[Any], also: tuple[Sighting, ...] = ()) -> Entry:
     published: dt.datetime | None = row.published
     if published is not None and row.published_offset is not None:
         published = published.astimezone(dt.timezone(dt.timedelta(seconds=row.published_offset)))
@@ -106,7 +129,25 @@ def _entry_from_row(row: Row[Any]) -> Entry:
         tags=tuple(json.loads(row.tags)),
         title_derived=bool(row.title_derived),
         first_seen=row.first_seen,
+        also=also,
     )
+
+
+def read_entries(conn: Connection, query: Select[Any]) -> list[Entry]:
+    """The entries ``query`` (a select of entry rows) gives, each with its sightings in ``Entry.also``.
+
+    Every read of entries for an issue goes through here, so "via A, B" never depends on which read it was.
+    """
+    ids = query.with_only_columns(t_entries.c.id).order_by(None)
+    also_query = (
+        select(t_sightings.c.entry_id, t_sightings.c.source, t_sightings.c.link)
+        .where(t_sightings.c.entry_id.in_(ids))
+        .order_by(t_sightings.c.entry_id, t_sightings.c.first_seen, t_sightings.c.source)
+    )
+    also: dict[str, list[Sighting]] = {}
+    for eid, name, link in conn.execute(also_query):
+        also.setdefault(eid, []).append(Sighting(name, link))
+    return [_entry_from_row(row, tuple(also.get(row.id, ()))) for row in conn.execute(query)]
 
 
 class EntriesMixin(StoreBase):
@@ -137,21 +178,30 @@ class EntriesMixin(StoreBase):
             unique[entry.id] = entry  # the last copy of a repeated id wins
         hashes = {eid: content_hash(e) for eid, e in unique.items()}
         with self._write() as conn:
-            known: dict[str, tuple[str, dt.datetime]] = {}
+            known: dict[str, tuple[str, str, dt.datetime]] = {}
             for ids in chunked(list(unique), 500):
-                query = select(t_entries.c.id, t_entries.c.content_hash, t_entries.c.first_seen)
-                for eid, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
-                    known[eid] = (old_hash, first_seen)
+                query = select(t_entries.c.id, t_entries.c.source, t_entries.c.content_hash, t_entries.c.first_seen)
+                for eid, owner, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
+                    known[eid] = (owner, old_hash, first_seen)
+            # Ids stored from another source: this source's earlier sightings of them.
+            foreign = [eid for eid, (owner, _, _) in known.items() if owner != unique[eid].source]
+            sighted = self._sighting_hashes(conn, result.source, foreign)
             rows: list[dict[str, Any]] = []
+            sightings: list[dict[str, Any]] = []
             new = updated = 0
             for eid, entry in unique.items():
                 old = known.get(eid)
                 if old is None:
                     new += 1
                     rows.append(_entry_row(entry, hashes[eid], now, now))
-                elif old[0] != hashes[eid]:
+                elif old[0] != entry.source:
+                    seen = sighted.get(eid)
+                    if seen != hashes[eid]:
+                        new, updated = (new + 1, updated) if seen is None else (new, updated + 1)
+                        sightings.append(_sighting_row(entry, hashes[eid], now))
+                elif old[1] != hashes[eid]:
                     updated += 1
-                    rows.append(_entry_row(entry, hashes[eid], old[1], now))
+                    rows.append(_entry_row(entry, hashes[eid], old[2], now))
             if rows:
                 stmt = upsert_into(conn, t_entries)
                 keep = {"id", "first_seen"}
@@ -162,9 +212,40 @@ class EntriesMixin(StoreBase):
                 )
                 for batch in chunked(rows, 2000):
                     conn.execute(stmt, list(batch))
+            unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
+            self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
             self._record_source(conn, result, now)
             log_fetch(conn, result, (new, updated, len(unique) - new - updated), now)
         return FetchCounts(new=new, updated=updated, unchanged=len(unique) - new - updated)
+
+    def _sighting_hashes(self, conn: Connection, source: str, ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in chunked(ids, 500):
+            query = select(t_sightings.c.entry_id, t_sightings.c.content_hash).where(
+                t_sightings.c.source == source, t_sightings.c.entry_id.in_(chunk)
+            )
+            out.update((eid, digest) for eid, digest in conn.execute(query))
+        return out
+
+    def _record_sightings(
+        self, conn: Connection, source: str, rows: list[dict[str, Any]], seen_again: list[str], now: dt.datetime
+    ) -> None:
+        """Insert or update changed sightings (keeping ``first_seen``); stamp ``last_seen`` on the rest."""
+        if rows:
+            stmt = upsert_into(conn, t_sightings)
+            keep = {"entry_id", "source", "first_seen"}
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t_sightings.c.entry_id, t_sightings.c.source],
+                set_={c.name: stmt.excluded[c.name] for c in t_sightings.columns if c.name not in keep},
+            )
+            for batch in chunked(rows, 2000):
+                conn.execute(stmt, list(batch))
+        for chunk in chunked(seen_again, 500):
+            conn.execute(
+                update(t_sightings)
+                .where(t_sightings.c.source == source, t_sightings.c.entry_id.in_(chunk))
+                .values(last_seen=now)
+            )
 
     def _record_source(self, conn: Connection, result: SourceResult, now: dt.datetime) -> None:
         stmt = upsert_into(conn, t_sources)
@@ -199,25 +280,32 @@ class EntriesMixin(StoreBase):
         until: dt.datetime | None = None,
         source: str | None = None,
     ) -> list[Entry]:
-        """Stored entries with ``since <= entry.when() < until``, by when, then id."""
-        query = select(t_entries)
+        """Stored entries with ``since <= entry.when() < until``, by when, then id.
+
+        Each comes with its sightings in ``Entry.also`` (by first seen, then
+        source). ``source`` keeps the entries of that source, including those
+        it only sighted.
+        """
+        query: Select[Any] = select(t_entries)
         if since is not None:
             query = query.where(t_entries.c.sort_at >= since)
         if until is not None:
             query = query.where(t_entries.c.sort_at < until)
         if source is not None:
-            query = query.where(t_entries.c.source == source)
+            sighted = select(t_sightings.c.entry_id).where(t_sightings.c.source == source)
+            query = query.where(or_(t_entries.c.source == source, t_entries.c.id.in_(sighted)))
         query = query.order_by(t_entries.c.sort_at, t_entries.c.id)
         with self._read() as conn:
-            return [_entry_from_row(row) for row in conn.execute(query)]
+            return read_entries(conn, query)
 
     def entries_version(self) -> str:
-        """Changes whenever an entry is added or updated: count and latest update."""
+        """Changes whenever an entry or a sighting is added or updated: counts and latest changes."""
         with self._read() as conn:
             count, latest = conn.execute(
                 select(func.count(), func.max(t_entries.c.updated_at)).select_from(t_entries)
             ).one()
-        return f"{count}:{latest.isoformat() if latest else '-'}"
+            seen = conn.execute(select(func.count()).select_from(t_sightings)).scalar_one()
+        return f"{count}:{latest.isoformat() if latest else '-'}:{seen}"
 
     def entry_count(self) -> int:
         """How many entries are stored."""

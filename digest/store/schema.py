@@ -113,6 +113,21 @@ entries = Table(
     Index("ix_entries_source", "source"),
 )
 
+#: Another source carrying an entry id that was first stored from a different
+#: source: what that source showed, kept apart so the entry row never flips.
+entry_sightings = Table(
+    "entry_sightings",
+    metadata,
+    Column("entry_id", String(300), ForeignKey("entries.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("link", Text),
+    Column("title", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    PrimaryKeyConstraint("entry_id", "source"),
+)
+
 issues = Table(
     "issues",
     metadata,
@@ -347,8 +362,13 @@ def _issue_entries(conn: Connection) -> None:
         table.create(conn)
 
 
+def _sightings(conn: Connection) -> None:
+    entry_sightings.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
+    Migration(2, "entry sightings", _sightings),
     Migration(3, "issue entries and held issues", _issue_entries),
     Migration(4, "placeholder tokens per frozen variant", _variant_tokens),
     Migration(5, "first attempt of a delivery; subscriber events", _ledger_events),
