@@ -126,6 +126,34 @@ class SenderSettings:
     max_attempts: int = 5
     timeout: float = 30.0
     retry_for: dt.timedelta = dt.timedelta(hours=72)
+    #: ``[[sender.relays]]``: several relays, a queue of batches each (workers only).
+    relays: tuple[RelaySettings, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """One ``[[sender.relays]]`` entry: where a queue of batches goes, and its caps per worker."""
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = 25
+    security: str = "none"
+    username: str = ""
+    password: str = ""
+    connections: int = 4
+    rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersSettings:
+    """``[workers]``: send through Procrastinate workers over the PostgreSQL store."""
+
+    enabled: bool = False
+    batch_size: int = 1000
+    #: Seconds without a worker heartbeat after which its batches are re-queued.
+    stalled_after: float = 60.0
+    #: Cron line (5 fields, or 6 with seconds) of the periodic plan; "" follows ``[digest] schedule``.
+    plan_cron: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +167,7 @@ class Config:
     issue: IssueSettings = field(default_factory=IssueSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
+    workers: WorkersSettings = field(default_factory=WorkersSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
 
@@ -229,7 +258,9 @@ class _Reader:
         return p if p.is_absolute() else (self.path.parent / p).resolve()
 
     def config(self, data: dict[str, Any]) -> Config:
-        unknown = sorted(set(data) - {"digest", "fetch", "sender", "issue", "dedup", "updates", "sources", "themes"})
+        unknown = sorted(
+            set(data) - {"digest", "fetch", "sender", "issue", "dedup", "updates", "workers", "sources", "themes"}
+        )
         if unknown:
             raise self.fail(unknown[0], "unknown section")
         digest = self.digest(data)
@@ -243,6 +274,7 @@ class _Reader:
             issue=self.issue(data, digest.min_entries),
             dedup=self.dedup(data),
             updates=self.updates(data),
+            workers=self.workers(data, digest.database),
             sources=sources,
             themes=themes,
         )
@@ -379,7 +411,78 @@ class _Reader:
             max_attempts=self.get(t, w, "max_attempts", int, d.max_attempts),
             timeout=float(self.get(t, w, "timeout", (int, float), d.timeout)),
             retry_for=self.duration(t, w, "retry_for", d.retry_for),
+            relays=self.relays(t.get("relays", [])),
         )
+
+    def relays(self, raw: Any) -> tuple[RelaySettings, ...]:
+        if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+            raise self.fail("sender.relays", "must be an array of tables ([[sender.relays]])")
+        out: list[RelaySettings] = []
+        known = set(RelaySettings.__slots__) - {"password"}  # type: ignore[attr-defined]
+        for i, t in enumerate(raw):
+            w = f"sender.relays[{i}]"
+            unknown = sorted(set(t) - known)
+            if unknown:
+                raise self.fail(f"{w}.{unknown[0]}", "unknown key")
+            name = self.get(t, w, "name", str, "").strip()
+            # The name becomes a queue name and an environment variable suffix: keep it plain.
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", name):
+                raise self.fail(f"{w}.name", f"must be 1-40 letters, digits, '-' or '_', got {name!r}")
+            if any(r.name == name for r in out):
+                raise self.fail(f"{w}.name", f"{name!r} is used by another relay")
+            security = self.get(t, w, "security", str, "none")
+            if security not in ("none", "starttls", "tls"):
+                raise self.fail(f"{w}.security", f"must be 'none', 'starttls' or 'tls', got {security!r}")
+            port = self.get(t, w, "port", int, 25)
+            if not 0 < port < 65536:
+                raise self.fail(f"{w}.port", f"must be a TCP port, got {port}")
+            connections = self.get(t, w, "connections", int, 4)
+            if connections < 1:
+                raise self.fail(f"{w}.connections", "must be at least 1")
+            rate = float(self.get(t, w, "rate", (int, float), 0.0))
+            if rate < 0:
+                raise self.fail(f"{w}.rate", "must be 0 (no limit) or more")
+            env_key = "DIGEST_SMTP_PASSWORD_" + name.upper().replace("-", "_")
+            out.append(
+                RelaySettings(
+                    name=name,
+                    host=self.get(t, w, "host", str, "127.0.0.1"),
+                    port=port,
+                    security=security,
+                    username=self.get(t, w, "username", str, ""),
+                    password=self.env.get(env_key, self.env.get("DIGEST_SMTP_PASSWORD", "")),
+                    connections=connections,
+                    rate=rate,
+                )
+            )
+        return tuple(out)
+
+    def workers(self, data: dict[str, Any], database: str) -> WorkersSettings:
+        d = WorkersSettings()
+        t = self.table(data, "workers", set(WorkersSettings.__slots__))  # type: ignore[attr-defined]
+        w = "workers"
+        s = WorkersSettings(
+            enabled=self.get(t, w, "enabled", bool, d.enabled),
+            batch_size=self.get(t, w, "batch_size", int, d.batch_size),
+            stalled_after=float(self.get(t, w, "stalled_after", (int, float), d.stalled_after)),
+            plan_cron=self.get(t, w, "plan_cron", str, d.plan_cron).strip(),
+        )
+        if not 1 <= s.batch_size <= 100_000:
+            raise self.fail("workers.batch_size", f"must be between 1 and 100000, got {s.batch_size}")
+        if not 1 <= s.stalled_after <= 86400:
+            raise self.fail("workers.stalled_after", f"must be between 1 and 86400 seconds, got {s.stalled_after:g}")
+        if s.plan_cron and not re.fullmatch(r"[0-9*/,\-A-Za-z]+(\s+[0-9*/,\-A-Za-z]+){4,5}", s.plan_cron):
+            raise self.fail("workers.plan_cron", f"must be a cron line of 5 or 6 fields, got {s.plan_cron!r}")
+        if s.enabled:
+            if not database.startswith("postgresql+psycopg://"):
+                raise self.fail(
+                    "workers.enabled", "needs a PostgreSQL database: set [digest] database = 'postgresql+psycopg://...'"
+                )
+            try:
+                import procrastinate  # noqa: F401
+            except ImportError:
+                raise self.fail("workers.enabled", "needs the workers extra: pip install 'digest[workers]'") from None
+        return s
 
     def duration(self, data: dict[str, Any], where: str, key: str, default: dt.timedelta) -> dt.timedelta:
         raw = self.get(data, where, key, str, None)

@@ -7,7 +7,7 @@ usage or config), never a traceback.
 
 from __future__ import annotations
 
-from digest.cli import gather, issue, people, serving  # noqa: F401  (they register their commands)
+from digest.cli import gather, issue, people, serving, workers  # noqa: F401  (they register their commands)
 from digest.cli.base import cli
 
 

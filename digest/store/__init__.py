@@ -76,6 +76,11 @@ class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin)
             raise
         return store
 
+    def applied_migrations(self) -> set[int]:
+        """The numbers of the migrations this database has had."""
+        with self._read() as conn:
+            return applied_numbers(conn)
+
     def close(self) -> None:
         """Close every pooled connection."""
         with self._write_lock:
