@@ -8,16 +8,20 @@ suite quick); ``stalled_after`` is 3 seconds.
 
 from __future__ import annotations
 
+import re
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from digest import pipeline
 from digest.config import load_config
 from digest.errors import ConfigError
-from digest.models import Delivery
+from digest.models import Delivery, IsoWeek
+from digest.store import DeliveryRow
 from tests.data.send import workers as wk
 from tests.data.send import workspace as ws
 from tests.fixtures.sink_process import Sink
@@ -158,3 +162,193 @@ def test_two_workers_deliver_every_batch_once(
     assert sink.number("peak") <= 4  # two workers, two connections each
     for w in workers:
         assert f"issue {ws.WEEK} batch" in w.output  # both took part
+
+
+KILL_N = 1000
+KILL_BATCH = 50
+
+
+def _settled(path: Path, n: int) -> Callable[[], bool]:
+    """Every row sent or in doubt (nothing left to do, claimed or to retry)."""
+
+    def done() -> bool:
+        c = wk.counts(path)
+        return c[Delivery.SENT] + c[Delivery.UNKNOWN] == n
+
+    return done
+
+
+@pytest.mark.parametrize("point", ["first-messages", "mid-issue", "reply-held"])
+def test_a_killed_worker_leaves_at_most_its_connections_in_doubt(
+    point: str, tmp_path: Path, pg_fresh_url: str, sink: Sink, start_worker: Callable[..., wk.Worker]
+) -> None:
+    n = KILL_N
+    path = wk.make_folder(tmp_path, pg_fresh_url, port=sink.port, n=n, batch=KILL_BATCH)
+    assert ws.run_cli(path, "send", "--week", ws.WEEK).returncode == 0
+    victim = start_worker(path, "victim", "--concurrency", "2")
+    others: list[wk.Worker] = []
+    if point == "first-messages":
+        # Killed early in its first batches, before the other worker even starts.
+        wk.wait_until(lambda: sink.number("count") >= 5, [victim], "the first messages")
+        victim.kill()
+        shown = ws.run_cli(path, "status", "--week", ws.WEEK)
+        assert "batches: " in shown.stdout and " running" in shown.stdout
+        assert "queue send) on worker" in shown.stdout  # the dead worker still holds them
+        others.append(start_worker(path, "survivor", "--concurrency", "2"))
+    else:
+        others.append(start_worker(path, "survivor", "--concurrency", "2"))
+        wk.wait_until(lambda: sink.number("count") >= n // 3, [victim, *others], "a third of the issue")
+        if point == "reply-held":
+            # Every connection waits for the reply to its final dot: the victim dies holding two.
+            sink.ask("hold")
+            wk.wait_until(lambda: sink.number("held") >= 4, [victim, *others], "four replies held")
+        victim.kill()
+        sink.ask("release")
+    wk.wait_until(_settled(path, n), [victim, *others], "the survivor to finish the issue", timeout=60)
+
+    counts = wk.counts(path)
+    in_doubt = counts[Delivery.UNKNOWN]
+    assert counts[Delivery.SENT] + in_doubt == n
+    assert in_doubt <= 2  # the victim's two connections
+    if point == "reply-held":
+        assert in_doubt >= 1  # it died waiting for replies
+    assert duplicates(sink) == 0
+    got = {rcpt for rcpt, _ in sink.received()}
+    config = ws.load(path)
+    with pipeline.open_store(config) as store:
+        doubted = [r.email for r in store.deliveries(ws.WEEK, Delivery.UNKNOWN)]
+        sent = {r.email for r in store.deliveries(ws.WEEK, Delivery.SENT)}
+    assert sent <= got
+    if point == "first-messages":
+        assert "its worker stopped" in others[0].output  # found stalled and queued again
+
+    shown = ws.run_cli(path, "status", "--week", ws.WEEK)
+    assert shown.returncode == 0, shown.stderr
+    assert f"issue {ws.WEEK}: 0 to do, 0 doing, {n - in_doubt} sent, {in_doubt} in doubt" in shown.stdout
+    for email in doubted:
+        assert f"in doubt: {email}: in doubt: the process stopped while sending" in shown.stdout
+
+    again = ws.run_cli(path, "reconcile", "--week", ws.WEEK, "--resend-in-doubt")
+    assert again.returncode == 0, again.stderr
+    wk.wait_until(lambda: wk.counts(path)[Delivery.SENT] == n, others, "the rows in doubt sent again")
+    assert duplicates(sink) <= in_doubt
+    assert {rcpt for rcpt, _ in sink.received()} == {p.email for p in wk.people(n)}
+
+
+def test_the_same_batch_run_twice_at_once_sends_no_one_twice(
+    tmp_path: Path, pg_fresh_url: str, sink: Sink, start_worker: Callable[..., wk.Worker]
+) -> None:
+    from digest.pipeline.batches import plan_batches
+    from digest.workers.queue import SEND_TASK, make_app
+
+    n = 400
+    path = wk.make_folder(tmp_path, pg_fresh_url, port=sink.port, n=n, batch=n)
+    config = ws.load(path)
+
+    class Hold:
+        """A queue that takes nothing: the rows are planned, the test queues them itself."""
+
+        def active(self, issue_key: str) -> int:
+            return 0
+
+        def put(self, issue_key: str, batches: object) -> int:
+            return 0
+
+    with pipeline.open_store(config) as store:
+        plan_batches(config, store, (IsoWeek.parse(ws.WEEK),), Hold(), clock=ws.fixed_clock())
+    workers = [start_worker(path, f"w{i}", "--concurrency", "2") for i in range(2)]
+    app = make_app(config)
+    emails = [p.email for p in wk.people(n)]
+    with app.open():
+        for _ in range(2):
+            app.configure_task(SEND_TASK, queue="send").defer(issue=ws.WEEK, batch=0, emails=emails, relay="")
+    wk.wait_until(lambda: wk.jobs(pg_fresh_url) == 0, workers, "both copies of the batch")
+    assert duplicates(sink) == 0
+    assert sink.number("count") == n
+    assert wk.counts(path)[Delivery.SENT] == n
+    runs = re.findall(rf"issue {ws.WEEK} batch 0: (\d+) sent", "".join(w.output for w in workers))
+    assert len(runs) == 2 and sum(map(int, runs)) == n  # both copies ran; between them, each row once
+
+
+def test_a_second_send_while_batches_are_queued_queues_nothing(tmp_path: Path, pg_fresh_url: str, sink: Sink) -> None:
+    path = wk.make_folder(tmp_path, pg_fresh_url, port=sink.port, n=200, batch=50)
+    first = ws.run_cli(path, "send", "--week", ws.WEEK)
+    assert f"issue {ws.WEEK}: 200 message(s) queued in 4 batch(es)" in first.stdout
+    for args in (["send", "--week", ws.WEEK], ["send", "--week", ws.WEEK, "--retry-failed"]):
+        again = ws.run_cli(path, *args)
+        assert again.returncode == 0, again.stderr
+        assert f"issue {ws.WEEK}: nothing queued: 4 batch(es) of it are queued or running" in again.stdout
+    assert wk.jobs(pg_fresh_url) == 4
+    shown = ws.run_cli(path, "status")
+    assert f"issue {ws.WEEK}: 200 to do, 0 doing, 0 sent, 0 in doubt" in shown.stdout
+    assert "batches: 4 queued, 0 running, 0 failed" in shown.stdout
+    assert sink.number("count") == 0
+
+
+def test_three_workers_plan_once_per_tick(
+    tmp_path: Path, pg_fresh_url: str, sink: Sink, start_worker: Callable[..., wk.Worker]
+) -> None:
+    path = wk.make_folder(tmp_path, pg_fresh_url, port=sink.port, n=20, extra='plan_cron = "* * * * * *"\n')
+    workers = [start_worker(path, f"w{i}", "--concurrency", "1") for i in range(3)]
+    wk.wait_until(lambda: all("queues all" in w.output for w in workers), workers, "three workers up")
+    time.sleep(10)
+    for w in workers:
+        assert w.stop() == 0
+    ticks = Counter(int(t) for w in workers for t in re.findall(r"plan tick (\d+)", w.output))
+    assert len(ticks) >= 7  # about one a second
+    assert set(ticks.values()) == {1}  # each tick planned by exactly one of the three
+    assert max(ticks) - min(ticks) <= len(ticks) + 2  # and no long gaps
+    assert sum(1 for w in workers if "plan tick" in w.output) >= 1
+
+
+def test_two_relays_each_within_its_caps_and_refusals_retried(
+    tmp_path: Path, pg_fresh_url: str, start_worker: Callable[..., wk.Worker]
+) -> None:
+    a, b = Sink(tmp_path / "a.log"), Sink(tmp_path / "b.log")
+    try:
+        relays = (
+            f'[[sender.relays]]\nname = "a"\nport = {a.port}\nconnections = 2\n'
+            f'[[sender.relays]]\nname = "b"\nport = {b.port}\nconnections = 2\nrate = 40\n'
+        )
+        n, batch = 200, 25
+        path = wk.make_folder(tmp_path, pg_fresh_url, port=1, n=n, batch=batch, extra=relays)
+        text = path.read_text(encoding="utf-8").replace("[sender]\n", "[sender]\nmax_attempts = 2\n", 1)
+        path.write_text(text, encoding="utf-8")
+        refused = "w00030@example.org"  # in batch 1: relay b
+        b.ask("refuse 451 3")  # the next three RCPTs: refused for now, then taken
+        b.ask(f"refuse 451 1000 {refused}")  # this one: refused every time
+        queued = ws.run_cli(path, "send", "--week", ws.WEEK)
+        assert f"{n} message(s) queued in {n // batch} batch(es)" in queued.stdout
+        queues = wk.sql(pg_fresh_url, "SELECT queue_name, count(*) FROM procrastinate_jobs GROUP BY 1 ORDER BY 1")
+        assert queues == [("send.a", 4), ("send.b", 4)]
+
+        started = time.monotonic()
+        worker = start_worker(path, "w", "--concurrency", "6")
+        wk.wait_until(lambda: wk.counts(path)[Delivery.SENT] == n - 1, [worker], "all but the refused one")
+        took = time.monotonic() - started
+        # The refused one: tried again by a later run of its batch (a retry with backoff), never marked sent.
+        wk.wait_until(
+            lambda: any(r.attempts >= 2 for r in _rows(path, Delivery.FAILED_TEMPORARY)), [worker], "a job retry"
+        )
+        assert {r.email for r in _rows(path, Delivery.FAILED_TEMPORARY)} == {refused}
+        assert "refused for now; retried later" in worker.output
+        retrying = wk.sql(
+            pg_fresh_url,
+            "SELECT attempts FROM procrastinate_jobs WHERE status = 'todo' AND (args->>'batch')::int = 1",
+        )
+        assert retrying and int(retrying[0][0]) >= 1  # type: ignore[call-overload]
+
+        got_a, got_b = a.received(), b.received()
+        assert refused not in {r for r, _ in got_a + got_b}
+        assert len(got_a) + len(got_b) == n - 1 and duplicates(a) == duplicates(b) == 0
+        assert {r for r, _ in got_b} == {p.email for i, p in enumerate(wk.people(n)) if (i // batch) % 2} - {refused}
+        assert a.number("peak") <= 2 and b.number("peak") <= 2  # one worker: each relay's connections
+        assert took >= (len(got_b) - 1) / 40 - 0.5  # relay b's rate, shared by the worker's threads
+    finally:
+        a.close()
+        b.close()
+
+
+def _rows(path: Path, state: Delivery) -> list[DeliveryRow]:
+    with pipeline.open_store(ws.load(path)) as store:
+        return store.deliveries(ws.WEEK, state)

@@ -55,7 +55,8 @@ class Planned:
 
 def cut(emails: Sequence[str], size: int) -> list[tuple[str, ...]]:
     """``emails`` in lists of at most ``size``, in order."""
-    return [tuple(emails[i : i + size]) for i in range(0, len(emails), max(1, size))]
+    size = max(1, size)
+    return [tuple(emails[i : i + size]) for i in range(0, len(emails), size)]
 
 
 def plan_batches(
@@ -141,6 +142,13 @@ class BatchSender:
     """
 
     def __init__(self, config: Config, store: Store, issue_key: str, now: dt.datetime) -> None:
+        # The key comes from a job in the queue: check it names an issue a send froze (never freeze one here).
+        try:
+            weeks_of(issue_key)
+        except ValueError:
+            raise SendError(f"a batch names no issue: {issue_key[:40]!r}", permanent=True) from None
+        if store.frozen_issue(issue_key) is None:
+            raise SendError(f"issue {issue_key} was never frozen: batches come from `digest send`", permanent=True)
         self.config, self.key = config, issue_key
         self._lock = threading.Lock()
         self._load(store, now)

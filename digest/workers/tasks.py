@@ -141,7 +141,11 @@ class Runtime:
         )
         later = [r for r in self.store.deliveries(issue, Delivery.FAILED_TEMPORARY) if r.email in set(emails)]
         if later:
-            raise BatchRefused(f"issue {issue} batch {batch}: {len(later)} message(s) refused for now; retried later")
+            refused = BatchRefused(
+                f"issue {issue} batch {batch}: {len(later)} message(s) refused for now; retried later"
+            )
+            log.warning("%s", refused)
+            raise refused
 
     def release_stalled(self, issue: str, emails: list[str]) -> list[str]:
         return self.store.release_claims_among(issue, emails, self.clock())
