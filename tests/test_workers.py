@@ -122,6 +122,9 @@ def test_db_migrate_twice_is_a_no_op_the_second_time(tmp_path: Path, pg_fresh_ur
     assert again.stdout.splitlines() == ["store: up to date", "job queue: up to date"]
     assert wk.sql(pg_fresh_url, tables) == before
     assert wk.jobs(pg_fresh_url) == 0
+    bad = ws.run_cli(path, "worker", "--queue", "send; DROP TABLE x")
+    assert bad.returncode == 2
+    assert "--queue: no queue 'send; DROP TABLE x' (queues: periodic, send)" in bad.stderr
 
 
 def test_db_migrate_on_a_new_database_applies_both(tmp_path: Path, pg_fresh_url: str) -> None:
@@ -352,3 +355,14 @@ def test_two_relays_each_within_its_caps_and_refusals_retried(
 def _rows(path: Path, state: Delivery) -> list[DeliveryRow]:
     with pipeline.open_store(ws.load(path)) as store:
         return store.deliveries(ws.WEEK, state)
+
+
+def test_every_workers_and_relays_key_is_in_the_readme() -> None:
+    from digest.config import RelaySettings, WorkersSettings
+
+    readme = (ws.REPO / "README.md").read_text(encoding="utf-8")
+    assert "[workers]" in readme and "[[sender.relays]]" in readme
+    for cls in (WorkersSettings, RelaySettings):
+        for key in cls.__slots__:  # type: ignore[attr-defined]
+            if key != "password":
+                assert re.search(rf"^{key} = ", readme, re.M), f"config key {key} is not in README.md"

@@ -139,7 +139,8 @@ class Runtime:
             *(issue, batch, report.sent, report.failed_temporary, report.failed_permanent),
             *(report.unknown, report.skipped),
         )
-        later = [r for r in self.store.deliveries(issue, Delivery.FAILED_TEMPORARY) if r.email in set(emails)]
+        mine = {e.lower() for e in emails}
+        later = [r for r in self.store.deliveries(issue, Delivery.FAILED_TEMPORARY) if r.email in mine]
         if later:
             refused = BatchRefused(
                 f"issue {issue} batch {batch}: {len(later)} message(s) refused for now; retried later"
