@@ -122,6 +122,9 @@ def test_db_migrate_twice_is_a_no_op_the_second_time(tmp_path: Path, pg_fresh_ur
     assert again.stdout.splitlines() == ["store: up to date", "job queue: up to date"]
     assert wk.sql(pg_fresh_url, tables) == before
     assert wk.jobs(pg_fresh_url) == 0
+    scheduled = ws.run_cli(path, "schedule")
+    assert scheduled.returncode == 2
+    assert "with [workers] enabled the workers keep the schedule; run `digest worker`" in scheduled.stderr
     bad = ws.run_cli(path, "worker", "--queue", "send; DROP TABLE x")
     assert bad.returncode == 2
     assert "--queue: no queue 'send; DROP TABLE x' (queues: periodic, send)" in bad.stderr
@@ -296,7 +299,7 @@ def test_three_workers_plan_once_per_tick(
     wk.wait_until(lambda: all("queues all" in w.output for w in workers), workers, "three workers up")
     time.sleep(10)
     for w in workers:
-        assert w.stop() == 0
+        assert w.stop() == 143  # SIGTERM: a clean stop
     ticks = Counter(int(t) for w in workers for t in re.findall(r"plan tick (\d+)", w.output))
     assert len(ticks) >= 7  # about one a second
     assert set(ticks.values()) == {1}  # each tick planned by exactly one of the three
@@ -366,3 +369,25 @@ def test_every_workers_and_relays_key_is_in_the_readme() -> None:
         for key in cls.__slots__:  # type: ignore[attr-defined]
             if key != "password":
                 assert re.search(rf"^{key} = ", readme, re.M), f"config key {key} is not in README.md"
+
+
+def test_sigterm_stops_a_worker_cleanly_and_its_batches_go_on_elsewhere(
+    tmp_path: Path, pg_fresh_url: str, sink: Sink, start_worker: Callable[..., wk.Worker]
+) -> None:
+    n = 600
+    path = wk.make_folder(tmp_path, pg_fresh_url, port=sink.port, n=n, batch=100)
+    sink.ask("slow 0.01")
+    assert ws.run_cli(path, "send", "--week", ws.WEEK).returncode == 0
+    first = start_worker(path, "first", "--concurrency", "2")
+    wk.wait_until(lambda: sink.number("count") >= 50, [first], "the first messages")
+    assert first.stop() == 143
+    assert "interrupted: the messages in flight were sent and recorded" in first.output
+    assert "message(s) the worker stopped; retried later" in first.output
+    after_stop = wk.counts(path)
+    assert after_stop[Delivery.CLAIMED] == after_stop[Delivery.UNKNOWN] == 0  # nothing left in doubt
+    assert 50 <= after_stop[Delivery.SENT] < n
+    sink.ask("slow 0")
+    second = start_worker(path, "second", "--concurrency", "2")
+    wk.wait_until(lambda: wk.counts(path)[Delivery.SENT] == n, [first, second], "the rest, by the second worker")
+    assert duplicates(sink) == 0
+    assert len(sink.received()) == n

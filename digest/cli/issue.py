@@ -145,6 +145,8 @@ def run(ctx: Context, wait: bool) -> None:
 @handle_errors
 def schedule(ctx: Context) -> None:
     """Run the configured schedule as a long-running process (SIGTERM stops it cleanly)."""
+    if ctx.config.workers.enabled:
+        raise ConfigError("digest schedule: with [workers] enabled the workers keep the schedule; run `digest worker`")
     from digest.schedule import run_forever
 
     run_forever(ctx.config_path)

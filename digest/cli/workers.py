@@ -7,6 +7,7 @@ so the one-machine commands never pay for it.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -127,7 +128,12 @@ def worker(ctx: Context, concurrency: int | None, queues: tuple[str, ...]) -> No
             raise ConfigError(f"--queue: no queue {q!r} (queues: {', '.join(sorted(known))})")
     with JobQueue(config) as queue:
         queue.active("")  # fails with a clear message before the tables exist
-    run_worker(config, concurrency=concurrency, queues=queues)
+    code = run_worker(config, concurrency=concurrency, queues=queues)
+    if code:
+        err_console.print(
+            "interrupted: the messages in flight were sent and recorded; unfinished batches are queued again"
+        )
+        sys.exit(code)
 
 
 @cli.command()

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -37,7 +39,6 @@ from procrastinate.app import WorkerOptions
 
 from digest.config import Config, RelaySettings
 from digest.errors import DigestError, SendError
-from digest.models import Delivery
 from digest.pipeline.batches import BatchSender, run_batches
 from digest.pipeline.gather import open_store
 from digest.send import SmtpSender, TokenBucket, make_sender
@@ -139,12 +140,12 @@ class Runtime:
             *(issue, batch, report.sent, report.failed_temporary, report.failed_permanent),
             *(report.unknown, report.skipped),
         )
-        mine = {e.lower() for e in emails}
-        later = [r for r in self.store.deliveries(issue, Delivery.FAILED_TEMPORARY) if r.email in mine]
-        if later:
-            refused = BatchRefused(
-                f"issue {issue} batch {batch}: {len(later)} message(s) refused for now; retried later"
-            )
+        # Rows of the batch still to send at some time from now on: not tried (the worker is stopping),
+        # or refused for now. The job fails, and Procrastinate runs it again after a wait.
+        left = self.store.due_among(issue, emails, self.clock() + dt.timedelta(days=3650))
+        if left:
+            why = "the worker stopped" if self.stopping.is_set() else "refused for now"
+            refused = BatchRefused(f"issue {issue} batch {batch}: {len(left)} message(s) {why}; retried later")
             log.warning("%s", refused)
             raise refused
 
@@ -222,8 +223,12 @@ def build_app(config: Config, runtime: Runtime) -> procrastinate.App:
     return app
 
 
-def run_worker(config: Config, *, concurrency: int | None = None, queues: tuple[str, ...] = ()) -> None:
-    """Run a worker until SIGTERM/SIGINT (the batches running finish first)."""
+def run_worker(config: Config, *, concurrency: int | None = None, queues: tuple[str, ...] = ()) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the exit code (143/130 after such a stop).
+
+    On the signal no new message is claimed: the transactions in flight finish
+    and are recorded, and the batches left unfinished are queued again.
+    """
     n = concurrency or config.sender.connections
     runtime = Runtime(config)
     app = build_app(config, runtime)
@@ -237,19 +242,35 @@ def run_worker(config: Config, *, concurrency: int | None = None, queues: tuple[
         "stalled_worker_timeout": stalled,
         "delete_jobs": "successful",
         "fetch_job_polling_interval": 1.0,
+        "install_signal_handlers": False,  # ours, below: they also stop the batches in progress
     }
     if queues:
         options["queues"] = list(queues)
 
-    async def main() -> None:
+    async def main() -> int:
         # Sync tasks run in the loop's default executor: give it a thread per connection (and spares).
-        asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor(n + 4))
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(n + 4))
+        got: list[int] = []
+
+        def stop(signum: int) -> None:
+            # Stop claiming: the messages in flight finish and are recorded; the batches end early
+            # (and are queued again, see send_batch); Procrastinate waits for them, then returns.
+            got.append(signum)
+            runtime.stopping.set()
+            task.cancel()
+
         async with app.open_async():
-            await app.run_worker_async(**options)
+            task = asyncio.create_task(app.run_worker_async(**options))
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop, sig)
+            with contextlib.suppress(asyncio.CancelledError):  # our own stop, above
+                await task
+        return 128 + got[0] if got else 0
 
     log.info("worker %s: %d connection(s), queues %s", name, n, ", ".join(queues) or "all")
     try:
-        asyncio.run(main())
+        return asyncio.run(main())
     finally:
         runtime.stopping.set()
         runtime.close()
