@@ -163,10 +163,13 @@ def status(ctx: Context, week: str | None) -> None:
         queued, running, failed = st.batches("todo"), st.batches("doing"), st.batches("failed")
         console.print(f"  batches: {len(queued)} queued, {len(running)} running, {len(failed)} failed", markup=False)
         for job in running:
-            beat = f"heartbeat {(now - job.heartbeat).total_seconds():.0f}s ago" if job.heartbeat else "no heartbeat"
-            who = f"worker {job.worker_id}" if job.worker_id is not None else "a worker that is gone"
+            name = st.holders.get(job.id, ("a worker",))[0]
+            if job.heartbeat is None:
+                beat = "gone (no heartbeat): re-queued once stalled"
+            else:
+                beat = f"heartbeat {(now - job.heartbeat).total_seconds():.0f}s ago"
             console.print(
-                f"  batch {job.batch} ({job.size} rows, queue {job.queue}) on {who}, {beat}",
+                f"  batch {job.batch} ({job.size} rows, queue {job.queue}) on {name}, {beat}",
                 markup=False,
             )
         for row in st.in_doubt:

@@ -9,8 +9,8 @@ migrates its tables. Database failures surface as ``StoreError``.
     with Store.open("sqlite:////srv/digest/digest.db") as store:
         counts = store.record_fetch(result, now)
 
-The parts live in ``entries``, ``issues``, ``ledger``, ``subscribers`` and
-``lock``; ``schema`` holds the tables and the migrations.
+The parts live in ``entries``, ``issues``, ``ledger``, ``subscribers``,
+``lock`` and ``holders``; ``schema`` holds the tables and the migrations.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from types import TracebackType
 
 from digest.store.base import BUSY_TIMEOUT_S, make_engine
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
+from digest.store.holders import HoldersMixin
 from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin):
+class Store(EntriesMixin, IssuesMixin, LedgerMixin, SubscribersMixin, LockMixin, HoldersMixin):
     """A connection pool to the database plus the operations digest needs.
 
     Thread-safe: one ``Store`` may be shared by several threads.

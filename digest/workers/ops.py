@@ -31,6 +31,8 @@ class IssueStatus:
     counts: dict[Delivery, int]
     jobs: tuple[BatchJob, ...]
     in_doubt: tuple[DeliveryRow, ...]
+    #: ``job id → (worker, since)`` of the batches a worker holds (or held when it died).
+    holders: dict[int, tuple[str, dt.datetime]]
 
     @property
     def todo(self) -> int:
@@ -45,11 +47,13 @@ class IssueStatus:
 
 
 def issue_status(store: Store, queue: JobQueue, issue_key: str) -> IssueStatus:
+    jobs = tuple(queue.jobs(issue_key))
     return IssueStatus(
         issue_key,
         store.delivery_counts(issue_key),
-        tuple(queue.jobs(issue_key)),
+        jobs,
         tuple(store.deliveries(issue_key, Delivery.UNKNOWN)),
+        store.batch_holders(j.id for j in jobs if j.status == "doing"),
     )
 
 

@@ -192,9 +192,15 @@ def build_app(config: Config, runtime: Runtime) -> procrastinate.App:
     app = make_app(config)
     retry = RetryStrategy(max_attempts=12, wait=1, exponential_wait=2, retry_exceptions={DigestError})
 
-    @app.task(name=SEND_TASK, retry=retry)
-    def send_batch(issue: str, batch: int, emails: list[str], relay: str = "") -> None:
-        runtime.send_batch(issue, batch, emails, relay)
+    @app.task(name=SEND_TASK, retry=retry, pass_context=True)
+    def send_batch(context: JobContext, issue: str, batch: int, emails: list[str], relay: str = "") -> None:
+        job_id = context.job.id
+        assert job_id is not None
+        runtime.store.hold_batch(job_id, context.worker_name or "?", issue, runtime.clock())
+        try:
+            runtime.send_batch(issue, batch, emails, relay)
+        finally:
+            runtime.store.release_batch(job_id)  # not reached when killed: the row names who held it
 
     @app.periodic(cron=stalled_cron(config), periodic_id="stalled")
     @app.task(name=STALLED_TASK, queue=PERIODIC_QUEUE, queueing_lock=STALLED_TASK, pass_context=True)
