@@ -264,17 +264,20 @@ class _Reader:
         if unknown:
             raise self.fail(unknown[0], "unknown section")
         digest = self.digest(data)
+        sender, workers = self.sender(data), self.workers(data, digest.database)
+        if workers.enabled and sender.transport != "smtp":
+            raise self.fail("workers.enabled", "the workers send over SMTP: set [sender] transport = 'smtp'")
         themes = self.themes(data.get("themes", []))
         sources = self.sources(data.get("sources", []), {t.name for t in themes})
         return Config(
             path=self.path,
             digest=digest,
             fetch=self.fetch(data),
-            sender=self.sender(data),
+            sender=sender,
             issue=self.issue(data, digest.min_entries),
             dedup=self.dedup(data),
             updates=self.updates(data),
-            workers=self.workers(data, digest.database),
+            workers=workers,
             sources=sources,
             themes=themes,
         )

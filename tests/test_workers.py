@@ -30,6 +30,7 @@ pytestmark = pytest.mark.postgres
 
 N = 4000
 BATCH = 100
+PG_HEAD = '[digest]\ndatabase = "postgresql+psycopg://u@127.0.0.1/d"\n'
 
 
 @pytest.fixture
@@ -68,13 +69,15 @@ def _config(tmp_path: Path, body: str) -> Path:
 
 
 def test_workers_need_postgresql_and_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pg = '[digest]\ndatabase = "postgresql+psycopg://u@127.0.0.1/d"\n[workers]\nenabled = true\n'
+    pg = PG_HEAD + '[sender]\ntransport = "smtp"\n[workers]\nenabled = true\n'
     good = load_config(_config(tmp_path, pg + "batch_size = 500\nstalled_after = 3\n"), env={})
     assert (good.workers.enabled, good.workers.batch_size, good.workers.stalled_after) == (True, 500, 3.0)
     assert load_config(_config(tmp_path, "[workers]\nbatch_size = 10\n"), env={}).workers.enabled is False
 
+    with pytest.raises(ConfigError, match=r"workers\.enabled: the workers send over SMTP"):
+        load_config(_config(tmp_path, pg.replace('transport = "smtp"', 'transport = "maildir"')), env={})
     with pytest.raises(ConfigError, match=r"workers\.enabled: needs a PostgreSQL database"):
-        load_config(_config(tmp_path, "[workers]\nenabled = true\n"), env={})
+        load_config(_config(tmp_path, '[sender]\ntransport = "smtp"\n[workers]\nenabled = true\n'), env={})
     for bad, where in (
         ("batch_size = 0", "workers.batch_size"),
         ("batch_size = '9'", "workers.batch_size"),
@@ -392,3 +395,23 @@ def test_sigterm_stops_a_worker_cleanly_and_its_batches_go_on_elsewhere(
     wk.wait_until(lambda: wk.counts(path)[Delivery.SENT] == n, [first, second], "the rest, by the second worker")
     assert duplicates(sink) == 0
     assert len(sink.received()) == n
+
+
+def test_the_periodic_plan_follows_the_schedule_and_the_tasks_register(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from digest.workers.tasks import Runtime, build_app, schedule_due, stalled_cron
+
+    base = PG_HEAD + 'schedule = "mon 08:00"\ntimezone = "Europe/Berlin"\n'
+    config = load_config(_config(tmp_path, base + '[sender]\ntransport = "smtp"\n[workers]\nenabled = true\n'), env={})
+    monday = dt.datetime(2018, 1, 15, 7, 0, tzinfo=dt.UTC)  # 08:00 in Berlin (winter)
+    assert schedule_due(config, int(monday.timestamp()))
+    assert schedule_due(config, int((monday + dt.timedelta(seconds=59)).timestamp()))
+    for off in (dt.timedelta(minutes=1), dt.timedelta(seconds=-1), dt.timedelta(days=1), dt.timedelta(hours=1)):
+        assert not schedule_due(config, int((monday + off).timestamp())), off
+    assert stalled_cron(config) == "* * * * * */20"  # stalled_after = 60: three looks a minute
+
+    app = build_app(config, Runtime(config))
+    crons = sorted((t.task.name, t.cron) for t in app.periodic_registry.periodic_tasks.values())
+    assert crons == [("digest.plan", "* * * * *"), ("digest.retry_stalled", "* * * * * */20")]
+    assert "digest.send_batch" in app.tasks
