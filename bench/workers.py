@@ -6,7 +6,7 @@ is latency-bound, so it should scale with open connections), and ``W``
 worker processes of 4 connections each sending one queued issue. The rate
 is the sink's, from its first message to its last. A last run kills one
 of two workers half-way (SIGKILL) and reports the rows left in doubt.
-Writes ``bench/out/workers.json``; see BENCHMARKS.md.
+Writes ``bench/results-workers.json``; see BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1600, help="subscribers per run")
     # Small batches, so the last round of batches does not leave most connections idle.
     parser.add_argument("--batch", type=int, default=25, help="[workers] batch_size")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/workers.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results-workers.json"))
     args = parser.parse_args()
     results: dict[str, object] = {"n": args.n, "batch_size": args.batch, "relay_latency_ms": 20}
     with tempfile.TemporaryDirectory(prefix="digest-bench-workers-") as tmp, postgres() as pg_port:

@@ -289,6 +289,12 @@ def test_a_second_send_while_batches_are_queued_queues_nothing(tmp_path: Path, p
         assert again.returncode == 0, again.stderr
         assert f"issue {ws.WEEK}: nothing queued: 4 batch(es) of it are queued or running" in again.stdout
     assert wk.jobs(pg_fresh_url) == 4
+    # The cron one-shot with [workers]: fetch, finish the unfinished issue (queued already), then the due week.
+    ran = ws.run_cli(path, "run")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"issue {ws.WEEK}: nothing queued: 4 batch(es) of it are queued or running" in ran.stdout
+    assert re.search(r"nothing sent: issue \d{4}-W\d\d has 0 entries", ran.stdout), ran.stdout
+    assert wk.jobs(pg_fresh_url) == 4
     shown = ws.run_cli(path, "status")
     assert f"issue {ws.WEEK}: 200 to do, 0 doing, 0 sent, 0 in doubt" in shown.stdout
     assert "batches: 4 queued, 0 running, 0 failed" in shown.stdout
