@@ -134,7 +134,9 @@ def test_db_migrate_twice_is_a_no_op_the_second_time(tmp_path: Path, pg_fresh_ur
 
 
 def test_db_migrate_on_a_new_database_applies_both(tmp_path: Path, pg_fresh_url: str) -> None:
-    path = _config(tmp_path, f'[digest]\ndatabase = "{pg_fresh_url}"\n[workers]\nenabled = true\n')
+    path = _config(
+        tmp_path, f'[digest]\ndatabase = "{pg_fresh_url}"\n[sender]\ntransport = "smtp"\n[workers]\nenabled = true\n'
+    )
     first = ws.run_cli(path, "db", "migrate")
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("store: migrations 1, ")
