@@ -137,9 +137,13 @@ def test_db_migrate_on_a_new_database_applies_both(tmp_path: Path, pg_fresh_url:
     path = _config(
         tmp_path, f'[digest]\ndatabase = "{pg_fresh_url}"\n[sender]\ntransport = "smtp"\n[workers]\nenabled = true\n'
     )
+    for args in (["worker"], ["status"]):
+        early = ws.run_cli(path, *args)
+        assert early.returncode == 1
+        assert early.stderr.strip() == "error: the job queue has no tables yet: run `digest db migrate`"
     first = ws.run_cli(path, "db", "migrate")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("store: migrations 1, ")
+    assert first.stdout.startswith("store: ")
     assert first.stdout.splitlines()[-1] == "job queue: schema applied"
     assert wk.jobs(pg_fresh_url) == 0
 
@@ -298,9 +302,15 @@ def test_a_second_send_while_batches_are_queued_queues_nothing(tmp_path: Path, p
     assert re.search(r"nothing sent: issue \d{4}-W\d\d has 0 entries", ran.stdout), ran.stdout
     assert wk.jobs(pg_fresh_url) == 4
     shown = ws.run_cli(path, "status")
+    assert shown.stdout.startswith("workers: 0 alive, 0 without a recent heartbeat\n")
     assert f"issue {ws.WEEK}: 200 to do, 0 doing, 0 sent, 0 in doubt" in shown.stdout
     assert "batches: 4 queued, 0 running, 0 failed" in shown.stdout
     assert sink.number("count") == 0
+    never = ws.run_cli(path, "reconcile", "--week", "2018-W05")
+    assert never.returncode == 2
+    assert "--week: issue 2018-W05 has not been sent (nothing to reconcile)" in never.stderr
+    hostile = ws.run_cli(path, "reconcile", "--week", "2018-W02'; DROP TABLE deliveries; --")
+    assert hostile.returncode == 2 and "--week: not an ISO week" in hostile.stderr
 
 
 def test_three_workers_plan_once_per_tick(

@@ -151,6 +151,9 @@ def status(ctx: Context, week: str | None) -> None:
     with pipeline.open_store(config) as store, JobQueue(config) as queue:
         keys = [parse_week(week) or ""] if week else status_keys(config, store, queue, now)
         shown = [issue_status(store, queue, k) for k in keys]
+        beats = [hb for _, hb in queue.workers()]
+    alive = sum(1 for hb in beats if (now - hb).total_seconds() < config.workers.stalled_after)
+    console.print(f"workers: {alive} alive, {len(beats) - alive} without a recent heartbeat", markup=False)
     if not shown:
         console.print("no issue in progress", markup=False)
     for st in shown:

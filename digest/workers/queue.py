@@ -40,6 +40,12 @@ def conninfo(url: str) -> str:
     return "postgresql://" + rest
 
 
+def queue_error(exc: BaseException) -> StoreError:
+    """A psycopg or Procrastinate error as the one line digest prints."""
+    text = str(exc).strip()
+    return StoreError(f"job queue: {text.splitlines()[0] if text else type(exc).__name__}")
+
+
 def relay_queues(config: Config) -> tuple[str, ...]:
     """The queue of each relay, in order (one ``send`` queue without ``[[sender.relays]]``)."""
     return tuple(f"send.{r.name}" for r in config.sender.relays) or (SEND_QUEUE,)
@@ -89,7 +95,7 @@ class JobQueue:
             with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
                 yield conn
         except psycopg.Error as exc:
-            raise StoreError(f"job queue: {str(exc).strip().splitlines()[0]}") from exc
+            raise queue_error(exc) from exc
 
     def has_schema(self) -> bool:
         with self._sql() as conn:
@@ -144,8 +150,8 @@ class JobQueue:
                 queued += 1
             except pexc.AlreadyEnqueued:
                 continue
-            except pexc.ProcrastinateException as exc:
-                raise StoreError(f"job queue: {exc}") from exc
+            except (pexc.ProcrastinateException, psycopg.Error) as exc:
+                raise queue_error(exc) from exc
         return queued
 
     def jobs(self, issue_key: str | None = None) -> list[BatchJob]:

@@ -34,7 +34,9 @@ import threading
 from collections.abc import Callable
 
 import procrastinate
+import psycopg
 from procrastinate import JobContext, RetryStrategy
+from procrastinate import exceptions as pexc
 from procrastinate.app import WorkerOptions
 
 from digest.config import Config, RelaySettings
@@ -43,7 +45,15 @@ from digest.pipeline.batches import BatchSender, run_batches
 from digest.pipeline.gather import open_store
 from digest.send import SmtpSender, TokenBucket, make_sender
 from digest.store import Store
-from digest.workers.queue import PERIODIC_QUEUE, PLAN_TASK, SEND_TASK, STALLED_TASK, JobQueue, make_app
+from digest.workers.queue import (
+    PERIODIC_QUEUE,
+    PLAN_TASK,
+    SEND_TASK,
+    STALLED_TASK,
+    JobQueue,
+    make_app,
+    queue_error,
+)
 
 log = logging.getLogger("digest.workers")
 
@@ -277,6 +287,9 @@ def run_worker(config: Config, *, concurrency: int | None = None, queues: tuple[
     log.info("worker %s: %d connection(s), queues %s", name, n, ", ".join(queues) or "all")
     try:
         return asyncio.run(main())
+    except (psycopg.Error, pexc.ProcrastinateException) as exc:
+        # The database went away under the worker: one line; systemd restarts it.
+        raise queue_error(exc) from exc
     finally:
         runtime.stopping.set()
         runtime.close()
