@@ -19,7 +19,7 @@ import pytest
 
 from digest import pipeline
 from digest.config import load_config
-from digest.errors import ConfigError
+from digest.errors import ConfigError, SendError
 from digest.models import Delivery, IsoWeek
 from digest.store import DeliveryRow
 from tests.data.send import workers as wk
@@ -128,6 +128,8 @@ def test_db_migrate_twice_is_a_no_op_the_second_time(tmp_path: Path, pg_fresh_ur
     scheduled = ws.run_cli(path, "schedule")
     assert scheduled.returncode == 2
     assert "with [workers] enabled the workers keep the schedule; run `digest worker`" in scheduled.stderr
+    zero = ws.run_cli(path, "worker", "--concurrency", "0")
+    assert zero.returncode == 2 and "--concurrency" in zero.stderr
     bad = ws.run_cli(path, "worker", "--queue", "send; DROP TABLE x")
     assert bad.returncode == 2
     assert "--queue: no queue 'send; DROP TABLE x' (queues: periodic, send)" in bad.stderr
@@ -429,7 +431,11 @@ def test_the_periodic_plan_follows_the_schedule_and_the_tasks_register(tmp_path:
         assert not schedule_due(config, int((monday + off).timestamp())), off
     assert stalled_cron(config) == "* * * * * */20"  # stalled_after = 60: three looks a minute
 
-    app = build_app(config, Runtime(config))
+    runtime = Runtime(config)
+    # A job naming a relay this worker does not know is refused before anything is read or sent.
+    with pytest.raises(SendError, match=r"is for relay 'eu; rm -rf', which is not configured here"):
+        runtime.send_batch("2018-W02", 0, ["a@example.org"], "eu; rm -rf")
+    app = build_app(config, runtime)
     crons = sorted((t.task.name, t.cron) for t in app.periodic_registry.periodic_tasks.values())
     assert crons == [("digest.plan", "* * * * *"), ("digest.retry_stalled", "* * * * * */20")]
     assert "digest.send_batch" in app.tasks

@@ -41,6 +41,8 @@ def print_planned(done: Planned) -> None:
     else:
         counts = ", ".join(f"{n} {state.value}" for state, n in done.counts.items() if n)
         console.print(f"issue {done.issue_key}: nothing due ({counts or 'no subscribers'})", markup=False)
+    for warning in done.warnings:  # the lists' problems, as a local send says them
+        err_console.print(Text.assemble(("warning:", "yellow"), " ", warning))
 
 
 def queue_send(
