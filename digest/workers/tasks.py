@@ -78,7 +78,9 @@ class _Relay:
 class Runtime:
     """What one worker process shares between its tasks: the store, the relays' caps, the issues loaded."""
 
-    def __init__(self, config: Config, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self, config: Config, concurrency: int | None = None, clock: Callable[[], dt.datetime] = utcnow
+    ) -> None:
         self.config, self.clock = config, clock
         self.stopping = threading.Event()
         self._store: Store | None = None
@@ -89,7 +91,8 @@ class Runtime:
         self.relays = {
             (r.name if r else ""): _Relay(
                 r,
-                threading.BoundedSemaphore(r.connections if r else s.connections),
+                # Without [[sender.relays]] the one relay gets every connection the worker holds.
+                threading.BoundedSemaphore(r.connections if r else (concurrency or s.connections)),
                 TokenBucket(rate) if (rate := (r.rate if r else s.rate)) > 0 else None,
             )
             for r in relays
@@ -246,7 +249,7 @@ def run_worker(config: Config, *, concurrency: int | None = None, queues: tuple[
     and are recorded, and the batches left unfinished are queued again.
     """
     n = concurrency or config.sender.connections
-    runtime = Runtime(config)
+    runtime = Runtime(config, n)
     app = build_app(config, runtime)
     stalled = config.workers.stalled_after
     name = f"{socket.gethostname()}:{os.getpid()}"
