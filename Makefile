@@ -36,8 +36,9 @@ lint: venv
 	$(BIN)/ruff format --check digest tests bench
 	$(BIN)/mypy
 
-bench: venv
+bench: venv system
 	$(BIN)/python -m bench $(if $(N),--n $(N) --out bench/out/results-$(N).json,)
+	$(BIN)/python -m bench.workers
 
 clean:
 	rm -rf $(VENV) demo/ build/ *.egg-info

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -42,6 +43,7 @@ from digest.configcheck import (
 )
 from digest.configsources import label, read_sources, read_themes
 from digest.configspec import BOOL, INT, NUMBER, STR, STRINGS, Reader, did_you_mean, fields_of, setting
+from digest.configspec import TABLES as RELAYS
 from digest.errors import ConfigError
 from digest.models import OTHER_THEME, Source, Theme
 from digest.netutil import is_loopback_host
@@ -55,9 +57,11 @@ __all__ = [
     "DigestSettings",
     "FetchSettings",
     "IssueSettings",
+    "RelaySettings",
     "SenderSettings",
     "UpdatesSettings",
     "WebSettings",
+    "WorkersSettings",
     "check_sending",
     "find_config",
     "load_config",
@@ -188,6 +192,67 @@ class SenderSettings:
     max_attempts: int = setting(5, INT, ge=1)
     timeout: float = setting(30.0, NUMBER, gt=0, le=DAY_S)
     retry_for: dt.timedelta = setting(dt.timedelta(hours=72), STR, check=_duration)
+    #: ``[[sender.relays]]``: several relays, a queue of batches each (workers only).
+    relays: tuple[RelaySettings, ...] = setting((), RELAYS, check=lambda r, w, v: _relays(r, w, v))
+
+
+_RELAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+_CRON = re.compile(r"[0-9*/,\-A-Za-z]+(\s+[0-9*/,\-A-Za-z]+){4,5}")
+
+
+def _relay_name(r: Reader, where: str, value: str) -> str:
+    # The name becomes a queue name and an environment variable suffix: keep it plain.
+    if not _RELAY_NAME.fullmatch(value.strip()):
+        raise ValueError(f"must be 1-40 letters, digits, '-' or '_', got {value!r}")
+    return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """One ``[[sender.relays]]`` entry: where a queue of batches goes, and its caps per worker.
+
+    The password comes from ``$DIGEST_SMTP_PASSWORD_<NAME>``, else ``$DIGEST_SMTP_PASSWORD``.
+    """
+
+    name: str = setting("", STR, required=True, check=_relay_name)
+    host: str = setting("127.0.0.1", STR, required=True, check=check_single_line)
+    port: int = setting(25, INT, check=check_port)
+    security: str = setting("none", STR, choices=("none", "starttls", "tls"))
+    username: str = setting("", STR, check=check_single_line)
+    password: str = setting("", STR, key="")
+    connections: int = setting(4, INT, ge=1, le=100)
+    rate: float = setting(0.0, NUMBER, ge=0)
+
+
+def _relays(r: Reader, where: str, raw: list[dict[str, Any]]) -> tuple[RelaySettings, ...]:
+    out: list[RelaySettings] = []
+    for i, table in enumerate(raw, 1):
+        relay = RelaySettings(**r.table(f"{where}[{i}]", table, fields_of(RelaySettings)))
+        if any(o.name == relay.name for o in out):
+            raise r.fail(f"{where}[{i}].name", f"{relay.name!r} is used by another relay")
+        env_key = "DIGEST_SMTP_PASSWORD_" + relay.name.upper().replace("-", "_")
+        password = r.env.get(env_key) or r.env.get("DIGEST_SMTP_PASSWORD", "")
+        out.append(dataclasses.replace(relay, password=password))
+    return tuple(out)
+
+
+def _cron(r: Reader, where: str, value: str) -> str:
+    value = value.strip()
+    if value and not _CRON.fullmatch(value):
+        raise ValueError(f"must be a cron line of 5 or 6 fields, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersSettings:
+    """``[workers]``: send through Procrastinate workers over the PostgreSQL store."""
+
+    enabled: bool = setting(False, BOOL)
+    batch_size: int = setting(1000, INT, ge=1, le=100_000)
+    #: Seconds without a worker heartbeat after which its batches are re-queued.
+    stalled_after: float = setting(60.0, NUMBER, ge=1, le=DAY_S)
+    #: Cron line (5 fields, or 6 with seconds) of the periodic plan; "" follows ``[digest] schedule``.
+    plan_cron: str = setting("", STR, check=_cron)
 
 
 def _bounce_address(r: Reader, where: str, value: str) -> str:
@@ -238,6 +303,7 @@ TABLES: dict[str, type] = {
     "sender": SenderSettings,
     "bounces": BouncesSettings,
     "web": WebSettings,
+    "workers": WorkersSettings,
 }
 SECTIONS = (*TABLES, "sources", "themes")
 
@@ -259,6 +325,7 @@ class Config:
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
     web: WebSettings = field(default_factory=WebSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    workers: WorkersSettings = field(default_factory=WorkersSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
     absent: frozenset[str] = frozenset()
@@ -319,6 +386,18 @@ def _cross_check(r: Reader, config: Config) -> None:
     s = config.sender
     if bool(s.dkim_key) != bool(s.dkim_selector):
         raise r.fail("sender.dkim_key", "dkim_key and dkim_selector go together")
+    w = config.workers
+    if w.enabled:
+        if config.sender.transport != "smtp":
+            raise r.fail("workers.enabled", "the workers send over SMTP: set [sender] transport = 'smtp'")
+        if not config.digest.database.startswith("postgresql+psycopg://"):
+            raise r.fail(
+                "workers.enabled", "needs a PostgreSQL database: set [digest] database = 'postgresql+psycopg://...'"
+            )
+        try:
+            import procrastinate  # noqa: F401
+        except ImportError:
+            raise r.fail("workers.enabled", "needs the workers extra: pip install 'digest[workers]'") from None
     b = config.bounces
     if b.verp and not b.address:
         raise r.fail("bounces.verp", "needs bounces.address (the VERP tags are added to it)")

@@ -70,6 +70,7 @@ STRINGS = Kind(
     _strings,
 )
 TABLE = Kind("a table", lambda v: isinstance(v, dict))
+TABLES = Kind("an array of tables", lambda v: isinstance(v, list) and all(isinstance(t, dict) for t in v))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,11 @@ from digest.config import (
     DigestSettings,
     FetchSettings,
     IssueSettings,
+    RelaySettings,
     SenderSettings,
     UpdatesSettings,
     WebSettings,
+    WorkersSettings,
     check_sending,
     find_config,
     load_config,
@@ -62,7 +64,7 @@ def test_bundled_config_loads_with_relative_paths_resolved() -> None:
     assert config.digest.database == "sqlite:///" + str(demo_data() / "digest.db")
     assert config.themes[0].name == "AI & tech competition"
     assert config.sources[2].theme == "AI & tech competition"
-    assert config.absent == frozenset({"issue", "dedup", "updates", "bounces", "web"})
+    assert config.absent == frozenset({"issue", "dedup", "updates", "bounces", "web", "workers"})
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -163,6 +165,19 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         [web]
         archive = "public"
         archive_feed = "full"
+        [workers]
+        enabled = false
+        batch_size = 50
+        stalled_after = 5
+        plan_cron = "*/5 * * * *"
+        [[sender.relays]]
+        name = "eu"
+        host = "eu.relay.example.net"
+        port = 587
+        security = "starttls"
+        username = "eu-user"
+        connections = 8
+        rate = 2.5
         [[sources]]
         name = "A"
         url = "https://example.net/feed"
@@ -187,7 +202,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert c.issue == IssueSettings(min_entries=4, min_per_theme=2, max_hold_weeks=0, max_entries=5)
     assert c.dedup == DedupSettings(False, 24.0, 1.0, 0.5, ("A",))
     assert c.updates == UpdatesSettings("section")
-    assert c.sender == SenderSettings(
+    assert dataclasses.replace(c.sender, relays=()) == SenderSettings(
         "Cyber <cyber@example.net>",
         "smtp",
         "relay.example.net",
@@ -222,6 +237,8 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         dt.timedelta(days=7),
     )
     assert c.web == WebSettings("public", "full")
+    assert c.workers == WorkersSettings(False, 50, 5.0, "*/5 * * * *")
+    assert c.sender.relays == (RelaySettings("eu", "eu.relay.example.net", 587, "starttls", "eu-user", "p", 8, 2.5),)
     assert c.absent == frozenset()
 
 

@@ -98,6 +98,11 @@ def send(
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
     config = ctx.config if dry_run else ctx.sending_config()
     weeks = weeks_from(config, week, since)
+    if config.workers.enabled and not dry_run:
+        from digest.cli.workers import queue_send
+
+        queue_send(config, weeks, wait=wait, retry_failed=retry_failed, resend_unknown=resend_unknown)
+        return
     with pipeline.open_store(config) as store, SendProgress() as progress, StopSignals() as stop:
         summary = pipeline.send_issue(
             config,
@@ -131,6 +136,10 @@ def send(
 def run(ctx: Context, wait: bool, as_json: bool) -> None:
     """Cron one-shot: fetch, then build and send the issue that is due."""
     config = ctx.sending_config()
+    if config.workers.enabled:
+        from digest.cli.workers import queue_run
+
+        sys.exit(queue_run(config, wait=wait))
     with pipeline.open_store(config) as store, StopSignals() as stop:
         report = pipeline.run(config, store, clock=utcnow, wait=wait, interrupt=stop.event)
     if as_json:
@@ -168,6 +177,8 @@ def schedule(ctx: Context) -> None:
 
     if ctx.log is not None:
         ctx.log.apply(default=logging.INFO, timestamps=True)
+    if ctx.config.workers.enabled:
+        raise ConfigError("digest schedule: with [workers] enabled the workers keep the schedule; run `digest worker`")
     run_forever(ctx.config_path)
 
 

@@ -10,7 +10,7 @@ migrates its tables. Database failures surface as ``StoreError``.
         counts = store.record_fetch(result, now)
 
 The parts live in ``entries``, ``issues``, ``carried``, ``ledger``,
-``subscribers`` and ``lock``; ``schema`` holds the tables and the migrations.
+``subscribers``, ``lock`` and ``holders``; ``schema`` holds the tables and the migrations.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from digest.store.bounces import BounceEvent, BouncesMixin
 from digest.store.carried import CarriedMixin, ChangedEntry, IssuedEntry
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
 from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
+from digest.store.holders import HoldersMixin
 from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
@@ -64,6 +65,7 @@ class Store(
     ReportsMixin,
     SubscribersMixin,
     LockMixin,
+    HoldersMixin,
 ):
     """A connection pool to the database plus the operations digest needs.
 
@@ -99,6 +101,11 @@ class Store(
             store.close()
             raise
         return store
+
+    def applied_migrations(self) -> set[int]:
+        """The numbers of the migrations this database has had."""
+        with self._read() as conn:
+            return applied_numbers(conn)
 
     def close(self) -> None:
         """Close every pooled connection."""

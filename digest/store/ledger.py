@@ -336,3 +336,37 @@ class LedgerMixin(StoreBase):
             query = query.where(c.state == state.value)
         with self._read() as conn:
             return [_row(r) for r in conn.execute(query.order_by(c.email))]
+
+    # -- batches (``digest worker``): the same rows, taken a given list at a time --------------
+
+    def due_among(
+        self, issue_key: str, emails: Iterable[str], now: dt.datetime, *, include_unknown: bool = False
+    ) -> list[DeliveryRow]:
+        """``due_deliveries`` restricted to ``emails`` (a batch), ordered by address."""
+        c = t_deliveries.c
+        out: list[DeliveryRow] = []
+        with self._read() as conn:
+            for batch in chunked(sorted({_key(e) for e in emails}), _IN_CHUNK):
+                query = select(t_deliveries).where(
+                    c.issue_key == issue_key, c.email.in_(list(batch)), _due(now, include_unknown)
+                )
+                out.extend(_row(r) for r in conn.execute(query))
+        return sorted(out, key=lambda r: r.email)
+
+    def release_claims_among(self, issue_key: str, emails: Iterable[str], now: dt.datetime) -> list[str]:
+        """``release_stale_claims`` for the rows of ``emails`` only; returns their addresses.
+
+        For the batch of a worker that stopped heartbeating: no live process holds those claims.
+        """
+        c = t_deliveries.c
+        done: list[str] = []
+        with self._write() as conn:
+            for batch in chunked(sorted({_key(e) for e in emails}), _IN_CHUNK):
+                mine = and_(c.issue_key == issue_key, c.email.in_(list(batch)), c.state == Delivery.CLAIMED.value)
+                done.extend(conn.execute(select(c.email).where(mine)).scalars())
+                conn.execute(
+                    update(t_deliveries)
+                    .where(mine)
+                    .values(state=Delivery.UNKNOWN.value, last_error=STALE_CLAIM_ERROR, updated_at=now)
+                )
+        return done

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -271,6 +272,16 @@ held_issues = Table(
     Column("entries", Integer, nullable=False),
 )
 
+#: Which worker (``host:pid``) runs each batch job of the workers' queue (migration 9).
+batch_holders = Table(
+    "batch_holders",
+    metadata,
+    Column("job_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("worker", String(200), nullable=False),
+    Column("issue_key", String(100), nullable=False),
+    Column("since", UtcDateTime, nullable=False),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -374,6 +385,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "first attempt of a delivery; subscriber events", _ledger_events),
     Migration(6, "fetch log", _fetch_log),
     Migration(7, "bounce events and VERP tags", _bounces),
+    Migration(9, "which worker holds each batch", lambda conn: batch_holders.create(conn)),
 )
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
