@@ -130,6 +130,25 @@ class WebSettings:
     archive_feed: str = "summary"
 
 
+#: What the subscribe form asks people to agree to, unless ``[subscribe] consent_text`` says otherwise.
+DEFAULT_CONSENT = (
+    "I agree to receive this digest by email. My address and my theme choices are kept only to send it; "
+    "every message has a link to change my themes or to unsubscribe."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeSettings:
+    """``[subscribe]``: the public double opt-in form and its records."""
+
+    enabled: bool = False
+    confirm_ttl: dt.timedelta = dt.timedelta(hours=48)
+    purge_unconfirmed_after: dt.timedelta = dt.timedelta(days=7)
+    consent_text: str = DEFAULT_CONSENT
+    record_ip: bool = False
+    themes_selectable: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class UpdatesSettings:
     """``[updates]``: what happens to an entry that changed after it was sent."""
@@ -172,6 +191,7 @@ class Config:
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
     web: WebSettings = field(default_factory=WebSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
+    subscribe: SubscribeSettings = field(default_factory=SubscribeSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
 
@@ -264,7 +284,19 @@ class _Reader:
     def config(self, data: dict[str, Any]) -> Config:
         unknown = sorted(
             set(data)
-            - {"digest", "fetch", "sender", "issue", "dedup", "updates", "web", "bounces", "sources", "themes"}
+            - {
+                "digest",
+                "fetch",
+                "sender",
+                "issue",
+                "dedup",
+                "updates",
+                "web",
+                "bounces",
+                "subscribe",
+                "sources",
+                "themes",
+            }
         )
         if unknown:
             raise self.fail(unknown[0], "unknown section")
@@ -281,6 +313,7 @@ class _Reader:
             updates=self.updates(data),
             web=self.web(data),
             bounces=self.bounces(data),
+            subscribe=self.subscribe(data),
             sources=sources,
             themes=themes,
         )
@@ -511,6 +544,23 @@ class _Reader:
         if feed not in ("summary", "full"):
             raise self.fail("web.archive_feed", f"must be 'summary' or 'full', got {feed!r}")
         return WebSettings(archive=archive, archive_feed=feed)
+
+    def subscribe(self, data: dict[str, Any]) -> SubscribeSettings:
+        d = SubscribeSettings()
+        t = self.table(data, "subscribe", set(SubscribeSettings.__slots__))  # type: ignore[attr-defined]
+        w = "subscribe"
+        # Kept exactly as written: the form shows it and the mail quotes it, and its hash is recorded.
+        consent = self.get(t, w, "consent_text", str, d.consent_text)
+        if not consent.strip() or len(consent) > 2000:
+            raise self.fail("subscribe.consent_text", "must be a sentence of 1 to 2000 characters")
+        return SubscribeSettings(
+            enabled=self.get(t, w, "enabled", bool, d.enabled),
+            confirm_ttl=self.duration(t, w, "confirm_ttl", d.confirm_ttl),
+            purge_unconfirmed_after=self.duration(t, w, "purge_unconfirmed_after", d.purge_unconfirmed_after),
+            consent_text=consent,
+            record_ip=self.get(t, w, "record_ip", bool, d.record_ip),
+            themes_selectable=self.get(t, w, "themes_selectable", bool, d.themes_selectable),
+        )
 
     def updates(self, data: dict[str, Any]) -> UpdatesSettings:
         t = self.table(data, "updates", set(UpdatesSettings.__slots__))  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ NAME = "DIGESTxNAMEx7f3a"
 EMAIL = "DIGESTxEMAILx7f3a"
 GREETING = "DIGESTxGREETINGx7f3a"
 UNSUBSCRIBE_URL = "DIGESTxUNSUBx7f3a"
+PREFERENCES_URL = "DIGESTxPREFSx7f3a"
 
 #: The template variables render binds to the tokens.
 PLACEHOLDERS: Mapping[str, str] = {
@@ -23,6 +24,7 @@ PLACEHOLDERS: Mapping[str, str] = {
     "email": EMAIL,
     "greeting": GREETING,
     "unsubscribe_url": UNSUBSCRIBE_URL,
+    "preferences_url": PREFERENCES_URL,
 }
 
 
@@ -45,9 +47,15 @@ def greeting(name: str) -> str:
     return f"Hello {name}," if name else "Hello,"
 
 
-def values_for(name: str, email: str, unsubscribe_url: str) -> dict[str, str]:
-    """The values for one subscriber, keyed like ``PLACEHOLDERS``."""
-    return {"name": name, "email": email, "greeting": greeting(name), "unsubscribe_url": unsubscribe_url}
+def values_for(name: str, email: str, unsubscribe_url: str, preferences_url: str = "") -> dict[str, str]:
+    """The values for one subscriber, keyed like ``PLACEHOLDERS`` (``preferences_url``: their ``/p/`` link)."""
+    return {
+        "name": name,
+        "email": email,
+        "greeting": greeting(name),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
 
 
 def fill(text: str, values: Mapping[str, str], *, escape_html: bool) -> str:

@@ -7,7 +7,7 @@ usage or config), never a traceback.
 
 from __future__ import annotations
 
-from digest.cli import bounces, editorial, gather, issue, operate, people, serving, sources  # noqa: F401  (they register their commands)
+from digest.cli import bounces, editorial, gather, issue, operate, people, privacy, serving, sources  # noqa: F401  (they register their commands)
 from digest.cli.base import cli
 
 

@@ -110,17 +110,18 @@ class ComposeSettings:
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One addressee: a validated address, a display name, their unsubscribe link."""
+    """One addressee: a validated address, a display name, their unsubscribe and preferences links."""
 
     email: str
     name: str
     unsubscribe_url: str
+    preferences_url: str = ""
 
 
 def compose_message(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> EmailMessage:
     """The reference message for one recipient (slow: parses and encodes everything)."""
     name, email, url = _clean_recipient(recipient)
-    values = _values(name, email, url)
+    values = _values(name, email, url, recipient.preferences_url)
     head = _Head.of(rendered, settings)
     personal = {
         "To": fold_address("To", name, email),
@@ -204,7 +205,7 @@ class MessageTemplate:
     def personalise(self, recipient: Recipient) -> Outgoing:
         """The finished message for one recipient, equal to ``compose``'s."""
         name, email, url = _clean_recipient(recipient)
-        values = _values(name, email, url)
+        values = _values(name, email, url, recipient.preferences_url)
         mid = message_id(self._issue_key, email, self.domain)
         p = self._pieces
         data = b"".join(
@@ -391,6 +392,9 @@ def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
     url = recipient.unsubscribe_url
     if _URL_UNSAFE.search(url) or len(url) > MAX_URL:
         raise SubscriberError(f"unsubscribe URL for {email} is not a plain ASCII URL: {url!r}")
+    prefs = recipient.preferences_url
+    if _URL_UNSAFE.search(prefs) or len(prefs) > MAX_URL:
+        raise SubscriberError(f"preferences URL for {email} is not a plain ASCII URL: {prefs!r}")
     return _strip_tokens(clean_text(recipient.name, MAX_NAME)), email, url
 
 
@@ -402,5 +406,5 @@ def _strip_tokens(value: str) -> str:
     return value
 
 
-def _values(name: str, email: str, url: str) -> dict[str, str]:
-    return placeholders.values_for(name, _strip_tokens(email), _strip_tokens(url))
+def _values(name: str, email: str, url: str, prefs: str) -> dict[str, str]:
+    return placeholders.values_for(name, _strip_tokens(email), _strip_tokens(url), _strip_tokens(prefs))

@@ -105,7 +105,8 @@ def selection(sub: Subscriber, issue: Issue) -> frozenset[str] | None:
 
 def audience(config: Config, store: Store, issue: Issue) -> Audience:
     loaded = subscribers.load_lists(config.subscribers_dir, [t.name for t in config.themes] or None)
-    active = subscribers.active_subscribers(loaded.subscribers, store.subscriber_status())
+    # Confirmed web sign-ups join the list rows; theme choices from /p/ apply (store.people).
+    active = subscribers.active_subscribers(store.join_lists(loaded.subscribers), store.subscriber_status())
     rows: list[tuple[Subscriber, str | None]] = []
     for sub in active:
         sel = selection(sub, issue)
@@ -175,7 +176,10 @@ def recipients(config: Config, *, strict: bool = False) -> Callable[[Subscriber]
 
     def make(sub: Subscriber) -> Recipient:
         token = tokens.make_token(key, sub.email, list_id)
-        return Recipient(sub.email, sub.name, tokens.unsubscribe_url(base_url, token))
+        prefs = tokens.make_token(key, sub.email, list_id, tokens.PREFERENCES)
+        return Recipient(
+            sub.email, sub.name, tokens.unsubscribe_url(base_url, token), tokens.preferences_url(base_url, prefs)
+        )
 
     return make
 
@@ -234,7 +238,8 @@ def write_build(config: Config, built: Built, out: Path) -> list[Path]:
 def _personal_bodies(config: Config, rendered: Rendered, sub: Subscriber) -> tuple[str, str]:
     from digest.placeholders import fill, values_for
 
-    values = values_for(sub.name, sub.email, recipient(config, sub).unsubscribe_url)
+    rcpt = recipient(config, sub)
+    values = values_for(sub.name, sub.email, rcpt.unsubscribe_url, rcpt.preferences_url)
     return fill(rendered.html, values, escape_html=True), fill(rendered.text, values, escape_html=False)
 
 

@@ -37,6 +37,7 @@ FILLED_MAX: Mapping[str, int] = {
     "greeting": len("Hello ,") + 300 * 6,
     "email": 254 * 6,
     "unsubscribe_url": 900 * 6,
+    "preferences_url": 900 * 6,
 }
 
 

@@ -25,6 +25,7 @@ from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
 from digest.store.issues import FrozenIssue, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
+from digest.store.people import Consent, PeopleMixin, RateLimits, WebSubscriber, token_hash
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.subscribers import SubscribersMixin, normalise
@@ -34,6 +35,7 @@ __all__ = [
     "MIGRATIONS",
     "STALE_CLAIM_ERROR",
     "BounceEvent",
+    "Consent",
     "DeliveryRow",
     "FetchCounts",
     "FetchRecord",
@@ -41,15 +43,26 @@ __all__ = [
     "IssueReport",
     "IssueSummary",
     "Migration",
+    "RateLimits",
     "SourceReport",
     "Store",
+    "WebSubscriber",
     "content_hash",
     "normalise",
+    "token_hash",
 ]
 
 
 class Store(
-    BouncesMixin, EntriesMixin, FetchLogMixin, IssuesMixin, LedgerMixin, ReportsMixin, SubscribersMixin, LockMixin
+    BouncesMixin,
+    EntriesMixin,
+    FetchLogMixin,
+    IssuesMixin,
+    LedgerMixin,
+    PeopleMixin,
+    ReportsMixin,
+    SubscribersMixin,
+    LockMixin,
 ):
     """A connection pool to the database plus the operations digest needs.
 

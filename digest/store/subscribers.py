@@ -9,12 +9,14 @@ address that asked to leave; only ``force=True`` can.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import consents as t_consents
 from digest.store.schema import subscriber_status as t_status
 from digest.store.schema import utc_text
 
@@ -22,6 +24,9 @@ from digest.store.schema import utc_text
 def normalise(email: str) -> str:
     """The key an address is stored under."""
     return email.strip().lower()
+
+
+_LEAVING = {SubscriberStatus.UNSUBSCRIBED: "unsubscribe", SubscriberStatus.COMPLAINED: "complaint"}
 
 
 class SubscribersMixin(StoreBase):
@@ -67,6 +72,11 @@ class SubscribersMixin(StoreBase):
                 set_={k: stmt.excluded[k] for k in ("status", "changed_at", "how")},
             )
             conn.execute(stmt)
+            if status in _LEAVING:
+                # Leaving is a consent record too (append-only, see store.people), whatever caused it.
+                detail = json.dumps({"how": how}, ensure_ascii=False)
+                record = {"email": key, "kind": _LEAVING[status], "at": now, "text_sha256": "", "detail": detail}
+                conn.execute(insert(t_consents).values(**record))
         return True
 
     def unsubscribed(self) -> set[str]:
