@@ -393,7 +393,8 @@ def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
     if _URL_UNSAFE.search(url) or len(url) > MAX_URL:
         raise SubscriberError(f"unsubscribe URL for {email} is not a plain ASCII URL: {url!r}")
     prefs = recipient.preferences_url
-    if _URL_UNSAFE.search(prefs) or len(prefs) > MAX_URL:
+    # No "&" either: escaped it would outgrow the bytes render keeps for this link (FILLED_MAX).
+    if _URL_UNSAFE.search(prefs) or "&" in prefs or len(prefs) > MAX_URL:
         raise SubscriberError(f"preferences URL for {email} is not a plain ASCII URL: {prefs!r}")
     return _strip_tokens(clean_text(recipient.name, MAX_NAME)), email, url
 
