@@ -66,7 +66,8 @@ form.signup input[type=email], form.signup input[type=text] { font: inherit; pad
 form.signup button { align-self: flex-start; margin-top: 1rem; }
 fieldset.themes { border: 1px solid var(--line); border-radius: 6px; margin: .75rem 0 0; padding: .5rem .9rem; }
 fieldset.themes legend { font-weight: 600; padding: 0 .3rem; }
-label.check { display: flex; gap: .5rem; align-items: flex-start; font-weight: normal; margin: .3rem 0; }
+label.check, form.signup > label.check { display: flex; gap: .5rem; align-items: flex-start; font-weight: normal;
+  margin: .3rem 0; }
 label.check input { margin-top: .25rem; }
 label.consent { margin-top: 1rem; }
 form.confirm button + button { margin-left: .5rem; }
