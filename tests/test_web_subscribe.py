@@ -434,3 +434,41 @@ def test_a_relay_that_refuses_the_confirmation_gets_a_try_again_page(site: Site)
     site.smtp.clear_faults()
     # The failed try did not count against the limit.
     assert site.subscribe().status_code == 200 and len(site.mails(NEW)) == 1
+
+
+def test_record_ip_keeps_the_client_address_in_consent_records(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    path, clock = make_site(tmp_path, smtp_server, extra="record_ip = true\n", rows=1)
+    assert ws.load(path).subscribe.record_ip
+    with serving(path, clock, smtp_server) as s:
+        s.subscribe()
+        s.post(s.local(link(ws.text_body(s.mails(NEW)[0]), "confirm")), {"action": "confirm"})
+        prefs = s.local(link(ws.text_body(s.mails(NEW)[1]), "p"))
+        s.post(prefs, {"action": "save"})
+        s.post(prefs, {"action": "unsubscribe"})
+    with pipeline.open_store(ws.load(path)) as store:
+        records = [(c.kind, c.ip) for c in store.consents(NEW)]
+    assert records == [
+        ("subscribe", "127.0.0.1"),
+        ("confirm", "127.0.0.1"),
+        ("preferences", "127.0.0.1"),
+        ("unsubscribe", None),
+    ]
+
+
+def test_digest_serve_offers_the_sign_up_and_preview_does_not(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    from tests.test_cli_serving import interrupt, start
+
+    path, _ = make_site(tmp_path, smtp_server, rows=1)
+    proc, base = start(path, "serve")
+    try:
+        assert "Subscribe to Cyber Weekly" in httpx.get(base + "/subscribe", trust_env=False).text
+        r = httpx.post(base + "/subscribe", data={"email": NEW, "consent": "yes"}, trust_env=False)
+        assert r.status_code == 200 and "Check your inbox" in r.text
+    finally:
+        assert interrupt(proc)[0] == 0
+    assert len(smtp_server.received(NEW)) == 1
+    proc, base = start(path, "preview")
+    try:
+        assert httpx.get(base + "/subscribe", trust_env=False).status_code == 404
+    finally:
+        assert interrupt(proc)[0] == 0

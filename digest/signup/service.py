@@ -124,6 +124,7 @@ class SignupMixin:
         s = config.subscribe
         now = self.now()
         with pipeline.open_store(config) as store:
+            store.purge_unconfirmed(now - s.purge_unconfirmed_after)
             person = store.confirm(token_hash(token), now)
             if person is None:
                 return None
