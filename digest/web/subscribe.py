@@ -6,7 +6,8 @@
   honeypot gets that page too, and nothing is done.
 - ``GET /confirm/<token>`` shows Confirm / No thanks and changes nothing
   (mail scanners prefetch links); ``POST`` with ``action=confirm`` or
-  ``action=decline`` acts.
+  ``action=decline`` acts. An unknown, used or expired link gets 400, like
+  a bad unsubscribe or preferences link.
 - ``GET /p/<token>``: the theme checkboxes and an unsubscribe button;
   ``POST`` with ``action=save`` or ``action=unsubscribe``.
 
@@ -171,7 +172,7 @@ def signup_routes(source: SignupSource, *, title: str, page_csp: str, subscribe_
         token = confirm_token(request)
         address = None if token is None else await run_in_threadpool(source.confirmation, token)
         if address is None:
-            return _page(pages.bad_link(title, "confirmation"), page_csp, 404)
+            return _page(pages.bad_link(title, "confirmation"), page_csp, 400)
         return _page(pages.confirm_page(title, address), page_csp)
 
     async def confirm(request: Request) -> Response:
@@ -180,14 +181,14 @@ def signup_routes(source: SignupSource, *, title: str, page_csp: str, subscribe_
         if fields is None:
             return _page(pages.bad_link(title, "confirmation"), page_csp, 413)
         if token is None or _foreign_origin(request):
-            return _page(pages.bad_link(title, "confirmation"), page_csp, 404)
+            return _page(pages.bad_link(title, "confirmation"), page_csp, 400)
         if _one(fields, "action") == "decline":
             if not await run_in_threadpool(source.decline, token):
-                return _page(pages.bad_link(title, "confirmation"), page_csp, 404)
+                return _page(pages.bad_link(title, "confirmation"), page_csp, 400)
             return _page(pages.declined(title), page_csp)
         address = await run_in_threadpool(source.confirm, token, client_ip(request))
         if address is None:
-            return _page(pages.bad_link(title, "confirmation"), page_csp, 404)
+            return _page(pages.bad_link(title, "confirmation"), page_csp, 400)
         return _page(pages.confirmed(title, address), page_csp)
 
     async def preferences_page(request: Request) -> Response:
