@@ -196,7 +196,9 @@ def test_welcome_links_the_latest_archived_issue(tmp_path: Path, smtp_server: Sm
         s.post(s.local(link(ws.text_body(s.mails(NEW)[0]), "confirm")), {"action": "confirm"})
         text = ws.text_body(s.mails(NEW)[1])
         assert "http://127.0.0.1:8025/archive/2018-W02/" in text
-        assert s.get("/archive/2018-W02/").status_code == 200
+        page = s.get("/archive/2018-W02/")
+        assert page.status_code == 200 and "Change your themes" in page.text
+        assert "/p/" not in page.text and "/u/" not in page.text  # the public copy links nobody's preferences
 
 
 def test_no_thanks_erases_the_sign_up(site: Site) -> None:
@@ -473,3 +475,30 @@ def test_digest_serve_offers_the_sign_up_and_preview_does_not(tmp_path: Path, sm
         assert httpx.get(base + "/subscribe", trust_env=False).status_code == 404
     finally:
         assert interrupt(proc)[0] == 0
+
+
+def test_without_selectable_themes_the_form_has_no_boxes_and_everyone_gets_all(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    path, clock = make_site(tmp_path, smtp_server, extra="themes_selectable = false\n", rows=1)
+    with serving(path, clock, smtp_server) as s:
+        assert 'name="themes"' not in s.get("/subscribe").text
+        assert s.subscribe(themes=["Cybersecurity"]).status_code == 200
+        s.post(s.local(link(ws.text_body(s.mails(NEW)[0]), "confirm")), {"action": "confirm"})
+    assert listed(path)[NEW]["themes"] == []
+
+
+def test_form_values_keep_repeated_fields_and_survive_garbage() -> None:
+    from digest.web.forms import form_fields, form_values
+
+    form = "application/x-www-form-urlencoded"
+    assert form_values(form, b"themes=A&themes=B%20C&email=x") == {"themes": ["A", "B C"], "email": ["x"]}
+    assert form_fields(form, b"themes=A&themes=B") == {"themes": "A"}
+    assert form_values(form, b"\xff\xfe=%ZZ&&=") == {"\ufffd\ufffd": ["%ZZ"], "": [""]}
+    assert form_values("text/plain", b"email=x") == {}
+    assert form_values("multipart/form-data; boundary=zz", b"--zz\r\nnot a part") == {}
+    body = (
+        b"--zz\r\nContent-Disposition: form-data; name=themes\r\n\r\nA\r\n"
+        b"--zz\r\nContent-Disposition: form-data; name=themes\r\n\r\nB\r\n--zz--\r\n"
+    )
+    assert form_values("multipart/form-data; boundary=zz", body) == {"themes": ["A", "B"]}

@@ -3,7 +3,9 @@
 The subscriber lists are files the editor keeps; the store only keeps each
 address's status, keyed by the lowercased address. Unsubscribing always
 wins: a list import or a re-subscribe cannot silently re-activate an
-address that asked to leave; only ``force=True`` can.
+address that asked to leave; only ``force=True`` can, or its owner
+confirming a new web sign-up (``people.confirm``). Every unsubscribe and
+complaint also appends a consent record (``people``).
 """
 
 from __future__ import annotations
