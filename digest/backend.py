@@ -1,5 +1,7 @@
 """The web app's ``Backend``: previews built from the working folder, unsubscribes into the store.
 
+Sign-ups and preferences come from ``signup.service.SignupMixin``.
+
 It re-reads the config on every call so that the preview follows the
 editor's changes to ``digest.toml``, ``templates/`` and ``subscribers/``.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,6 +22,7 @@ from digest.config import Config, load_config
 from digest.errors import DigestError, StoreError
 from digest.models import IsoWeek, Subscriber, SubscriberStatus
 from digest.render import variant_key
+from digest.signup.service import SignupMixin
 from digest.web.archive import ArchiveItem
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
 
@@ -42,12 +45,21 @@ def _placeable_week(text: str, tz: ZoneInfo) -> IsoWeek:
     return week
 
 
-class LocalBackend:
-    """Serves the preview of a working folder and records unsubscriptions."""
+class LocalBackend(SignupMixin):
+    """Serves the preview of a working folder, records unsubscriptions, sign-ups and preferences."""
 
-    def __init__(self, config_path: Path, *, default_week: str | None = None, strict_tokens: bool = False) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        default_week: str | None = None,
+        strict_tokens: bool = False,
+        now: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
         """``strict_tokens``: unsubscribe links need the configured secret (``digest serve``);
-        the local preview may use the per-folder stand-in."""
+        the local preview may use the per-folder stand-in. ``now`` is the clock of sign-ups
+        (token expiry, rate limits, consent records) and unsubscribes."""
+        self.now = now
         self.config_path = config_path
         self.default_week = default_week
         self.strict_tokens = strict_tokens
@@ -179,7 +191,7 @@ class LocalBackend:
         email = self.check_token(token)
         config = self.config()
         with pipeline.open_store(config) as store:
-            store.set_status(email, SubscriberStatus.UNSUBSCRIBED, _utcnow(), how)
+            store.set_status(email, SubscriberStatus.UNSUBSCRIBED, self.now(), how)
         return email
 
     def web_version(self, issue_key: str, variant: str) -> str | None:

@@ -59,6 +59,7 @@ __all__ = [
     "IssueSettings",
     "RelaySettings",
     "SenderSettings",
+    "SubscribeSettings",
     "UpdatesSettings",
     "WebSettings",
     "WorkersSettings",
@@ -293,6 +294,32 @@ class WebSettings:
     archive_feed: str = setting("summary", STR, choices=("summary", "full"))
 
 
+def _consent(r: Reader, where: str, value: str) -> str:
+    # Kept exactly as written: the form shows it and the mail quotes it, and its hash is recorded.
+    if not value.strip() or len(value) > 2000:
+        raise ValueError("must be a sentence of 1 to 2000 characters")
+    return value
+
+
+#: What the subscribe form asks people to agree to, unless ``[subscribe] consent_text`` says otherwise.
+DEFAULT_CONSENT = (
+    "I agree to receive this digest by email. My address and my theme choices are kept only to send it; "
+    "every message has a link to change my themes or to unsubscribe."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeSettings:
+    """``[subscribe]``: the public double opt-in form and its records."""
+
+    enabled: bool = setting(False, BOOL)
+    confirm_ttl: dt.timedelta = setting(dt.timedelta(hours=48), STR, check=_duration)
+    purge_unconfirmed_after: dt.timedelta = setting(dt.timedelta(days=7), STR, check=_duration)
+    consent_text: str = setting(DEFAULT_CONSENT, STR, check=_consent)
+    record_ip: bool = setting(False, BOOL)
+    themes_selectable: bool = setting(True, BOOL)
+
+
 #: The settings tables of ``digest.toml``, in file order.
 TABLES: dict[str, type] = {
     "digest": DigestSettings,
@@ -304,6 +331,7 @@ TABLES: dict[str, type] = {
     "bounces": BouncesSettings,
     "web": WebSettings,
     "workers": WorkersSettings,
+    "subscribe": SubscribeSettings,
 }
 SECTIONS = (*TABLES, "sources", "themes")
 
@@ -326,6 +354,7 @@ class Config:
     web: WebSettings = field(default_factory=WebSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
     workers: WorkersSettings = field(default_factory=WorkersSettings)
+    subscribe: SubscribeSettings = field(default_factory=SubscribeSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
     absent: frozenset[str] = frozenset()

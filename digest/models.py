@@ -301,10 +301,11 @@ class TokenSet:
     greeting: str
     unsubscribe_url: str
     footer_note: str
+    preferences_url: str
 
     @classmethod
     def fresh(cls) -> TokenSet:
-        return cls(*(f"X{secrets.token_hex(16)}" for _ in range(5)))
+        return cls(*(f"X{secrets.token_hex(16)}" for _ in range(6)))
 
     def pairs(self) -> tuple[tuple[str, str], ...]:
         """``(key, token)`` for each value, keyed like ``placeholders.Values``."""
@@ -314,6 +315,7 @@ class TokenSet:
             ("greeting", self.greeting),
             ("unsubscribe_url", self.unsubscribe_url),
             ("footer_note", self.footer_note),
+            ("preferences_url", self.preferences_url),
         )
 
 

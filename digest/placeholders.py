@@ -19,6 +19,7 @@ rendered with (``LEGACY``); store migration 4 records them as their set.
 from __future__ import annotations
 
 import functools
+import hashlib
 import html
 import json
 import re
@@ -28,7 +29,9 @@ from dataclasses import dataclass
 from digest.models import Rendered, TokenSet
 
 #: The template variables a rendering binds to its tokens, in ``TokenSet.pairs`` order.
-KEYS = ("name", "email", "greeting", "unsubscribe_url", "footer_note")
+KEYS = ("name", "email", "greeting", "unsubscribe_url", "footer_note", "preferences_url")
+#: Keys a token set stored before the preferences link existed lacks (its bodies never hold one).
+_ADDED_LATER = ("preferences_url",)
 
 #: The fixed tokens of variants frozen before migration 4 (their HTML and text hold these).
 LEGACY = TokenSet(
@@ -37,6 +40,7 @@ LEGACY = TokenSet(
     greeting="DIGESTxGREETINGx7f3a",
     unsubscribe_url="DIGESTxUNSUBx7f3a",
     footer_note="DIGESTxFOOTERx7f3a",  # never in a legacy body: those templates had no footer_note
+    preferences_url="DIGESTxPREFSx7f3a",  # nor this: the preferences link came later still
 )
 
 #: The page (under ``base_url``) the web version's unsubscribe link leads to: it explains how to unsubscribe.
@@ -57,6 +61,7 @@ class Values:
     greeting: str
     unsubscribe_url: str
     footer_note: str
+    preferences_url: str = ""
 
     def by_key(self) -> dict[str, str]:
         return {
@@ -65,6 +70,7 @@ class Values:
             "greeting": self.greeting,
             "unsubscribe_url": self.unsubscribe_url,
             "footer_note": self.footer_note,
+            "preferences_url": self.preferences_url,
         }
 
 
@@ -82,14 +88,15 @@ def greeting(name: str) -> str:
     return f"Hello {name}," if name else "Hello,"
 
 
-def values_for(name: str, email: str, unsubscribe_url: str, *, title: str) -> Values:
-    """A subscriber's values; ``title`` is the digest's, for the footer note."""
+def values_for(name: str, email: str, unsubscribe_url: str, *, title: str, preferences_url: str = "") -> Values:
+    """A subscriber's values; ``title`` is the digest's, for the footer note; ``preferences_url`` their ``/p/`` link."""
     return Values(
         name=name,
         email=email,
         greeting=greeting(name),
         unsubscribe_url=unsubscribe_url,
         footer_note=f"You get this because you subscribed to {title} as {email}.",
+        preferences_url=preferences_url,
     )
 
 
@@ -105,6 +112,8 @@ def web_values(title: str, base_url: str) -> Values:
         greeting="Hello,",
         unsubscribe_url=base_url.rstrip("/") + UNSUBSCRIBE_HELP,
         footer_note=f"You are reading the web version of {title}.",
+        # Themes are changed from one's own copy too: the help page says how.
+        preferences_url=base_url.rstrip("/") + UNSUBSCRIBE_HELP,
     )
 
 
@@ -162,6 +171,10 @@ def tokens_to_json(tokens: TokenSet) -> str:
 def tokens_from_json(raw: str) -> TokenSet:
     """The token set stored by ``tokens_to_json``; ``ValueError`` for anything else."""
     data = json.loads(raw)
+    if isinstance(data, dict) and set(data) == set(KEYS) - set(_ADDED_LATER):
+        # Stored before those keys existed: their bodies hold no such token. One derived from the
+        # stored set (random, except for LEGACY) is as unknowable as the set, and the same at every read.
+        data = {**data, **{k: "X" + hashlib.sha256(f"{raw}\0{k}".encode()).hexdigest()[:32] for k in _ADDED_LATER}}
     if not isinstance(data, dict) or set(data) != set(KEYS):
         raise ValueError(f"a placeholder token set needs exactly the keys {', '.join(KEYS)}")
     values = [data[k] for k in KEYS]

@@ -24,7 +24,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -232,12 +232,15 @@ def remove_subscriber(folder: Path, email: str) -> bool:
     return removed
 
 
-def import_file(src: Path, dest: Path, known_themes: Collection[str] | None) -> ImportResult:
+def import_file(
+    src: Path, dest: Path, known_themes: Collection[str] | None, forgotten: Callable[[str], bool] | None = None
+) -> ImportResult:
     """Append the valid, new rows of the CSV ``src`` to the list file ``dest``.
 
     ``src`` may lack a header when its first column holds addresses, and may
     have extra columns (ignored). Addresses already in ``dest``'s folder, or
     earlier in ``src``, are skipped and counted in ``skipped_duplicates``.
+    An address ``forgotten`` says was erased on request is refused (a problem).
     """
     try:
         data = src.read_bytes()
@@ -260,6 +263,9 @@ def import_file(src: Path, dest: Path, known_themes: Collection[str] | None) -> 
         except SubscriberError as exc:
             problems.append(f"{src}:{line}: {exc}")
             continue
+        if forgotten is not None and forgotten(sub.email):
+            problems.append(f"{src}:{line}: {sub.email} asked to be forgotten; not imported")
+            continue
         if sub.email.lower() in listed:
             duplicates += 1
             continue
@@ -268,6 +274,23 @@ def import_file(src: Path, dest: Path, known_themes: Collection[str] | None) -> 
     if added:
         _append(dest, added)
     return ImportResult(len(added), duplicates, tuple(problems))
+
+
+def find_rows(folder: Path, email: str) -> list[tuple[str, int, dict[str, str]]]:
+    """Every list row of ``email`` in ``folder``: ``(file name, line, cells)``, valid or not."""
+    key = _row_key(email)
+    found: list[tuple[str, int, dict[str, str]]] = []
+    for path in sorted(folder.glob("*.csv")) if folder.is_dir() else ():
+        try:
+            rows = list(_read_rows(path.read_bytes(), headerless_ok=False))
+        except SubscriberError as exc:
+            raise SubscriberError(f"{folder.name}/{path.name}: {exc}") from exc
+        found += [
+            (path.name, line, cells)
+            for line, cells, _ in rows
+            if not isinstance(cells, str) and _row_key(cells["email"]) == key
+        ]
+    return found
 
 
 # -- CSV files -----------------------------------------------------------------

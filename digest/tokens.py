@@ -1,4 +1,4 @@
-"""Signed unsubscribe tokens.
+"""Signed unsubscribe and preferences tokens.
 
 Unsubscribe tokens are deterministic authenticated encryption of the address
 (an SIV construction from HMAC-SHA256, stdlib only)::
@@ -13,6 +13,10 @@ The address is never in clear, the token is the same for the same secret,
 address and list (so message bytes are reproducible), it never expires, and
 verifying recomputes the SIV over the decrypted address and compares it in
 constant time: any change to the token, the secret or the list fails.
+
+Preferences tokens (``/p/<token>``) are built the same way under their own
+key labels (``digest/preferences/mac`` and ``…/enc``), so neither kind of
+token opens the other's page.
 """
 
 from __future__ import annotations
@@ -29,18 +33,22 @@ _SIV_BYTES = 16
 _TOKEN_VERSION = b"\x01"
 
 
-def make_token(secret: str, email: str, list_id: str) -> str:
-    """The unsubscribe token for ``email`` on ``list_id`` (see the module docstring)."""
-    k_mac, k_enc = _token_keys(secret)
+UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
+
+
+def make_token(secret: str, email: str, list_id: str, purpose: str = UNSUBSCRIBE) -> str:
+    """The ``purpose`` token (unsubscribe or preferences) for ``email`` on ``list_id`` (see the module docstring)."""
+    k_mac, k_enc = _token_keys(secret, purpose)
     plain = email.encode("utf-8")
     siv = _siv(k_mac, list_id, plain)
     body = _TOKEN_VERSION + siv + _xor(plain, _keystream(k_enc, siv, len(plain)))
     return base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
 
 
-def verify_token(secret: str, token: str, list_id: str) -> str:
-    """The address inside ``token``; ``SubscriberError`` if it was not made with this secret and list."""
-    k_mac, k_enc = _token_keys(secret)
+def verify_token(secret: str, token: str, list_id: str, purpose: str = UNSUBSCRIBE) -> str:
+    """The address inside ``token``; ``SubscriberError`` if it was not made with this secret, list and purpose."""
+    k_mac, k_enc = _token_keys(secret, purpose)
     if not _TOKEN_RE.fullmatch(token):
         raise SubscriberError("invalid unsubscribe link")
     try:
@@ -64,13 +72,20 @@ def unsubscribe_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/u/{token}"
 
 
-def _token_keys(secret: str) -> tuple[bytes, bytes]:
+def preferences_url(base_url: str, token: str) -> str:
+    """``{base_url}/p/{token}``."""
+    return f"{base_url.rstrip('/')}/p/{token}"
+
+
+def _token_keys(secret: str, purpose: str = UNSUBSCRIBE) -> tuple[bytes, bytes]:
     if not secret:
         raise ConfigError("digest.secret: no secret set for unsubscribe links (set DIGEST_SECRET)")
-    key = secret.encode("utf-8")
+    if purpose not in (UNSUBSCRIBE, PREFERENCES):
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    key, label = secret.encode("utf-8"), f"digest/{purpose}".encode("ascii")
     return (
-        hmac.digest(key, b"digest/unsubscribe/mac", hashlib.sha256),
-        hmac.digest(key, b"digest/unsubscribe/enc", hashlib.sha256),
+        hmac.digest(key, label + b"/mac", hashlib.sha256),
+        hmac.digest(key, label + b"/enc", hashlib.sha256),
     )
 
 

@@ -21,6 +21,7 @@ from digest.config import (
     IssueSettings,
     RelaySettings,
     SenderSettings,
+    SubscribeSettings,
     UpdatesSettings,
     WebSettings,
     WorkersSettings,
@@ -64,7 +65,7 @@ def test_bundled_config_loads_with_relative_paths_resolved() -> None:
     assert config.digest.database == "sqlite:///" + str(demo_data() / "digest.db")
     assert config.themes[0].name == "AI & tech competition"
     assert config.sources[2].theme == "AI & tech competition"
-    assert config.absent == frozenset({"issue", "dedup", "updates", "bounces", "web", "workers"})
+    assert config.absent == frozenset({"issue", "dedup", "updates", "bounces", "web", "workers", "subscribe"})
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -165,6 +166,13 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         [web]
         archive = "public"
         archive_feed = "full"
+        [subscribe]
+        enabled = true
+        confirm_ttl = "24h"
+        purge_unconfirmed_after = "3d"
+        consent_text = "I agree."
+        record_ip = true
+        themes_selectable = false
         [workers]
         enabled = false
         batch_size = 50
@@ -237,6 +245,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         dt.timedelta(days=7),
     )
     assert c.web == WebSettings("public", "full")
+    assert c.subscribe == SubscribeSettings(True, dt.timedelta(hours=24), dt.timedelta(days=3), "I agree.", True, False)
     assert c.workers == WorkersSettings(False, 50, 5.0, "*/5 * * * *")
     assert c.sender.relays == (RelaySettings("eu", "eu.relay.example.net", 587, "starttls", "eu-user", "p", 8, 2.5),)
     assert c.absent == frozenset()

@@ -14,6 +14,7 @@ from digest.cli import (  # noqa: F401  (they register their commands)
     issue,
     operate,
     people,
+    privacy,
     serving,
     sources,
     workers,

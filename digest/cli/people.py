@@ -1,4 +1,4 @@
-"""``digest subscribers add|remove|list|import|reactivate``.
+"""``digest subscribers add|remove|list|import|reactivate`` (``export`` and ``forget`` are in ``privacy``).
 
 Names, addresses and CSV cells are the subscribers' own text: they are
 printed as plain text, never as rich markup.
@@ -25,7 +25,7 @@ from digest.cli.base import (
     utcnow,
 )
 from digest.errors import ConfigError, SubscriberError
-from digest.models import SubscriberStatus
+from digest.models import Subscriber, SubscriberStatus
 
 _SEPARATORS = ("/", "\\")
 
@@ -60,31 +60,40 @@ def subscribers_group() -> None:
 @pass_ctx
 @handle_errors
 def subscribers_list(ctx: Context, as_json: bool) -> None:
-    """List subscribers with their status."""
+    """List subscribers (list files and web sign-ups) with their status."""
     from digest import subscribers as subs
 
     config = ctx.config
     loaded = subs.load_lists(config.subscribers_dir, [t.name for t in config.themes] or None)
     with pipeline.open_store(config) as store:
         status = store.subscriber_status()
+        # List rows (with any theme choice made on /p/) and confirmed web sign-ups.
+        everyone = list(store.join_lists(loaded.subscribers))
+        shown = {s.email.lower() for s in everyone}
+        web = {w.email: w for w in store.web_subscribers()}
+    listed = {s.email.lower() for s in loaded.subscribers}
+    rows = [(s, str(status.get(s.email.lower(), "active"))) for s in everyone]
+    for w in web.values():
+        if w.email not in shown:  # a web sign-up still to be confirmed
+            rows.append((Subscriber(w.address, w.name, w.themes), str(status.get(w.email, w.status))))
     for problem in loaded.problems:
         err_console.print(_notice("warning:", problem))
     if as_json:
-        for s in loaded.subscribers:
+        for s, st in rows:
             row = {
                 "email": s.email,
                 "name": s.name,
                 "themes": sorted(s.themes),
                 "timezone": s.timezone,
-                "status": str(status.get(s.email.lower(), "active")),
+                "status": st,
+                "source": "list" if s.email.lower() in listed else "web",
             }
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
     table = Table()
     for col in ("email", "name", "themes", "status"):
         table.add_column(col)
-    for s in loaded.subscribers:
-        st = str(status.get(s.email.lower(), "active"))
+    for s, st in rows:
         table.add_row(Text(s.email), Text(s.name), Text("; ".join(sorted(s.themes)) or "(all)"), Text(st))
     console.print(table)
 
@@ -108,6 +117,9 @@ def subscribers_add(ctx: Context, email: str, name: str, themes: str, timezone: 
     if unknown:
         raise ConfigError(f"--themes: unknown theme {unknown[0]!r}; known: {', '.join(sorted(known))}")
     path = list_file(config.subscribers_dir, list_name)
+    with pipeline.open_store(config) as store:
+        if store.forgotten_check()(email):
+            raise ConfigError(f"{email} asked to be forgotten: only their own sign-up on /subscribe can add them again")
     try:
         address = subs.normalise_email(email)
     except SubscriberError as exc:
@@ -188,7 +200,9 @@ def subscribers_import(ctx: Context, file: Path, list_name: str) -> None:
 
     config = ctx.config
     dest = list_file(config.subscribers_dir, list_name)
-    result = subs.import_file(file, dest, [t.name for t in config.themes] or None)
+    with pipeline.open_store(config) as store:
+        forgotten = store.forgotten_check()
+    result = subs.import_file(file, dest, [t.name for t in config.themes] or None, forgotten)
     for problem in result.problems:
         err_console.print(_notice("skipped:", problem))
     console.print(f"imported {result.added}, {result.skipped_duplicates} already subscribed")

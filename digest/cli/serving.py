@@ -67,7 +67,8 @@ def preview(ctx: Context, host: str, port: int, week: str | None) -> None:
     config = ctx.config
     check_listen(host, port)
     console.print(f"preview of {config.digest.title} on {http_url(host, port)} (Ctrl-C stops)", markup=False)
-    app = create_app(backend, title=config.digest.title, base_url=config.digest.base_url)
+    # The preview sends no mail: sign-ups are the public server's (`digest serve`).
+    app = create_app(backend, title=config.digest.title, base_url=config.digest.base_url, subscribe=False)
     serve(app, host=host, port=port)
 
 

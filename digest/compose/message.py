@@ -110,17 +110,18 @@ class ComposeSettings:
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One addressee: a validated address, a display name, their unsubscribe link."""
+    """One addressee: a validated address, a display name, their unsubscribe and preferences links."""
 
     email: str
     name: str
     unsubscribe_url: str
+    preferences_url: str = ""
 
 
 def compose_message(rendered: Rendered, recipient: Recipient, settings: ComposeSettings) -> EmailMessage:
     """The reference message for one recipient (slow: parses and encodes everything)."""
     name, email, url = _clean_recipient(recipient)
-    mine = placeholders.personalise(rendered, _values(settings, name, email, url))
+    mine = placeholders.personalise(rendered, _values(settings, name, email, url, recipient.preferences_url))
     head = _Head.of(rendered, settings)
     personal = {
         "To": fold_address("To", name, email),
@@ -225,7 +226,7 @@ class MessageTemplate:
         variant for the recipient's values (the tests prove it for any values).
         """
         name, email, url = _clean_recipient(recipient)
-        plain = _values(self._settings, name, email, url).by_key()
+        plain = _values(self._settings, name, email, url, recipient.preferences_url).by_key()
         mid = message_id(self._issue_key, email, self.domain)
         pieces, keys = self._subject
         subject = _subject(placeholders.join(pieces, keys, plain)) if keys else self._fixed_subject
@@ -355,12 +356,16 @@ def _clean_recipient(recipient: Recipient) -> tuple[str, str, str]:
     url = recipient.unsubscribe_url
     if _URL_UNSAFE.search(url) or len(url) > MAX_URL:
         raise SubscriberError(f"unsubscribe URL for {email} is not a plain ASCII URL: {url!r}")
+    prefs = recipient.preferences_url
+    # No "&" either: escaped it would outgrow the bytes render keeps for this link (FILLED_MAX).
+    if _URL_UNSAFE.search(prefs) or "&" in prefs or len(prefs) > MAX_URL:
+        raise SubscriberError(f"preferences URL for {email} is not a plain ASCII URL: {prefs!r}")
     return clean_text(recipient.name, MAX_NAME), email, url
 
 
-def _values(settings: ComposeSettings, name: str, email: str, url: str) -> placeholders.Values:
+def _values(settings: ComposeSettings, name: str, email: str, url: str, prefs: str) -> placeholders.Values:
     title = settings.title or settings.list_id.rpartition("<")[0].strip()
-    return placeholders.values_for(name, email, url, title=title)
+    return placeholders.values_for(name, email, url, title=title, preferences_url=prefs)
 
 
 def _subject(text: str) -> str:

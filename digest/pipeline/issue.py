@@ -118,7 +118,8 @@ def selection(sub: Subscriber, issue: Issue) -> frozenset[str] | None:
 
 def audience(config: Config, store: Store, issue: Issue) -> Audience:
     loaded = subscribers.load_lists(config.subscribers_dir, [t.name for t in config.themes] or None)
-    active = subscribers.active_subscribers(loaded.subscribers, store.subscriber_status())
+    # Confirmed web sign-ups join the list rows; theme choices from /p/ apply (store.people).
+    active = subscribers.active_subscribers(store.join_lists(loaded.subscribers), store.subscriber_status())
     rows: list[tuple[Subscriber, str | None]] = []
     for sub in active:
         sel = selection(sub, issue)
@@ -202,7 +203,10 @@ def recipients(config: Config, *, strict: bool = False) -> Callable[[Subscriber]
 
     def make(sub: Subscriber) -> Recipient:
         token = tokens.make_token(key, sub.email, list_id)
-        return Recipient(sub.email, sub.name, tokens.unsubscribe_url(base_url, token))
+        prefs = tokens.make_token(key, sub.email, list_id, tokens.PREFERENCES)
+        return Recipient(
+            sub.email, sub.name, tokens.unsubscribe_url(base_url, token), tokens.preferences_url(base_url, prefs)
+        )
 
     return make
 
@@ -212,9 +216,11 @@ def recipient(config: Config, sub: Subscriber) -> Recipient:
 
 
 def personal_copy(config: Config, rendered: Rendered, sub: Subscriber) -> placeholders.Personal:
-    """``rendered`` as ``sub`` reads it (subject, HTML, text), with their signed unsubscribe link."""
+    """``rendered`` as ``sub`` reads it (subject, HTML, text), with their signed unsubscribe and preferences links."""
     rcpt = recipient(config, sub)
-    values = placeholders.values_for(sub.name, sub.email, rcpt.unsubscribe_url, title=config.digest.title)
+    values = placeholders.values_for(
+        sub.name, sub.email, rcpt.unsubscribe_url, title=config.digest.title, preferences_url=rcpt.preferences_url
+    )
     return placeholders.personalise(rendered, values)
 
 

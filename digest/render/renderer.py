@@ -38,6 +38,8 @@ FILLED_MAX: Mapping[str, int] = {
     "greeting": len("Hello ,") + 300 * 6,
     "email": 254 * 6,
     "unsubscribe_url": 900 * 6,
+    # Compose refuses a preferences URL that HTML escaping would grow (an "&"): one byte a character.
+    "preferences_url": 900,
 }
 #: Fresh draws before giving up on a token set that feed text keeps producing.
 TOKEN_DRAWS = 3

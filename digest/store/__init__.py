@@ -27,6 +27,7 @@ from digest.store.holders import HoldersMixin
 from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
+from digest.store.people import Consent, PeopleMixin, RateLimits, WebSubscriber, token_hash
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
 from digest.store.requeue import RequeueMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
@@ -38,6 +39,7 @@ __all__ = [
     "STALE_CLAIM_ERROR",
     "BounceEvent",
     "ChangedEntry",
+    "Consent",
     "DeliveryRow",
     "FetchCounts",
     "FetchRecord",
@@ -47,10 +49,13 @@ __all__ = [
     "IssueSummary",
     "IssuedEntry",
     "Migration",
+    "RateLimits",
     "SourceReport",
     "Store",
+    "WebSubscriber",
     "content_hash",
     "normalise",
+    "token_hash",
 ]
 
 
@@ -61,6 +66,7 @@ class Store(
     FetchLogMixin,
     IssuesMixin,
     LedgerMixin,
+    PeopleMixin,
     RequeueMixin,
     ReportsMixin,
     SubscribersMixin,

@@ -282,6 +282,72 @@ batch_holders = Table(
     Column("since", UtcDateTime, nullable=False),
 )
 
+#: People who joined on the web form: ``pending`` until they confirm, then ``active``.
+#: Leaving is recorded in ``subscriber_status`` like any list subscriber's.
+web_subscribers = Table(
+    "web_subscribers",
+    metadata,
+    Column("email", String(320), primary_key=True),  # lowercased key
+    Column("address", String(320), nullable=False),  # as given (the local part's case kept)
+    Column("name", Text, nullable=False),
+    Column("themes", Text, nullable=False),  # JSON list; empty means every theme
+    Column("status", String(20), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("confirmed_at", UtcDateTime),
+)
+
+#: Confirmation links sent: only the SHA-256 of each random token is kept. The rows
+#: are also the send log the rate limits count (kept after use, until the purge).
+confirm_tokens = Table(
+    "confirm_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used", Boolean, nullable=False, default=False),
+    Index("ix_confirm_tokens_email", "email", "sent_at"),
+)
+
+#: Append-only consent records: subscribe, confirm, preferences, unsubscribe, complaint.
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("text_sha256", String(64), nullable=False),  # of the consent text shown; "" when none was
+    Column("detail", Text, nullable=False),  # e.g. the themes chosen, as JSON
+    Column("ip", String(64)),  # only with [subscribe] record_ip
+    Index("ix_consents_email", "email", "at"),
+)
+
+#: Themes a subscriber chose on their preferences page; wins over their list row's.
+theme_choices = Table(
+    "theme_choices",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("themes", Text, nullable=False),  # JSON list; empty means every theme
+    Column("changed_at", UtcDateTime, nullable=False),
+)
+
+#: Salted hashes of erased addresses, so that no list import brings them back.
+forgotten = Table(
+    "forgotten",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("forgotten_at", UtcDateTime, nullable=False),
+)
+
+#: Small values the store makes for itself once (the salt of ``forgotten``).
+store_keys = Table(
+    "store_keys",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -377,6 +443,11 @@ def _sightings(conn: Connection) -> None:
     entry_sightings.create(conn)
 
 
+def _people(conn: Connection) -> None:
+    for table in (web_subscribers, confirm_tokens, consents, theme_choices, forgotten, store_keys):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(2, "entry sightings", _sightings),
@@ -385,6 +456,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "first attempt of a delivery; subscriber events", _ledger_events),
     Migration(6, "fetch log", _fetch_log),
     Migration(7, "bounce events and VERP tags", _bounces),
+    Migration(8, "web subscribers, confirmations, consents, theme choices, forgotten addresses", _people),
     Migration(9, "which worker holds each batch", lambda conn: batch_holders.create(conn)),
 )
 

@@ -6,12 +6,14 @@ wins: a list import or a re-subscribe cannot silently re-activate an
 address that asked to leave; only ``force=True`` can, and ``reactivate``
 (an operator's ``digest subscribers reactivate``) does so on the record:
 every change of status is also appended to ``subscriber_events`` with its
-time and reason, and that log is never rewritten.
+time and reason, and that log is never rewritten. Every unsubscribe and complaint also appends a consent record
+(``people``); its owner confirming a new web sign-up (``people.confirm``) may re-activate it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from sqlalchemy import Connection, insert, select
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.schema import consents as t_consents
 from digest.store.schema import subscriber_events as t_events
 from digest.store.schema import subscriber_status as t_status
 from digest.store.schema import utc_text
@@ -27,6 +30,9 @@ from digest.store.schema import utc_text
 def normalise(email: str) -> str:
     """The key an address is stored under."""
     return email.strip().lower()
+
+
+_LEAVING = {SubscriberStatus.UNSUBSCRIBED: "unsubscribe", SubscriberStatus.COMPLAINED: "complaint"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +99,11 @@ class SubscribersMixin(StoreBase):
             )
             conn.execute(stmt)
             self._event(conn, key, status.value, now, how)
+            if status in _LEAVING:
+                # Leaving is a consent record too (append-only, see store.people), whatever caused it.
+                detail = json.dumps({"how": how}, ensure_ascii=False)
+                record = {"email": key, "kind": _LEAVING[status], "at": now, "text_sha256": "", "detail": detail}
+                conn.execute(insert(t_consents).values(**record))
         return True
 
     def _event(self, conn: Connection, email: str, event: str, now: dt.datetime, reason: str) -> None:

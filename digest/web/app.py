@@ -25,6 +25,7 @@ from digest.web.archive import ArchiveOptions, ArchiveSource, archive_routes
 from digest.web.forms import MAX_BODY, form_fields, is_one_click
 from digest.web.hosts import HostGuard
 from digest.web.seam import Backend, Preview
+from digest.web.subscribe import SignupSource, signup_routes
 
 #: Pages of this app: own stylesheet and script only, framed only by itself.
 PAGE_CSP = (
@@ -92,6 +93,7 @@ def create_app(
     enable_preview: bool = True,
     base_url: str = "",
     archive: ArchiveOptions | None = None,
+    subscribe: bool | None = None,
 ) -> Starlette:
     """The web app over ``backend``.
 
@@ -105,6 +107,9 @@ def create_app(
     loopback name gets 400 (see ``hosts``).
     ``archive`` adds the public archive (``/archive/``, ``/archive/{key}/``,
     ``/archive.atom``); the backend must then also be an ``ArchiveSource``.
+    A backend that is a ``SignupSource`` adds the preferences pages
+    (``/p/{token}``) and, when ``subscribe`` (``None``: as the backend's
+    config says), the double opt-in (``/subscribe``, ``/confirm/{token}``).
     """
 
     async def unsubscribe_page(request: Request) -> Response:
@@ -217,6 +222,9 @@ def create_app(
     if archive is not None:
         assert isinstance(backend, ArchiveSource), "an archive needs a backend that lists archived issues"
         routes += archive_routes(backend, title=title, options=archive, page_csp=PAGE_CSP, message_csp=MESSAGE_CSP)
+    if isinstance(backend, SignupSource):
+        enabled = backend.subscribe_enabled() if subscribe is None else subscribe
+        routes += signup_routes(backend, title=title, page_csp=PAGE_CSP, subscribe_enabled=enabled)
     if enable_preview:
         routes += [
             Route("/", preview_ui, methods=["GET"]),

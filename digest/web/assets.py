@@ -54,6 +54,25 @@ form.confirm { margin-top: 1.25rem; }
 .notice.error { background: var(--err-bg); border-color: var(--err-line); font-weight: 600; }
 .notice.error code { display: block; margin-top: .3rem; font-weight: normal; white-space: pre-wrap; }
 .notice ul { margin: .25rem 0 0; padding-left: 1.2rem; }
+
+/* Sign-up and preferences */
+.card.wide { max-width: 36rem; margin-top: 8vh; }
+.card .notice { margin: .75rem 0; }
+.notice.ok { background: #e9f7ee; border-color: #5cb27a; }
+form.signup { display: flex; flex-direction: column; gap: .35rem; margin-top: 1rem; }
+form.signup > label { font-weight: 600; margin-top: .5rem; }
+form.signup input[type=email], form.signup input[type=text] { font: inherit; padding: .45rem .6rem;
+  border: 1px solid var(--line); border-radius: 6px; }
+form.signup button { align-self: flex-start; margin-top: 1rem; }
+fieldset.themes { border: 1px solid var(--line); border-radius: 6px; margin: .75rem 0 0; padding: .5rem .9rem; }
+fieldset.themes legend { font-weight: 600; padding: 0 .3rem; }
+label.check, form.signup > label.check { display: flex; gap: .5rem; align-items: flex-start; font-weight: normal;
+  margin: .3rem 0; }
+label.check input { margin-top: .25rem; }
+label.consent { margin-top: 1rem; }
+form.confirm button + button { margin-left: .5rem; }
+/* The honeypot: out of sight, out of the tab order; robots fill it in anyway. */
+.hp { position: absolute; left: -10000px; width: 1px; height: 1px; overflow: hidden; }
 .stage { flex: 1; min-height: 0; padding: 1rem; display: flex; }
 .stage iframe { flex: 1; width: 100%; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
 .stage.text iframe, .stage.source iframe { background: #fcfcfd; }

@@ -1,4 +1,4 @@
-"""Reading the small form bodies the unsubscribe endpoint receives.
+"""Reading the small form bodies the unsubscribe, sign-up and preferences endpoints receive.
 
 RFC 8058 one-click requests carry a single field, ``List-Unsubscribe=One-Click``,
 either form-encoded or as ``multipart/form-data``. Both are parsed here with
@@ -24,11 +24,16 @@ ONE_CLICK_VALUE = "One-Click"
 
 def form_fields(content_type: str, body: bytes) -> dict[str, str]:
     """The fields of a form body; the first value of a repeated name wins."""
+    return {name: values[0] for name, values in form_values(content_type, body).items()}
+
+
+def form_values(content_type: str, body: bytes) -> dict[str, list[str]]:
+    """Every value of every field of a form body, in order (checkboxes repeat a name)."""
     media = content_type.partition(";")[0].strip().lower()
     if media == "application/x-www-form-urlencoded":
-        fields: dict[str, str] = {}
+        fields: dict[str, list[str]] = {}
         for name, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
-            fields.setdefault(name, value)
+            fields.setdefault(name, []).append(value)
         return fields
     if media == "multipart/form-data":
         return _multipart_fields(content_type, body)
@@ -40,7 +45,7 @@ def is_one_click(fields: dict[str, str]) -> bool:
     return fields.get(ONE_CLICK_FIELD, "").strip().casefold() == ONE_CLICK_VALUE.casefold()
 
 
-def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, list[str]]:
     # The email parser needs the boundary from a Content-Type header; HTTP
     # multipart bodies are MIME multipart otherwise. Header bytes arrive as
     # latin-1 text, so encoding back with latin-1 is lossless.
@@ -48,12 +53,12 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
     message = email.message_from_bytes(head + body, policy=email.policy.HTTP)
     if not isinstance(message, EmailMessage) or not message.is_multipart():
         return {}
-    fields: dict[str, str] = {}
+    fields: dict[str, list[str]] = {}
     for part in message.iter_parts():
         if part.get_content_disposition() != "form-data":
             continue
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
         if isinstance(name, str) and isinstance(payload, bytes):
-            fields.setdefault(name, payload.decode("utf-8", "replace"))
+            fields.setdefault(name, []).append(payload.decode("utf-8", "replace"))
     return fields
