@@ -402,6 +402,8 @@ class Outgoing:
     recipient: str
     message_id: str
     data: bytes
+    #: The return path (MAIL FROM) of this message when it has its own (VERP); "" for the sender's.
+    envelope_from: str = ""
 
 
 class Delivery(StrEnum):

@@ -148,6 +148,9 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
             sys.exit(stop.exit_code)
         sys.exit(report.exit_code)
     print_fetch(report.fetched)
+    if report.bounces is not None:
+        found = ", ".join(f"{k} {v}" for k, v in sorted(report.bounces.counts.items())) or "nothing new"
+        console.print(f"bounce mailbox: {report.bounces.read} messages read: {found}", markup=False)
     for earlier in report.resumed:
         console.print(f"finishing issue {earlier.issue_key}, left unfinished by an earlier run:", markup=False)
         _print_send(earlier, maildir_of(config))

@@ -11,6 +11,7 @@ list sent twice (a redelivered job, two workers racing) sends nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +23,7 @@ from digest.compose import MessageTemplate
 from digest.config import Config
 from digest.errors import SendError, TooFewEntries
 from digest.models import Delivery, IsoWeek, Outgoing
+from digest.pipeline.bounces import return_paths
 from digest.pipeline.deliver import _plural, _StillSubscribed, human
 from digest.pipeline.freeze import NO_LONGER_LISTED, plan, prepare
 from digest.pipeline.gather import FetchLine, fetch_all
@@ -181,6 +183,7 @@ class BatchSender:
         if any(r.email not in self.people or r.variant not in self.templates for r in rows):
             self._load(store, clock())  # someone joined (or a variant appeared) since this issue was loaded
         templates, people, make_recipient = self.templates, self.people, self.make_recipient
+        paths = return_paths(self.config, store, key, (r.email for r in rows))
 
         def messages() -> Iterator[Outgoing]:
             for row in rows:
@@ -188,7 +191,8 @@ class BatchSender:
                 if sub is None or row.variant not in templates:
                     store.mark_skipped(key, row.email, clock(), NO_LONGER_LISTED)
                     continue
-                yield templates[row.variant].personalise(make_recipient(sub))
+                out = templates[row.variant].personalise(make_recipient(sub))
+                yield dataclasses.replace(out, envelope_from=paths(out.recipient)) if paths else out
 
         return sender.send(
             messages(), store, clock=clock, should_send=_StillSubscribed(store, key, clock), interrupt=interrupt

@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 
-from digest.bounces import BounceSettings, ImapBox, ImapSettings, Mailbox, MaildirBox, ScanResult, ScanSettings, scan
+from digest.bounces import (
+    BounceSettings,
+    ImapBox,
+    ImapSettings,
+    Mailbox,
+    MaildirBox,
+    ScanResult,
+    ScanSettings,
+    scan,
+    verp_address,
+    verp_tag,
+)
 from digest.compose.headers import domain_of, message_id
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.netutil import is_loopback_host
+from digest.pipeline.issue import secret
 from digest.store import Store
+
+
+def return_paths(config: Config, store: Store, issue_key: str, emails: Iterable[str]) -> Callable[[str], str] | None:
+    """The MAIL FROM of each message of ``issue_key``, or None for the sender's own address.
+
+    With ``[bounces] verp``, each address gets ``bounces+<tag>@domain`` and its tag is
+    recorded first (the same tag on a resend), so ``digest bounces scan`` can name it.
+    """
+    b = config.bounces
+    if not b.address:
+        return None
+    if not b.verp:
+        return lambda email: b.address
+    key = secret(config, strict=True)
+    tags = {e.lower(): verp_tag(key, issue_key, e) for e in emails}
+    store.record_verp_tags(issue_key, list(tags.items()))
+    return lambda email: verp_address(b.address, tags.get(email.lower()) or verp_tag(key, issue_key, email))
 
 
 def open_mailbox(config: Config) -> Mailbox | None:

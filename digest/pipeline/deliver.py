@@ -6,6 +6,7 @@ The issue comes frozen from ``freeze.prepare``; the ``send`` lock from
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -15,6 +16,7 @@ from digest.compose import MessageTemplate
 from digest.config import Config
 from digest.models import Delivery, IsoWeek, Outgoing, SubscriberStatus
 from digest.pipeline import dryrun
+from digest.pipeline.bounces import return_paths
 from digest.pipeline.freeze import NO_LONGER_LISTED, plan, prepare
 from digest.pipeline.issue import compose_settings, recipients, secret
 from digest.pipeline.lease import LOCK_TTL, SendLease
@@ -119,6 +121,7 @@ def send_issue(
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
         people = {s.email.lower(): s for s, v in built.audience.assignments if v}
         make_recipient = recipients(config, strict=True)
+        paths = return_paths(config, store, key, (r.email for r in due))
 
         def messages() -> Iterator[Outgoing]:
             for row in due:
@@ -126,7 +129,8 @@ def send_issue(
                 if sub is None or row.variant not in templates:
                     store.mark_skipped(key, row.email, clock(), NO_LONGER_LISTED)
                     continue
-                yield templates[row.variant].personalise(make_recipient(sub))
+                out = templates[row.variant].personalise(make_recipient(sub))
+                yield dataclasses.replace(out, envelope_from=paths(out.recipient)) if paths else out
 
         def on_event(event: SendEvent) -> None:
             if progress is not None:

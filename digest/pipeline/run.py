@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from digest import grouping
+from digest.bounces import ScanResult
 from digest.config import Config
-from digest.errors import SendError, TooFewEntries
+from digest.errors import BounceError, SendError, TooFewEntries
 from digest.models import IsoWeek
+from digest.pipeline.bounces import scan_bounces
 from digest.pipeline.deliver import send_issue
 from digest.pipeline.gather import FetchLine, fetch_all
 from digest.pipeline.issue import resolve_weeks
@@ -27,6 +29,8 @@ class RunReport:
     skipped: str = ""
     problems: list[str] = field(default_factory=list)
     resumed: list[SendSummary] = field(default_factory=list)
+    #: What the bounce mailbox said before sending (None when no mailbox is configured).
+    bounces: ScanResult | None = None
 
     @property
     def exit_code(self) -> int:
@@ -63,6 +67,12 @@ def run(
     weeks = resolve_weeks(config, clock())
     due_key = grouping.issue_key(weeks)
     report = RunReport(fetched, None)
+    if config.bounces.mailbox:
+        # Before sending, so an address that bounced or complained since the last issue gets no more.
+        try:
+            report.bounces = scan_bounces(config, store, clock())
+        except BounceError as exc:
+            report.problems.append(f"bounces: {exc}")
     stopped = interrupt.is_set if interrupt is not None else lambda: False
     for key in store.unfinished_issues(clock()):
         if key == due_key:

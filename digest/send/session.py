@@ -161,7 +161,8 @@ class SmtpSession:
         data = msg.data
         if self.eightbit and not data.isascii():
             options += b" BODY=8BITMIME"
-        mail = b"MAIL FROM:<" + self.envelope_from + b">" + options + _CRLF
+        envelope = msg.envelope_from.encode("ascii") if msg.envelope_from else self.envelope_from
+        mail = b"MAIL FROM:<" + envelope + b">" + options + _CRLF
         rcpt_cmd = b"RCPT TO:<" + rcpt + b">" + _CRLF
         try:
             if self.pipelining:
