@@ -120,7 +120,7 @@ def test_built_messages_are_well_formed(site: Path, variant: str) -> None:
     assert msg["To"].addresses[0].addr_spec == VARIANTS[variant]
     assert msg["From"].addresses[0].addr_spec == "digest@example.org"
     assert "2018" in msg["Subject"]
-    unsubscribe = re.fullmatch(r"<(http://127\.0\.0\.1:8025/u/[\w-]+)>", str(msg["List-Unsubscribe"]))
+    unsubscribe = re.fullmatch(r"<(http://127\.0\.0\.1:8025/u/[\w-]+)>", str(msg["List-Unsubscribe"]).strip())
     assert unsubscribe, msg["List-Unsubscribe"]
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 

@@ -94,24 +94,29 @@ def test_folded_values_parse_back_unchanged(recipient: Recipient) -> None:
     assert modern["To"].addresses[0].addr_spec == recipient.email
     if not re.search(r"[^ -~]|\S{70}", name):  # plain ASCII: no encoded words (see below for those)
         assert modern["To"].addresses[0].display_name == name
-    assert unfold(str(modern["List-Unsubscribe"])) == unsubscribe
+    assert unfold(str(modern["List-Unsubscribe"])).strip() == unsubscribe
     assert str(modern["Subject"]) == " ".join(rendered.subject.split())
     assert str(modern["List-Id"]) == "Cyber Weekly <cyber-weekly.example.org>"
     # The classic parser keeps the folds; unfolded, the value is the same.
     classic = email.message_from_bytes(fast, policy=policy.compat32)
-    assert unfold(classic["List-Unsubscribe"]) == unsubscribe
+    assert unfold(classic["List-Unsubscribe"]).strip() == unsubscribe
     display, addr = email.utils.parseaddr(unfold(classic["To"]))
     assert addr == recipient.email
     assert str(make_header(decode_header(display))) == name if "=?" in unfold(classic["To"]) else display == name
 
 
-def test_list_unsubscribe_folds_between_its_urls() -> None:
+def test_list_unsubscribe_folds_before_and_between_its_urls() -> None:
     value = fold_list_unsubscribe(URL, MAILTO)
-    assert value == f"<{URL}>,\r\n <mailto:{MAILTO}>"
+    # The URL does not fit after "List-Unsubscribe: " (RFC 2369 allows folding white space before it).
+    assert len("List-Unsubscribe: " + f"<{URL}>,") > 78
+    assert value == f"\r\n <{URL}>,\r\n <mailto:{MAILTO}>"
     data = MessageTemplate.build(make_rendered(), make_settings(unsubscribe_mailto=MAILTO)).personalise(HOSTILE[0]).data
-    assert f"\r\nList-Unsubscribe: <{URL}>,\r\n <mailto:{MAILTO}>\r\n".encode() in data
-    # Parsers read the value as written (no fold's space in front of it).
-    assert str(parse(data)["List-Unsubscribe"]) == f"<{URL}>, <mailto:{MAILTO}>"
+    assert f"\r\nList-Unsubscribe:\r\n <{URL}>,\r\n <mailto:{MAILTO}>\r\n".encode() in data
+    assert all(len(line) <= 78 for line in header_lines_of(data, "List-Unsubscribe"))
+    # Parsers read the same URLs (Python keeps the fold's space in front: white space RFC 2369 allows).
+    assert str(parse(data)["List-Unsubscribe"]).strip() == f"<{URL}>, <mailto:{MAILTO}>"
+    short = fold_list_unsubscribe("https://x.org/u/t", MAILTO)
+    assert short.startswith("<https://x.org/u/t>,")  # fits: stays on the first line
     # No whitespace inside the brackets (RFC 2369), whatever the length.
     long_url = URL + "?" + "q" * 200
     assert f"<{long_url}>" in fold_list_unsubscribe(long_url, MAILTO)
@@ -203,3 +208,15 @@ def test_a_good_configured_list_id_passes() -> None:
     assert split_list_id("<weekly.example.org>") == ("", "weekly.example.org")
     exactly = "a" * 243 + ".example.org"
     assert split_list_id(f"W <{exactly}>")[1] == exactly and len(exactly) == 255
+
+
+def header_lines_of(data: bytes, name: str) -> list[bytes]:
+    """The raw lines of header ``name`` (its first line and its continuation lines)."""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    start = next(i for i, line in enumerate(head) if line.startswith(name.encode() + b":"))
+    lines = [head[start]]
+    for line in head[start + 1 :]:
+        if line[:1] not in (b" ", b"\t"):
+            break
+        lines.append(line)
+    return lines

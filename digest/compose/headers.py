@@ -204,9 +204,10 @@ def fold_address(name: str, display: str, addr: str) -> str:
 def fold_list_unsubscribe(url: str, mailto: str) -> str:
     """``<https://…/u/TOKEN>`` and, when given, ``<mailto:…>``, folded between the two.
 
-    The https URL stays on the ``List-Unsubscribe:`` line (see the module
-    docstring), so that line is over 78 when the URL is over 57 characters.
+    RFC 2369 allows folding white space before each bracketed URL, so a URL
+    too long for the ``List-Unsubscribe:`` line starts on the next one (a
+    URL of over 76 characters is one word, longer than any line).
     """
     if mailto:
-        return _fold("List-Unsubscribe", [f"<{url}>,", f"<mailto:{mailto}>"])
-    return _fold("List-Unsubscribe", [f"<{url}>"])
+        return _fold("List-Unsubscribe", [f"<{url}>,", f"<mailto:{mailto}>"], after_colon=True)
+    return _fold("List-Unsubscribe", [f"<{url}>"], after_colon=True)
