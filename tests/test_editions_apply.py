@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
+from playwright.sync_api import Browser, Route, expect
 
 from digest import editions, pipeline
 from digest.backend import LocalBackend
 from digest.cli import cli
 from digest.codec import issue_from_json, issue_to_json
 from digest.models import Editorial, IsoWeek
+from digest.web import create_app
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import SmtpServer
+from tests.fixtures.web_server import running
+
+UPDATE_SCREENSHOTS = os.environ.get("DIGEST_UPDATE_SCREENSHOTS") == "1"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 WEEK = "2018-W02"
 RANSOMWARE = "Ransomware gangs shift to cloud backups"
@@ -322,3 +331,55 @@ def test_edit_plans_without_the_edition_so_its_file_lists_every_entry(folder: Pa
         planned = pipeline.plan_issue(config, store, (IsoWeek(2018, 2),))
     recorded = {r.entry_id for r in planned.records()}
     assert "Cyber Policy Notes:guid:cyber-policy-2018-0111-whois" in recorded
+
+
+# -- in the browser (last: Playwright's sync API keeps an event loop on this thread) -------------
+
+
+@pytest.mark.browser
+def test_preview_with_an_edition_in_chromium(tmp_path: Path, smtp_server: SmtpServer, browser: Browser) -> None:
+    path = ws.make_folder(tmp_path, ws.rows(6), port=smtp_server.port)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the fetcher runs its own event loop
+        pool.submit(ws.fetch, path).result()
+    file = write_edition(path, EDITION)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    off_loopback: list[str] = []
+
+    def guard(route: Route) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname == "127.0.0.1" or url.startswith(("data:", "about:")):
+            route.continue_()
+        else:
+            off_loopback.append(url)
+            route.abort()
+
+    context.route("**/*", guard)
+    page = context.new_page()
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    try:
+        with running(create_app(LocalBackend(path), title="Cyber Weekly")) as base:
+            page.goto(f"{base}/?week={WEEK}")
+            mail = page.frame_locator("#mail")
+            expect(mail.locator(".note strong")).to_have_text("note")
+            expect(mail.get_by_text(HEADLINE, exact=True)).to_be_visible()
+            expect(mail.get_by_text(RANSOMWARE, exact=True)).to_be_visible()
+            expect(page.locator(".meta .subject")).to_have_text(SUBJECT)
+            expect(page.locator("#status")).to_have_text("Live: reloads on changes", timeout=15_000)
+            shot = tmp_path / "preview-edition.png"
+            page.screenshot(path=str(shot))
+            data = shot.read_bytes()
+            assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 30_000
+            if UPDATE_SCREENSHOTS:
+                DOCS.mkdir(exist_ok=True)
+                (DOCS / "preview-edition.png").write_bytes(data)
+
+            # Live: a broken edition shows its one line in place of the message, a fixed one the issue again.
+            file.write_text(EDITION.replace('"Cyber Policy Notes:guid', '"Ghost Notes:guid', 1), encoding="utf-8")
+            expect(page.locator("body")).to_contain_text("skip: no entry 'Ghost Notes", timeout=15_000)
+            file.write_text(EDITION.replace(SUBJECT, "Backups, again"), encoding="utf-8")
+            expect(page.locator(".meta .subject")).to_have_text("Backups, again", timeout=15_000)
+    finally:
+        context.close()
+    assert problems == [] and off_loopback == []
