@@ -128,7 +128,8 @@ class LocalBackend(SignupMixin):
                     weeks=tuple(str(w) for w in available),
                     variants=(),
                     subscribers=(),
-                    warnings=tuple(warnings),
+                    # A frozen issue goes out as frozen, whatever its edition file says now.
+                    warnings=(*warnings, *self._frozen_notice(config, store, key)),
                     error=str(exc),
                     title=config.digest.title,
                 )

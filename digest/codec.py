@@ -5,7 +5,9 @@ authors: [{name, affiliation}], published`` (ISO 8601 with offset), plus
 ``theme`` and ``week`` when the caller knows them, and ``sources`` and
 ``duplicate_of`` when the caller has grouped duplicates. A frozen issue's
 entries also carry ``content`` and ``also`` (the other sources of the
-story: ``[{source, link, entry_id}]``).
+story: ``[{source, link, entry_id}]``). A frozen issue shaped by an edition
+file carries ``editorial``: ``{sha256, subject, headline, preheader,
+note_html, note_text}`` (absent otherwise, so older payloads keep their bytes).
 """
 
 from __future__ import annotations

@@ -250,6 +250,14 @@ def test_an_edition_changed_after_the_freeze_changes_nothing_sent(tmp_path: Path
     assert "edition changed after the issue was frozen at 2018-01-16" in notice[0]
     assert notice[0].endswith("the frozen issue is what goes out")
 
+    # Even a broken edition does not stop the frozen issue: sending reads the freeze, not the file.
+    file.write_text('+++\npin = ["gone"]\n+++\n', encoding="utf-8")
+    resumed = invoke(path, "send", "--week", WEEK)
+    assert resumed.exit_code == 0, resumed.output
+    broken = backend.preview(WEEK)
+    assert broken.error is not None and "pin: no entry 'gone'" in broken.error
+    assert any("edition changed after the issue was frozen" in w for w in broken.warnings)
+
 
 def test_preview_shows_the_edition_live_and_its_errors_in_place(folder: Path) -> None:
     backend = LocalBackend(folder)
