@@ -215,6 +215,20 @@ def test_send_over_smtp_carries_the_edition(folder: Path, smtp_server: SmtpServe
     assert RANSOMWARE in flat(space) and "CYBERSECURITY (" not in space
 
 
+def test_run_sends_the_edition_of_the_issue_that_is_due(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    path = ws.make_folder(tmp_path, ws.rows(2), port=smtp_server.port)
+    config = ws.load(path)
+    write_edition(path, EDITION)
+    with pipeline.open_store(config) as store:
+        # RUN_NOW is in 2018-W03: the issue due is 2018-W02's, fetched by the run itself.
+        report = pipeline.run(config, store, clock=ws.fixed_clock())
+    assert report.exit_code == 0
+    assert {m.rcpt_tos for m in smtp_server.messages} == {("r000@example.org",), ("r001@example.org",)}
+    for received in smtp_server.messages:
+        msg = ws.parse(received.data)
+        assert msg["Subject"] == SUBJECT and NOTE_WORDS in flat(ws.text_body(msg))
+
+
 def test_an_edition_changed_after_the_freeze_changes_nothing_sent(tmp_path: Path, smtp_server: SmtpServer) -> None:
     people = ws.rows(3)
     path = ws.make_folder(tmp_path, people, port=smtp_server.port)
