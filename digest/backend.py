@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from digest import editions, pipeline, placeholders, tokens
+from digest import editions, grouping, pipeline, placeholders, tokens
 from digest.codec import issue_from_json
 from digest.compose import MessageTemplate
 from digest.config import Config, load_config
@@ -23,6 +23,7 @@ from digest.errors import DigestError, StoreError
 from digest.models import IsoWeek, Subscriber, SubscriberStatus
 from digest.render import variant_key
 from digest.signup.service import SignupMixin
+from digest.store import Store
 from digest.web.archive import ArchiveItem
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
 
@@ -111,8 +112,10 @@ class LocalBackend(SignupMixin):
                         " the newest week with entries."
                     )
                     weeks = (available[0],)
-            issue = pipeline.make_issue(config, store, weeks)
+            key = grouping.issue_key(weeks)
             try:
+                # Inside: an edition that names an unknown entry is a build error shown on the page.
+                issue = pipeline.make_issue(config, store, weeks)
                 pipeline.check_size(config, issue)
                 built = pipeline.build(config, store, issue, now)
             except StoreError:
@@ -121,14 +124,16 @@ class LocalBackend(SignupMixin):
                 # A broken template or subscriber row: the page keeps its week
                 # switcher while it shows the error in place of the message.
                 return Preview(
-                    issue_key=issue.key,
+                    issue_key=key,
                     weeks=tuple(str(w) for w in available),
                     variants=(),
                     subscribers=(),
-                    warnings=tuple(warnings),
+                    # A frozen issue goes out as frozen, whatever its edition file says now.
+                    warnings=(*warnings, *self._frozen_notice(config, store, key)),
                     error=str(exc),
                     title=config.digest.title,
                 )
+            warnings += self._frozen_notice(config, store, key)
         settings = pipeline.compose_settings(config, built.date)
         firsts: dict[str, Subscriber] = {}
         for sub, v in built.audience.assignments:
@@ -156,12 +161,31 @@ class LocalBackend(SignupMixin):
             title=config.digest.title,
         )
 
+    @staticmethod
+    def _frozen_notice(config: Config, store: Store, key: str) -> list[str]:
+        """A notice when issue ``key`` is frozen and its edition file changed since (the freeze is what goes out)."""
+        frozen = store.frozen_issue(key)
+        if frozen is None:
+            return []
+        applied = issue_from_json(frozen.payload).editorial
+        now = editions.edition_sha256(pipeline.editions_dir(config), key)
+        if now == (applied.sha256 if applied is not None else ""):
+            return []
+        at = frozen.frozen_at.astimezone(config.digest.tz).strftime("%Y-%m-%d %H:%M %Z")
+        path = editions.edition_path(pipeline.editions_dir(config), key)
+        return [f"{path}: edition changed after the issue was frozen at {at}; the frozen issue is what goes out"]
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         try:
             h.update(self._entries_version().encode())
             config = self.config()
-            paths = [self.config_path, *self._files(config.templates_dir), *self._files(config.subscribers_dir)]
+            paths = [
+                self.config_path,
+                *self._files(config.templates_dir),
+                *self._files(config.subscribers_dir),
+                *self._files(config.editions_dir),
+            ]
         except DigestError:
             paths = [self.config_path]
         for path in paths:

@@ -5,7 +5,9 @@ authors: [{name, affiliation}], published`` (ISO 8601 with offset), plus
 ``theme`` and ``week`` when the caller knows them, and ``sources`` and
 ``duplicate_of`` when the caller has grouped duplicates. A frozen issue's
 entries also carry ``content`` and ``also`` (the other sources of the
-story: ``[{source, link, entry_id}]``).
+story: ``[{source, link, entry_id}]``). A frozen issue shaped by an edition
+file carries ``editorial``: ``{sha256, subject, headline, preheader,
+note_html, note_text}`` (absent otherwise, so older payloads keep their bytes).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from digest.models import Author, Entry, IsoWeek, Issue, Section, Sighting
+from digest.models import Author, Editorial, Entry, IsoWeek, Issue, Section, Sighting
 
 
 def _iso(when: dt.datetime | None) -> str | None:
@@ -84,6 +86,16 @@ def issue_to_json(issue: Issue) -> str:
         data["carried"] = {eid: str(week) for eid, week in issue.carried}
     if issue.updates:
         data["updates"] = _sections_to_json(issue.updates)
+    if issue.editorial is not None:
+        ed = issue.editorial
+        data["editorial"] = {
+            "sha256": ed.sha256,
+            "subject": ed.subject,
+            "headline": ed.headline,
+            "preheader": ed.preheader,
+            "note_html": ed.note_html,
+            "note_text": ed.note_text,
+        }
     return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -122,4 +134,18 @@ def issue_from_json(payload: str) -> Issue:
         sections=sections,
         carried=tuple((eid, IsoWeek.parse(carried[eid])) for eid in order),
         updates=_sections_from_json(data.get("updates", [])),
+        editorial=_editorial_from_json(data.get("editorial")),
+    )
+
+
+def _editorial_from_json(raw: dict[str, Any] | None) -> Editorial | None:
+    if raw is None:
+        return None
+    return Editorial(
+        sha256=str(raw.get("sha256", "")),
+        subject=str(raw.get("subject", "")),
+        headline=str(raw.get("headline", "")),
+        preheader=str(raw.get("preheader", "")),
+        note_html=str(raw.get("note_html", "")),
+        note_text=str(raw.get("note_text", "")),
     )

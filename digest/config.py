@@ -105,6 +105,7 @@ class DigestSettings:
     list_id: str = setting("", STR, check=_list_id)
     templates: Path | None = setting(None, STR, check=optional_path)
     subscribers: Path | None = setting(None, STR, check=optional_path)
+    editions: Path | None = setting(None, STR, check=optional_path)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -370,6 +371,10 @@ class Config:
     @property
     def subscribers_dir(self) -> Path:
         return self.digest.subscribers or self.base_dir / "subscribers"
+
+    @property
+    def editions_dir(self) -> Path:
+        return self.digest.editions or self.base_dir / "editions"
 
 
 def find_config(explicit: str | Path | None) -> Path:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import textwrap
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -33,10 +34,9 @@ from typing import Any
 
 from digest import urls
 from digest.errors import ConfigError
-from digest.models import Entry, Issue, Section
+from digest.models import TOP_STORIES as TOP_STORIES  # the section pinned entries go to, before every theme
+from digest.models import Editorial, Entry, Issue, Section
 
-#: The section pinned entries go to, before every theme.
-TOP_STORIES = "Top stories"
 #: The largest edition file read (a note is a few paragraphs).
 MAX_BYTES = 256_000
 _KEYS = frozenset({"subject", "headline", "preheader", "pin", "skip", "order", "archive", "edit"})
@@ -58,6 +58,19 @@ class Edition:
     archive: bool = True
     edit: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     note_markdown: str = ""
+    #: The sha256 of the file's bytes ("" for an edition parsed from text).
+    sha256: str = ""
+
+    def editorial(self) -> Editorial:
+        """What the issue carries of this edition (the note rendered, the file's hash)."""
+        return Editorial(
+            sha256=self.sha256,
+            subject=self.subject,
+            headline=self.headline,
+            preheader=self.preheader,
+            note_html=self.note_html,
+            note_text=self.note_text,
+        )
 
     @property
     def note_html(self) -> str:
@@ -90,7 +103,16 @@ def load_edition(folder: Path, key: str) -> Edition | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text: {exc}") from exc
-    return parse_edition(text, str(path))
+    edition = parse_edition(text, str(path))
+    return dataclasses.replace(edition, sha256=hashlib.sha256(data).hexdigest())
+
+
+def edition_sha256(folder: Path, key: str) -> str:
+    """The sha256 of issue ``key``'s edition file as it is now; "" when there is none or it cannot be read."""
+    try:
+        return hashlib.sha256(edition_path(folder, key).read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def split_front_matter(text: str, where: str) -> tuple[str, str]:
@@ -252,7 +274,7 @@ def apply_edition(edition: Edition, issue: Issue) -> Issue:
         kept.sort(key=lambda e: rank.get(e.id, len(rank)))  # stable: the rest keep their order
         if kept:
             sections.append(dataclasses.replace(section, entries=tuple(edited(e) for e in kept)))
-    return dataclasses.replace(issue, sections=tuple(sections))
+    return dataclasses.replace(issue, sections=tuple(sections), editorial=edition.editorial())
 
 
 def _markdown() -> Any:

@@ -15,6 +15,8 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 OTHER_THEME = "Other"
+#: The section an edition's pinned entries go to: first, and in every variant.
+TOP_STORIES = "Top stories"
 
 _WEEK_RE = re.compile(r"^(\d{4})-W(\d{2})$")
 
@@ -222,6 +224,23 @@ class Section:
 
 
 @dataclass(frozen=True, slots=True)
+class Editorial:
+    """What an edition file set on an issue, as the issue carries it (and its freeze stores it).
+
+    Empty strings mean "not set". ``note_html`` is already sanitised and
+    ``note_text`` wrapped at 72 columns. ``sha256`` is the hash of the edition
+    file's bytes as applied, so a later change to the file can be told apart.
+    """
+
+    sha256: str
+    subject: str = ""
+    headline: str = ""
+    preheader: str = ""
+    note_html: str = ""
+    note_text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Issue:
     """One issue of the digest: the weeks it covers and its sections.
 
@@ -242,6 +261,8 @@ class Issue:
     sections: tuple[Section, ...]
     carried: tuple[tuple[str, IsoWeek], ...] = ()
     updates: tuple[Section, ...] = ()
+    #: The editor's edition applied to this issue, or None without one.
+    editorial: Editorial | None = None
 
     def carried_from(self, entry_id: str) -> IsoWeek | None:
         """The own week of a carried entry, or None for an entry of the issue's weeks."""

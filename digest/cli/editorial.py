@@ -26,7 +26,8 @@ def edit_cmd(ctx: Context, week: str | None) -> None:
             if store.frozen_issue(grouping.issue_key(weeks)) is not None:
                 # That one is frozen (sent or sending): the next issue is this week's.
                 weeks = (IsoWeek.of(now, config.digest.tz),)
-        issue = pipeline.make_issue(config, store, weeks)
+        # Without the edition: the file lists every entry of the issue, pinned or skipped.
+        issue = pipeline.make_issue(config, store, weeks, edition=False)
     folder = pipeline.editions_dir(config)
     path = editions.edition_path(folder, issue.key)
     if path.exists():

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from digest import grouping
+from digest import editions, grouping
 from digest.codec import issue_from_json
 from digest.config import Config
 from digest.models import Entry, IsoWeek, Issue, Section
@@ -50,6 +50,8 @@ class Planned:
     warnings: tuple[str, ...] = ()
     #: Entries of other sources folded into an entry the issue shows (one story, many sources).
     folded: tuple[Entry, ...] = ()
+    #: Entries the edition skipped: recorded with this issue, so they are not carried into the next.
+    skipped: tuple[Entry, ...] = ()
 
     def records(self) -> list[IssueEntry]:
         """The ``issue_entries`` rows the freeze writes (worked out only when freezing)."""
@@ -57,6 +59,7 @@ class Planned:
         rows = [IssueEntry(e.id, content_hash(e), carried_from=carried.get(e.id)) for e in self.issue.entries]
         # A duplicate went out as part of its primary: it is in this issue too, never "late" next week.
         rows += [IssueEntry(e.id, content_hash(e), carried_from=carried.get(e.id)) for e in self.folded]
+        rows += [IssueEntry(e.id, content_hash(e), carried_from=carried.get(e.id)) for e in self.skipped]
         rows += [IssueEntry(e.id, content_hash(e), expired=True) for e in self.expired]
         rows += [IssueEntry(e.id, content_hash(e), updated=True) for e in self.updated]
         return rows
@@ -78,8 +81,13 @@ def first_week(store: Store) -> IsoWeek | None:
     return IsoWeek.parse(key.partition("..")[0]) if key else None
 
 
-def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Planned:
-    """The issue for ``weeks`` with the earlier weeks' unsent entries it carries (no state change)."""
+def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek], *, edition: bool = True) -> Planned:
+    """The issue for ``weeks`` with the earlier weeks' unsent entries it carries (no state change).
+
+    With ``edition`` (the default), the issue's edition file is applied
+    (``digest.editions``); one that names an unknown entry or key raises
+    ``ConfigError``. ``digest edit`` plans without it, to list every entry.
+    """
     tz = config.digest.tz
     key = grouping.issue_key(weeks)
     first, last = min(weeks), max(weeks)
@@ -118,6 +126,14 @@ def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Planne
         updated = material_updates(store, key)
     updates = _update_sections(config, updated, last)
     issue = Issue(issue.key, issue.title, issue.weeks, issue.sections, carried, updates)
+    skipped: tuple[Entry, ...] = ()
+    if edition:
+        shaped = editions.load_edition(config.editions_dir, key)
+        if shaped is not None:
+            before = issue.entries
+            issue = editions.apply_edition(shaped, issue)
+            kept = {e.id for e in issue.entries}
+            skipped = tuple(e for e in before if e.id not in kept)
     warnings: tuple[str, ...] = ()
     if expired:
         weeks_hit = sorted({str(grouping.week_of(e, tz)) for e in expired})
@@ -126,7 +142,7 @@ def plan_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Planne
             f"{len(expired)} unsent entries of {shown} expired: older than max_hold_weeks = "
             f"{config.issue.max_hold_weeks} before {first}, they are not carried into issue {key}",
         )
-    return Planned(issue, tuple(expired), tuple(updated), warnings, folded)
+    return Planned(issue, tuple(expired), tuple(updated), warnings, folded, skipped)
 
 
 def normalised(entry: Entry) -> str:

@@ -14,6 +14,7 @@ from digest.compose import default_list_id as compose_default_list_id
 from digest.config import Config
 from digest.errors import ConfigError, IssueHeld, TooFewEntries
 from digest.models import (
+    TOP_STORIES,
     Entry,
     IsoWeek,
     Issue,
@@ -71,17 +72,17 @@ def resolve_weeks(
     return (grouping.last_complete_week(now, tz),)
 
 
-def make_issue(config: Config, store: Store, weeks: Sequence[IsoWeek]) -> Issue:
-    """The issue for ``weeks`` as it would go out now, carried entries included (no state change)."""
+def make_issue(config: Config, store: Store, weeks: Sequence[IsoWeek], *, edition: bool = True) -> Issue:
+    """The issue for ``weeks`` as it would go out now, carried entries and edition included (no state change)."""
     # Imported here: the carry planner uses this module's helpers.
     from digest.pipeline.carry import plan_issue
 
-    return plan_issue(config, store, weeks).issue
+    return plan_issue(config, store, weeks, edition=edition).issue
 
 
 def editions_dir(config: Config) -> Path:
-    """Where the edition files of issues live: ``editions/`` beside the config."""
-    return config.base_dir / "editions"
+    """Where the edition files of issues live: ``[digest] editions``, by default ``editions/`` beside the config."""
+    return config.editions_dir
 
 
 def renderer_for(config: Config) -> Renderer:
@@ -111,8 +112,11 @@ class Audience:
 
 
 def selection(sub: Subscriber, issue: Issue) -> frozenset[str] | None:
-    """The themes of ``issue`` that ``sub`` gets; None when none of them."""
-    themes = frozenset(t for t in issue.themes if sub.wants(t))
+    """The themes of ``issue`` that ``sub`` gets; None when none of them.
+
+    An edition's "Top stories" go to everyone, whatever their themes.
+    """
+    themes = frozenset(t for t in issue.themes if t == TOP_STORIES or sub.wants(t))
     return themes or None
 
 

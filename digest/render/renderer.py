@@ -21,7 +21,7 @@ import jinja2
 
 from digest import placeholders
 from digest.errors import RenderError
-from digest.models import Issue, Rendered, TokenSet
+from digest.models import TOP_STORIES, Issue, Rendered, TokenSet
 from digest.render import environment
 from digest.render.inline import inline_css
 from digest.render.view import IssueView, build_view, slug, theme_order
@@ -87,14 +87,17 @@ def variant_key(themes: frozenset[str] | None, issue_themes: Iterable[str]) -> s
     ``"all"`` when nothing is selected or the selection covers every theme of
     the issue; ``"none"`` when it covers none; otherwise the slugged names and
     a short hash, e.g. ``"cybersecurity-internet-governance-3f1c2a9b"``.
+    An edition's "Top stories" are in every selection, so they are left out
+    of the name: a variant keeps the key it has without an edition (unless
+    Top stories are all it holds).
     """
     present = frozenset(issue_themes)
-    chosen = present if not themes else frozenset(themes) & present
+    chosen = present if not themes else (frozenset(themes) | {TOP_STORIES}) & present
     if chosen == present:
         return ALL
     if not chosen:
         return NONE
-    names = sorted(chosen)
+    names = sorted(chosen - {TOP_STORIES} or chosen)
     short = hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
     stem = "-".join(slug(n) for n in names)[:40].rstrip("-")
     return f"{stem}-{short}"
@@ -189,7 +192,8 @@ class Renderer:
 
     def _select(self, issue: Issue, themes: frozenset[str] | None) -> tuple[frozenset[str], str]:
         present = frozenset(issue.themes)
-        chosen = present if not themes else frozenset(themes) & present
+        # An edition's Top stories go to everyone (as in variant_key).
+        chosen = present if not themes else (frozenset(themes) | {TOP_STORIES}) & present
         if not chosen:
             wanted = ", ".join(sorted(themes or ())) or "any theme"
             raise EmptyVariant(f"issue {issue.key} has no entries for {wanted}")
@@ -229,6 +233,8 @@ class Renderer:
         return inline_css(self._call(self._html, context))
 
     def _subject_for(self, view: IssueView, key: str, values: Mapping[str, str]) -> str:
+        if view.subject:
+            return view.subject  # the edition's subject replaces the template's output
         return " ".join(self._call(self._subject, self._context(view, key, values)).split())
 
     def _render(

@@ -15,13 +15,13 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
 from digest import urls
-from digest.models import OTHER_THEME, Author, Entry, IsoWeek, Issue
+from digest.models import OTHER_THEME, Author, Editorial, Entry, IsoWeek, Issue
 from digest.render.sanitize import html_to_text, sanitize_html, truncate_html
 
 MONTHS = (
@@ -102,6 +102,11 @@ class IssueView:
     links: tuple[tuple[int, str], ...]
     #: Entries sent in an earlier issue that changed materially since ("Updated").
     updates: tuple[EntryView, ...] = ()
+    #: The edition's values ("" when not set): its subject, the lede line it replaces, its note.
+    subject: str = ""
+    headline: str = ""
+    note_html: Markup = field(default_factory=Markup)
+    note_text: str = ""
 
 
 def format_date(day: dt.date) -> str:
@@ -304,6 +309,7 @@ def build_view(
     room = None if limit is None else max(0, limit - budget)
     changed = [e for s in issue.updates if s.theme in themes for e in s.entries][:room]
     updates = tuple(view_of(e) for e in changed)
+    ed = issue.editorial or Editorial(sha256="")
     return IssueView(
         title=title,
         key=issue.key,
@@ -312,9 +318,15 @@ def build_view(
         toc=toc,
         total=budget,
         omitted=available - budget,
-        preheader=_preheader(budget, toc, week_views),
+        preheader=ed.preheader or _preheader(budget, toc, week_views),
         links=tuple(links),
         updates=updates,
+        subject=ed.subject,
+        headline=ed.headline,
+        # Sanitised when the edition was applied (editions.note_html); sanitised again, as cheap insurance
+        # against a hand-edited frozen issue.
+        note_html=Markup(sanitize_html(ed.note_html)) if ed.note_html else Markup(""),
+        note_text=ed.note_text,
     )
 
 
