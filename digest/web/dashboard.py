@@ -26,6 +26,7 @@ STRIP = 12
 
 _W = 960  # the width of every chart's coordinate system; the SVG scales to the page
 _LABEL = 190  # the column of names left of the bars
+_TICKS = 16  # sends of up to this many minutes name every minute on the axis
 _NAME_MAX = 26  # longer names are cut in the chart (the tooltip has them whole)
 
 
@@ -96,9 +97,9 @@ def _cut(name: str) -> str:
     return name if len(name) <= _NAME_MAX else name[: _NAME_MAX - 1] + "…"
 
 
-def _svg(height: int, label: str, body: str, cls: str) -> str:
+def _svg(height: int, label: str, body: str, cls: str, width: int = _W) -> str:
     return (
-        f'<svg class="chart {cls}" viewBox="0 0 {_W} {height}" width="100%" role="img" '
+        f'<svg class="chart {cls}" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{_e(label)}" xmlns="http://www.w3.org/2000/svg">{body}</svg>'
     )
 
@@ -122,7 +123,7 @@ def issues_chart(issues: tuple[IssueBar, ...]) -> str:
             "(<code>digest send</code> or <code>digest run</code> freezes one).</p>"
         )
     row, bar_h, top = 30, 18, 6
-    left, right = _LABEL, _W - 200
+    left, right = _LABEL, _W - 230
     most = max((i.total for i in issues), default=0) or 1
     parts = []
     for n, issue in enumerate(issues):
@@ -142,7 +143,7 @@ def issues_chart(issues: tuple[IssueBar, ...]) -> str:
             x += w
         if not issue.total:
             parts.append(f'<rect class="seg st-none" x="{left}" y="{y}" width="2" height="{bar_h}"/>')
-        summary = f"{issue.total} · {issue.state}"
+        summary = f"{issue.total} recipients · {issue.state}"
         parts.append(
             f'<text class="note st-word-{_e(issue.state.replace(" ", "-"))}" x="{right + 12}" y="{y + 14}">'
             f"{_e(summary)}</text>"
@@ -159,35 +160,40 @@ def rate_chart(key: str | None, rate: tuple[tuple[dt.datetime, int], ...]) -> st
         return '<p class="empty">No issue yet.</p>'
     if not rate:
         return f'<p class="empty">Nothing of {_e(key)} has been sent yet.</p>'
-    height, left, bottom, top = 190, 56, 28, 14
+    height, left, bottom, top = 160, 56, 28, 14
     plot_w, plot_h = _W - left - 16, height - bottom - top
     peak = max(n for _, n in rate) or 1
     step = plot_w / len(rate)
-    gap = 1.0 if step > 4 else 0.0
+    # A short send is a few columns, not a few slabs across the chart; each is centred in its minute.
+    bar = max(min(step * 0.8, 40.0), 0.8)
     parts = [
         f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{_W - 16}" y2="{top + plot_h}"/>',
         f'<line class="grid" x1="{left}" y1="{top}" x2="{_W - 16}" y2="{top}"/>',
         f'<text class="tick" x="{left - 8}" y="{top + 4}" text-anchor="end">{peak}</text>',
         f'<text class="tick" x="{left - 8}" y="{top + plot_h + 4}" text-anchor="end">0</text>',
     ]
+    y = height - 8
+    few = len(rate) <= _TICKS
     for n, (minute, count) in enumerate(rate):
         h = plot_h * count / peak
         label = f"{minute:%H:%M} UTC: {count} sent"
+        middle = left + (n + 0.5) * step
         parts.append(
             f'<rect class="col" data-minute="{minute.isoformat()}" data-count="{count}" '
-            f'x="{left + n * step + gap / 2:.1f}" y="{top + plot_h - h:.1f}" width="{max(step - gap, 0.8):.1f}" '
+            f'x="{middle - bar / 2:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" '
             f'height="{h:.1f}"><title>{label}</title></rect>'
         )
+        if few:  # every minute named under its column
+            parts.append(f'<text class="tick" x="{middle:.1f}" y="{y}" text-anchor="middle">{minute:%H:%M}</text>')
     first, last = rate[0][0], rate[-1][0]
-    y = height - 8
-    parts.append(f'<text class="tick" x="{left}" y="{y}">{first:%Y-%m-%d %H:%M} UTC</text>')
-    if len(rate) > 1:
-        parts.append(f'<text class="tick" x="{_W - 16}" y="{y}" text-anchor="end">{last:%H:%M} UTC</text>')
+    if not few:
+        parts.append(f'<text class="tick" x="{left}" y="{y}">{first:%H:%M}</text>')
+        parts.append(f'<text class="tick" x="{_W - 16}" y="{y}" text-anchor="end">{last:%H:%M}</text>')
     total = sum(n for _, n in rate)
     minutes = len(rate)
     note = (
         f'<p class="caption">Issue <strong>{_e(key)}</strong>: {total} sent over {minutes} '
-        f"minute{'s' if minutes != 1 else ''}, at most {peak} in a minute.</p>"
+        f"minute{'s' if minutes != 1 else ''} from {first:%Y-%m-%d %H:%M} UTC, at most {peak} in a minute.</p>"
     )
     return note + _svg(height, f"Messages of {key} sent per minute", "".join(parts), "rate")
 
@@ -239,20 +245,21 @@ def counts_chart(label: str, counts: tuple[tuple[str, int], ...], kind: str) -> 
     """Named counts as horizontal bars (subscribers by status or theme)."""
     if not counts:
         return '<p class="empty">None.</p>'
-    row, top = 26, 4
-    right = _W - 80
+    # Half the page wide: drawn in a narrower coordinate system, so its text keeps its size.
+    row, top, width, left = 28, 4, 480, 190
+    right = width - 50
     most = max(n for _, n in counts) or 1
     parts = []
     for n, (name, count) in enumerate(counts):
         y = top + n * row
-        w = (right - _LABEL) * count / most
+        w = (right - left) * count / most
         parts.append(
             f'<g class="count" data-{kind}="{_e(name)}" data-count="{count}">{_name(0, y + 14, name)}'
-            f'<rect class="bar {kind}-{_e(name) if kind == "status" else "any"}" x="{_LABEL}" y="{y}" '
+            f'<rect class="bar {kind}-{_e(name) if kind == "status" else "any"}" x="{left}" y="{y}" '
             f'width="{max(w, 1.5):.1f}" height="18" rx="2"><title>{_e(name)}: {count}</title></rect>'
-            f'<text class="note" x="{_LABEL + w + 8:.1f}" y="{y + 14}">{count}</text></g>'
+            f'<text class="note" x="{left + w + 8:.1f}" y="{y + 14}">{count}</text></g>'
         )
-    return _svg(top + len(counts) * row, label, "".join(parts), f"counts {kind}")
+    return _svg(top + len(counts) * row, label, "".join(parts), f"counts {kind}", width)
 
 
 def dashboard_page(site: str, dash: Dashboard) -> str:
