@@ -30,10 +30,21 @@ from playwright.sync_api import Browser, ConsoleMessage, expect
 from digest import pipeline
 from digest.backend import LocalBackend
 from digest.cli import cli
-from digest.models import IsoWeek
+from digest.models import Delivery, IsoWeek
 from digest.web import create_app
 from digest.web.app import PAGE_CSP
-from digest.web.dashboard import STRIP, FetchMark, IssueBar, SourceStrip, counts_chart, issues_chart, sources_chart
+from digest.web.dashboard import (
+    STATES,
+    STRIP,
+    FetchMark,
+    IssueBar,
+    SourceStrip,
+    columns,
+    counts_chart,
+    issues_chart,
+    rate_chart,
+    sources_chart,
+)
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import SmtpServer
 from tests.fixtures.web_server import running
@@ -224,3 +235,23 @@ def test_dashboard_in_chromium(site: Site, browser: Browser, tmp_path: Path) -> 
         (DOCS / "dashboard.png").write_bytes(shot.read_bytes())
     context.close()
     assert problems == []  # no CSP violation, no script error
+
+
+def test_a_long_send_is_drawn_in_columns_of_several_minutes() -> None:
+    start = dt.datetime(2018, 1, 16, 10, 0, tzinfo=dt.UTC)
+    # Three days of retries: 4320 minutes, mostly idle.
+    rate = tuple((start + dt.timedelta(minutes=i), 5 if i < 30 or i % 600 == 0 else 0) for i in range(3 * 24 * 60))
+    width, cols = columns(rate)
+    assert width == 18 and len(cols) == 240
+    assert sum(n for _, n in cols) == sum(n for _, n in rate)
+    svg = rate_chart("2018-W02", rate)
+    doc = lxml.html.fromstring(svg)
+    bars = doc.xpath("//rect[@data-minute]")
+    assert len(bars) == 240 and {b.get("data-minutes") for b in bars} == {"18"}
+    assert sum(int(b.get("data-count")) for b in bars) == sum(n for _, n in rate)
+    assert "each column sums 18 minutes" in svg and "at most 5 in a minute" in svg
+    assert columns(rate[:3]) == (1, list(rate[:3]))
+
+
+def test_every_ledger_state_has_a_place_in_the_stack() -> None:
+    assert sorted(STATES) == sorted(str(s) for s in Delivery)

@@ -26,6 +26,7 @@ STRIP = 12
 
 _W = 960  # the width of every chart's coordinate system; the SVG scales to the page
 _LABEL = 190  # the column of names left of the bars
+_COLUMNS = 240  # a longer send is drawn in columns of several minutes each
 _TICKS = 16  # sends of up to this many minutes name every minute on the axis
 _NAME_MAX = 26  # longer names are cut in the chart (the tooltip has them whole)
 
@@ -154,16 +155,25 @@ def issues_chart(issues: tuple[IssueBar, ...]) -> str:
     return legend + _svg(height, "Ledger states of every issue", "".join(parts), "issues")
 
 
+def columns(
+    rate: tuple[tuple[dt.datetime, int], ...], most: int = _COLUMNS
+) -> tuple[int, list[tuple[dt.datetime, int]]]:
+    """``rate`` in at most ``most`` columns: the minutes each column sums, and (its first minute, count) each."""
+    width = max(1, -(-len(rate) // most))
+    return width, [(rate[i][0], sum(n for _, n in rate[i : i + width])) for i in range(0, len(rate), width)]
+
+
 def rate_chart(key: str | None, rate: tuple[tuple[dt.datetime, int], ...]) -> str:
-    """Messages sent per minute over the newest issue's send, as columns."""
+    """Messages sent per minute over the newest issue's send, as columns (of several minutes for a long send)."""
     if key is None:
         return '<p class="empty">No issue yet.</p>'
     if not rate:
         return f'<p class="empty">Nothing of {_e(key)} has been sent yet.</p>'
     height, left, bottom, top = 160, 56, 28, 14
     plot_w, plot_h = _W - left - 16, height - bottom - top
-    peak = max(n for _, n in rate) or 1
-    step = plot_w / len(rate)
+    width, cols = columns(rate)
+    peak = max(n for _, n in cols) or 1
+    step = plot_w / len(cols)
     # A short send is a few columns, not a few slabs across the chart; each is centred in its minute.
     bar = max(min(step * 0.8, 40.0), 0.8)
     parts = [
@@ -173,27 +183,31 @@ def rate_chart(key: str | None, rate: tuple[tuple[dt.datetime, int], ...]) -> st
         f'<text class="tick" x="{left - 8}" y="{top + plot_h + 4}" text-anchor="end">0</text>',
     ]
     y = height - 8
-    few = len(rate) <= _TICKS
-    for n, (minute, count) in enumerate(rate):
+    few = len(cols) <= _TICKS
+    span = f"{width} minutes from " if width > 1 else ""
+    for n, (minute, count) in enumerate(cols):
         h = plot_h * count / peak
-        label = f"{minute:%H:%M} UTC: {count} sent"
         middle = left + (n + 0.5) * step
         parts.append(
-            f'<rect class="col" data-minute="{minute.isoformat()}" data-count="{count}" '
+            f'<rect class="col" data-minute="{minute.isoformat()}" data-minutes="{width}" data-count="{count}" '
             f'x="{middle - bar / 2:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" '
-            f'height="{h:.1f}"><title>{label}</title></rect>'
+            f'height="{h:.1f}"><title>{span}{minute:%Y-%m-%d %H:%M} UTC: {count} sent</title></rect>'
         )
         if few:  # every minute named under its column
             parts.append(f'<text class="tick" x="{middle:.1f}" y="{y}" text-anchor="middle">{minute:%H:%M}</text>')
     first, last = rate[0][0], rate[-1][0]
     if not few:
-        parts.append(f'<text class="tick" x="{left}" y="{y}">{first:%H:%M}</text>')
-        parts.append(f'<text class="tick" x="{_W - 16}" y="{y}" text-anchor="end">{last:%H:%M}</text>')
+        shape = "%H:%M" if first.date() == last.date() else "%m-%d %H:%M"
+        parts.append(f'<text class="tick" x="{left}" y="{y}">{first.strftime(shape)}</text>')
+        parts.append(f'<text class="tick" x="{_W - 16}" y="{y}" text-anchor="end">{last.strftime(shape)}</text>')
     total = sum(n for _, n in rate)
     minutes = len(rate)
+    busiest = max(n for _, n in rate)
     note = (
         f'<p class="caption">Issue <strong>{_e(key)}</strong>: {total} sent over {minutes} '
-        f"minute{'s' if minutes != 1 else ''} from {first:%Y-%m-%d %H:%M} UTC, at most {peak} in a minute.</p>"
+        f"minute{'s' if minutes != 1 else ''} from {first:%Y-%m-%d %H:%M} UTC, at most {busiest} in a minute"
+        + (f"; each column sums {width} minutes" if width > 1 else "")
+        + ".</p>"
     )
     return note + _svg(height, f"Messages of {key} sent per minute", "".join(parts), "rate")
 
