@@ -48,6 +48,7 @@ from digest.web.dashboard import (
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import SmtpServer
 from tests.fixtures.web_server import running
+from tests.test_cli_serving import interrupt, start
 
 UPDATE_SCREENSHOTS = os.environ.get("DIGEST_UPDATE_SCREENSHOTS") == "1"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -180,6 +181,29 @@ def test_dashboard_only_with_the_preview(site: Site) -> None:
     with running(public) as url, httpx.Client(base_url=url, trust_env=False) as http:
         assert http.get("/dashboard").status_code == 404
         assert http.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [(("preview",), 200), (("serve",), 404), (("serve", "--no-preview"), 404), (("serve", "--preview"), 200)],
+)
+def test_dashboard_in_the_real_commands(tmp_path: Path, command: tuple[str, ...], status: int) -> None:
+    """``digest preview`` serves it; ``digest serve`` only with ``--preview``."""
+    folder = tmp_path / "site"
+    assert CliRunner().invoke(cli, ["init", str(folder)]).exit_code == 0
+    path = folder / "digest.toml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("[digest]\n", '[digest]\nsecret = "serve-needs-a-secret"\n', 1), encoding="utf-8")
+    proc, base = start(path, *command)
+    try:
+        answer = httpx.get(base + "/dashboard", trust_env=False)
+        assert answer.status_code == status
+        if status == 200:  # nothing fetched or sent yet: every chart says so
+            assert "No issue has been frozen yet" in answer.text
+            assert answer.text.count('class="mark none"') == STRIP * 3  # three sources, never fetched
+    finally:
+        code, _, err = interrupt(proc)
+    assert code == 0 and "Traceback" not in err
 
 
 def test_charts_escape_names_and_handle_nothing_yet() -> None:
