@@ -286,7 +286,7 @@ class LocalBackend(SignupMixin):
                 name=source.name,
                 kind=str(source.kind),
                 failures=rep.failures,
-                alert=rep.failures >= alert_after,
+                alert=rep.alert(alert_after),
                 marks=tuple(FetchMark(h.status, h.items, h.fetched_at, h.error) for h in rep.history),
             )
             for source, rep in zip(config.sources, reports, strict=True)

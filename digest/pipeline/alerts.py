@@ -34,5 +34,4 @@ class SourceAlert:
 def source_alerts(config: Config, store: Store) -> list[SourceAlert]:
     """The configured sources that have failed ``config.fetch.alert_after`` runs in a row or more, in config order."""
     reports = store.source_reports([s.name for s in config.sources], history=0)
-    threshold = config.fetch.alert_after
-    return [SourceAlert(r.name, r.failures, r.last_error) for r in reports if r.failures >= threshold]
+    return [SourceAlert(r.name, r.failures, r.last_error) for r in reports if r.alert(config.fetch.alert_after)]
