@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from digest import editions, grouping, pipeline, placeholders, tokens
+from digest import editions, grouping, pipeline, placeholders, subscribers, tokens
 from digest.codec import issue_from_json
 from digest.compose import MessageTemplate
 from digest.config import Config, load_config
@@ -25,6 +25,7 @@ from digest.render import variant_key
 from digest.signup.service import SignupMixin
 from digest.store import Store
 from digest.web.archive import ArchiveItem
+from digest.web.dashboard import STATES, Dashboard, FetchMark, IssueBar, SourceStrip
 from digest.web.seam import Preview, PreviewSubscriber, PreviewVariant
 
 SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
@@ -32,6 +33,11 @@ SAMPLE_READER = Subscriber(email="reader@example.org", name="Reader")
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _rank(order: list[str], value: str) -> int:
+    """Where ``value`` stands in ``order`` (after all of it when absent)."""
+    return order.index(value) if value in order else len(order)
 
 
 def _placeable_week(text: str, tz: ZoneInfo) -> IsoWeek:
@@ -282,3 +288,57 @@ class LocalBackend(SignupMixin):
         if frozen is None:
             return None
         return self.web_version(key, variant_key(None, issue_from_json(frozen.payload).themes))
+
+    # -- dashboard -------------------------------------------------------------------
+    def dashboard(self) -> Dashboard:
+        """The preview's dashboard, from the same store reads as ``digest issues`` and ``digest sources``."""
+        config = self.config()
+        themes = [t.name for t in config.themes]
+        loaded = subscribers.load_lists(config.subscribers_dir, themes or None)
+        with pipeline.open_store(config) as store:
+            summaries = store.issue_summaries()
+            rate_issue = summaries[0].key if summaries else None
+            rate = store.sent_per_minute(rate_issue) if rate_issue is not None else []
+            reports = store.source_reports([s.name for s in config.sources])
+            status = store.subscriber_status()
+            everyone = store.join_lists(loaded.subscribers)
+            web = store.web_subscribers()
+        issues = tuple(IssueBar(s.key, s.state, tuple((st, s.counts.get(st, 0)) for st in STATES)) for s in summaries)
+        alert_after = config.fetch.alert_after
+        strips = tuple(
+            SourceStrip(
+                name=source.name,
+                kind=str(source.kind),
+                failures=rep.failures,
+                alert=rep.alert(alert_after),
+                marks=tuple(FetchMark(h.status, h.items, h.fetched_at, h.error) for h in rep.history),
+            )
+            for source, rep in zip(config.sources, reports, strict=True)
+        )
+        # As `digest subscribers list` counts them: list rows and confirmed sign-ups, then the unconfirmed.
+        by_status: dict[str, int] = {}
+        by_theme = dict.fromkeys(themes, 0)
+        shown: set[str] = set()
+        for sub in everyone:
+            shown.add(sub.email.lower())
+            state = str(status.get(sub.email.lower(), SubscriberStatus.ACTIVE))
+            by_status[state] = by_status.get(state, 0) + 1
+            if state == SubscriberStatus.ACTIVE:
+                for theme in themes:
+                    if not sub.themes or theme in sub.themes:
+                        by_theme[theme] += 1
+        for w in web:
+            if w.email not in shown:
+                state = str(status.get(w.email, w.status))
+                by_status[state] = by_status.get(state, 0) + 1
+        order = [str(s) for s in SubscriberStatus]
+        return Dashboard(
+            issues=issues,
+            rate_issue=rate_issue,
+            rate=tuple(rate),
+            sources=strips,
+            by_status=tuple(sorted(by_status.items(), key=lambda kv: (_rank(order, kv[0]), kv[0]))),
+            by_theme=tuple(by_theme.items()),
+            alert_after=alert_after,
+            title=config.digest.title,
+        )

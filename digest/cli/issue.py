@@ -30,6 +30,7 @@ from digest.cli.reports import emit, json_option, run_report, send_report
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.models import Delivery
+from digest.pipeline.alerts import source_alerts
 
 if TYPE_CHECKING:
     from digest.send import SendEvent
@@ -142,8 +143,9 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
         sys.exit(queue_run(config, wait=wait))
     with pipeline.open_store(config) as store, StopSignals() as stop:
         report = pipeline.run(config, store, clock=utcnow, wait=wait, interrupt=stop.event)
+        alerts = source_alerts(config, store)
     if as_json:
-        emit(run_report(report, outbox=maildir_of(config)))
+        emit({**run_report(report, outbox=maildir_of(config)), "source_alerts": [a.as_json() for a in alerts]})
         if stop.signum is not None:
             sys.exit(stop.exit_code)
         sys.exit(report.exit_code)
@@ -160,6 +162,8 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
         console.print(f"nothing sent: {report.skipped}", markup=False)
     for problem in report.problems:
         err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
+    for alert in alerts:
+        err_console.print(Text.assemble(("alert:", "bold red"), " ", alert.line()), soft_wrap=True)
     if stop.signum is not None:
         stop.report()
         sys.exit(stop.exit_code)

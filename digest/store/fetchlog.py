@@ -50,6 +50,10 @@ class SourceReport:
     entries_stored: int
     history: tuple[FetchRecord, ...]  # newest first
 
+    def alert(self, after: int) -> bool:
+        """Whether the source has failed ``after`` (``[fetch] alert_after``) runs in a row or more."""
+        return self.failures >= after
+
 
 def log_fetch(conn: Connection, result: SourceResult, counts: tuple[int, int, int], now: dt.datetime) -> None:
     """Append ``result`` to the source's history inside the caller's transaction; trim old rows."""

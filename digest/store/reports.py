@@ -104,6 +104,27 @@ class ReportsMixin(StoreBase):
         # Newest first: by the issue's (first) week, which sorts as text ("2018-W02" < "2018-W10").
         return sorted(out, key=lambda s: (s.key, s.frozen_at), reverse=True)
 
+    def sent_per_minute(self, key: str) -> list[tuple[dt.datetime, int]]:
+        """Messages of issue ``key`` sent in each minute (UTC), from its first sent minute to its last.
+
+        Minutes without a send inside that span count 0; an issue nothing was sent of gives ``[]``.
+        Derived from the ``updated_at`` of its ``sent`` rows (a sent row is never updated again).
+        """
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t_deliveries.c.updated_at).where(
+                    t_deliveries.c.issue_key == key, t_deliveries.c.state == str(Delivery.SENT)
+                )
+            ).scalars()
+            minutes = Counter(when.astimezone(dt.UTC).replace(second=0, microsecond=0) for when in rows)
+        if not minutes:
+            return []
+        first, last = min(minutes), max(minutes)
+        span = int((last - first).total_seconds() // 60)
+        return [
+            (first + dt.timedelta(minutes=i), minutes.get(first + dt.timedelta(minutes=i), 0)) for i in range(span + 1)
+        ]
+
     def issue_report(self, key: str) -> IssueReport | None:
         """The report of issue ``key``, or None if it was never frozen."""
         summaries = self.issue_summaries()

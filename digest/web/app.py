@@ -22,6 +22,7 @@ from digest.errors import DigestError, SubscriberError
 from digest.placeholders import UNSUBSCRIBE_HELP
 from digest.web import assets, pages
 from digest.web.archive import ArchiveOptions, ArchiveSource, archive_routes
+from digest.web.dashboard import DashboardSource, dashboard_page
 from digest.web.forms import MAX_BODY, form_fields, is_one_click
 from digest.web.hosts import HostGuard
 from digest.web.seam import Backend, Preview
@@ -101,7 +102,9 @@ def create_app(
     the form on POST), ``/issues/{key}/{variant}.html`` (web versions),
     ``/unsubscribe-help`` (where a web version's unsubscribe link leads),
     ``/healthz``, and, when ``enable_preview``, the preview UI at ``/`` with
-    ``/preview/{week}/{variant}.{html,txt,eml}`` and ``/_fingerprint``.
+    ``/preview/{week}/{variant}.{html,txt,eml}`` and ``/_fingerprint``, and
+    ``/dashboard`` (issues, send rate, sources, subscribers) when the backend
+    is also a ``DashboardSource``.
     Without the preview those routes answer 404, for a public server.
     Every request whose ``Host`` is not ``base_url``'s host (and port) or a
     loopback name gets 400 (see ``hosts``).
@@ -177,7 +180,9 @@ def create_app(
             preview = await run_in_threadpool(backend.preview, week)
         except DigestError as exc:
             return _html(pages.preview_failed(title, str(exc), fingerprint), no_store=True)
-        page = pages.preview_page(title, preview, week=week, who=who, view=view, fingerprint=fingerprint)
+        page = pages.preview_page(
+            title, preview, week=week, who=who, view=view, fingerprint=fingerprint, dashboard=has_dashboard
+        )
         return _html(page, no_store=True)
 
     async def preview_message(request: Request) -> Response:
@@ -211,6 +216,12 @@ def create_app(
             return PlainTextResponse(str(exc), status_code=503, headers={"Cache-Control": "no-store"})
         return PlainTextResponse(value, headers={"Cache-Control": "no-store"})
 
+    async def dashboard(request: Request) -> Response:
+        assert isinstance(backend, DashboardSource)
+        values = await run_in_threadpool(backend.dashboard)
+        return _html(dashboard_page(title, values), no_store=True)
+
+    has_dashboard = enable_preview and isinstance(backend, DashboardSource)
     routes = [
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
@@ -231,6 +242,9 @@ def create_app(
             Route("/preview/{week}/{name}", preview_message, methods=["GET"]),
             Route("/_fingerprint", fingerprint, methods=["GET"]),
         ]
+    if has_dashboard:
+        # The dashboard names subscribers' counts and sources: the preview's, never the public server's.
+        routes.append(Route("/dashboard", dashboard, methods=["GET"]))
     app = Starlette(routes=routes)
     # Added first, so it runs inside SecurityHeaders: a refused Host still gets the headers.
     app.add_middleware(HostGuard, base_url=base_url)

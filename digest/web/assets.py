@@ -76,6 +76,52 @@ form.confirm button + button { margin-left: .5rem; }
 .stage { flex: 1; min-height: 0; padding: 1rem; display: flex; }
 .stage iframe { flex: 1; width: 100%; border: 1px solid var(--line); border-radius: 6px; background: #fff; }
 .stage.text iframe, .stage.source iframe { background: #fcfcfd; }
+
+/* Dashboard: inline SVG charts coloured by class (the CSP allows no inline style) */
+.dash main { max-width: 68rem; margin: 0 auto; padding: 1rem; }
+.dash .bar nav { margin-left: auto; font-size: .9rem; }
+.bar .dashlink { font-size: .9rem; white-space: nowrap; }
+.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: .9rem 1.2rem 1rem;
+  margin: 0 0 1rem; }
+.panel h2 { font-size: 1.05rem; margin: 0 0 .5rem; }
+.panel h3 { font-size: .9rem; margin: .25rem 0 .4rem; }
+.panel h2 small, .panel h3 small { color: var(--muted); font-weight: normal; font-size: .85rem; margin-left: .35rem; }
+.panel .empty, .panel .caption { color: var(--muted); font-size: .88rem; margin: .2rem 0 .5rem; }
+.panel .caption strong { color: var(--fg); }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5rem; }
+.legend { list-style: none; display: flex; flex-wrap: wrap; gap: .3rem 1rem; margin: 0 0 .5rem; padding: 0;
+  font-size: .8rem; color: var(--muted); }
+.legend li { display: flex; align-items: center; gap: .35rem; }
+.sw { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px; }
+svg.chart { display: block; height: auto; overflow: visible; }
+svg.chart text { font: 13px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: var(--fg); }
+svg.chart text.tick { font-size: 11px; fill: var(--muted); }
+svg.chart text.note { font-size: 12px; fill: var(--muted); }
+svg.chart text.note.warn, svg.chart text.st-word-partly-failed { fill: #b3261e; font-weight: 600; }
+svg.chart .axis { stroke: #9aa3b2; stroke-width: 1; }
+svg.chart .grid { stroke: var(--line); stroke-width: 1; stroke-dasharray: 3 3; }
+svg.chart .col { fill: var(--accent); }
+svg.chart .source.alert .name { fill: #b3261e; font-weight: 600; }
+.st-sent { fill: #2e7d4f; background: #2e7d4f; }
+.st-pending { fill: #9aa5b8; background: #9aa5b8; }
+.st-claimed { fill: #4f7fe0; background: #4f7fe0; }
+.st-failed-temporary { fill: #d8912a; background: #d8912a; }
+.st-failed-permanent { fill: #c0392b; background: #c0392b; }
+.st-unknown { fill: #8a56b0; background: #8a56b0; }
+.st-skipped { fill: #cdd3dd; background: #cdd3dd; }
+.st-none { fill: var(--line); }
+.fs-ok, .fs-ok rect { fill: #2e7d4f; background: #2e7d4f; }
+.fs-not_modified, .fs-not_modified rect { fill: #6d9c86; background: #6d9c86; }
+.fs-failed, .fs-failed rect { fill: #c0392b; background: #c0392b; }
+.fs-broken, .fs-broken rect { fill: #6e1a14; background: #6e1a14; }
+svg.chart .mark text { fill: #fff; font-size: 12px; font-weight: 600; }
+svg.chart rect.mark.none { fill: none; stroke: var(--line); stroke-dasharray: 3 2; }
+svg.chart .bar { fill: var(--accent); }
+svg.chart .bar.status-active { fill: #2e7d4f; }
+svg.chart .bar.status-unsubscribed { fill: #9aa5b8; }
+svg.chart .bar.status-bounced, svg.chart .bar.status-complained { fill: #c0392b; }
+svg.chart .bar.status-pending { fill: #d8912a; }
+@media (max-width: 700px) { .pair { grid-template-columns: 1fr; } }
 """
 
 PREVIEW_JS = """\

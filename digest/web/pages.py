@@ -196,8 +196,10 @@ def _meta(preview: Preview, choice: Choice, week_seg: str) -> str:
     return '<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
-def preview_page(site: str, preview: Preview, *, week: str | None, who: str, view: str, fingerprint: str) -> str:
-    """The preview UI for one issue, one variant or subscriber, and one view."""
+def preview_page(
+    site: str, preview: Preview, *, week: str | None, who: str, view: str, fingerprint: str, dashboard: bool = False
+) -> str:
+    """The preview UI for one issue, one variant or subscriber, and one view (and a link to the dashboard)."""
     site = preview.title or site
     week_seg = week or NEXT
     choice = choose(preview, who)
@@ -234,7 +236,8 @@ def preview_page(site: str, preview: Preview, *, week: str | None, who: str, vie
         f"<h1>{_e(site)} <small>preview</small></h1>\n"
         f"{_switcher(preview, week, choice, view)}\n"
         '<span id="status" class="status" aria-live="polite"></span>\n'
-        f"</header>\n{meta}\n{notices}{stage}\n</div>"
+        + ('<a class="dashlink" href="/dashboard">Dashboard</a>\n' if dashboard else "")
+        + f"</header>\n{meta}\n{notices}{stage}\n</div>"
     )
     attrs = f' data-fingerprint="{_e(fingerprint)}"'
     return layout(f"Preview {preview.issue_key} – {site}", body, body_attrs=attrs, script="/_static/preview.js")

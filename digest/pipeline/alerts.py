@@ -1,0 +1,37 @@
+"""Sources that keep failing: the ones ``[fetch] alert_after`` says a run's report calls out.
+
+Read from the store's per-source failure count (reset by a success), so a
+source is called out from its ``alert_after``-th failure in a row until it
+fetches again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from digest.config import Config
+from digest.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAlert:
+    """A source that has failed ``failures`` runs in a row, and why it failed last."""
+
+    source: str
+    failures: int
+    last_error: str
+
+    def line(self) -> str:
+        """One line for the report: ``NAME: failed 3 runs in a row (HTTP 503)``."""
+        why = f" ({self.last_error})" if self.last_error else ""
+        return f"{self.source}: failed {self.failures} runs in a row{why}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "consecutive_failures": self.failures, "last_error": self.last_error or None}
+
+
+def source_alerts(config: Config, store: Store) -> list[SourceAlert]:
+    """The configured sources that have failed ``config.fetch.alert_after`` runs in a row or more, in config order."""
+    reports = store.source_reports([s.name for s in config.sources], history=0)
+    return [SourceAlert(r.name, r.failures, r.last_error) for r in reports if r.alert(config.fetch.alert_after)]
