@@ -277,3 +277,30 @@ def test_build_fills_a_personal_subject_everywhere(site: Path) -> None:
     assert f'<p class="subject">Hello {name}, Cyber Weekly for {name}</p>' in index
     for path in out.iterdir():
         assert re.search(rb"X[0-9a-f]{32}|DIGESTx", path.read_bytes()) is None, path.name
+
+
+def test_send_on_an_empty_week_names_the_newest_week_with_entries(site: Path) -> None:
+    for args in (("send", "--week", "2018-W09"), ("send", "--week", "2018-W09", "--dry-run")):
+        result = invoke(*args)
+        assert result.exit_code == 1
+        line = one_line(result.stderr)
+        assert (
+            line
+            == "error: no entries in 2018-W09; the newest week with entries is 2018-W03 (digest send --week 2018-W03)"
+        )
+        assert result.stdout == ""
+    assert not (site / "outbox").exists()
+    # The week it names builds.
+    assert invoke("build", "--week", "2018-W03", "--out", "out").exit_code == 0
+
+
+def test_build_with_nothing_stored_says_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "empty"
+    assert invoke("init", str(folder)).exit_code == 0
+    monkeypatch.chdir(folder)
+    result = invoke("build", "--week", "2018-W02", "--out", "out")
+    assert result.exit_code == 1
+    assert (
+        one_line(result.stderr)
+        == "error: no entries in 2018-W02; no entries are stored yet (digest fetch gathers them)"
+    )
