@@ -6,13 +6,21 @@ N ?=
 
 .PHONY: demo test bench lint venv system clean
 
-$(BIN)/digest: pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+# Two installs into the one .venv: what digest itself needs (the demo), and that plus the
+# test and dev tools (tests, lint, bench). Each is redone when pyproject.toml changes.
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
-	touch $(BIN)/digest
 
-venv: $(BIN)/digest
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $(VENV)/.installed $@
+
+venv: $(VENV)/.installed-dev
 
 # Browser tests drive Debian's Chromium; the store tests also run against a throwaway
 # PostgreSQL 15 server; the bounce tests read an IMAP folder on a throwaway Dovecot. Install what is missing when we may (root), else say what to install.
@@ -25,7 +33,7 @@ system:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
 	  else echo "missing system packages: apt-get install $(SYSTEM_PKGS)" >&2; exit 1; fi; fi
 
-demo: venv
+demo: $(VENV)/.installed
 	$(BIN)/digest demo
 
 test: venv system

@@ -34,6 +34,7 @@ from digest.configcheck import (
     check_base_url,
     check_cidr,
     check_database,
+    check_folder,
     check_port,
     check_readable_file,
     check_single_line,
@@ -103,7 +104,7 @@ class DigestSettings:
     min_entries: int = setting(1, INT, ge=0)
     secret: str = setting("", STR, env="DIGEST_SECRET")
     list_id: str = setting("", STR, check=_list_id)
-    templates: Path | None = setting(None, STR, check=optional_path)
+    templates: Path | None = setting(None, STR, check=check_folder)
     subscribers: Path | None = setting(None, STR, check=optional_path)
     editions: Path | None = setting(None, STR, check=optional_path)
 

@@ -107,6 +107,14 @@ def optional_path(r: Reader, where: str, value: str) -> Path | None:
     return r.local_path(value) if value.strip() else None
 
 
+def check_folder(r: Reader, where: str, value: str) -> Path | None:
+    """A path (or ``None`` for ``""``) that names an existing folder: named on purpose, so never silently ignored."""
+    path = optional_path(r, where, value)
+    if path is not None and not path.is_dir():
+        raise ValueError(f"no such folder: {path}")
+    return path
+
+
 def check_readable_file(r: Reader, where: str, value: str) -> Path | None:
     """A path (or ``None`` for ``""``) that names a readable file now, not at the first message."""
     path = optional_path(r, where, value)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import mailbox
+import os
+import shlex
 import shutil
+import sys
 from pathlib import Path
 from types import TracebackType
 
@@ -75,6 +78,32 @@ def _fresh_folder(directory: Path) -> None:
     (directory / MARKER).write_text("made by digest demo; safe to delete\n", encoding="utf-8")
 
 
+def shell_path(path: Path, cwd: Path) -> str:
+    """``path`` as a shell word, relative to ``cwd`` when under it (``demo/digest.toml``), else absolute."""
+    try:
+        rel = path.relative_to(cwd)
+    except ValueError:
+        return shlex.quote(str(path))
+    text = str(rel)
+    # A bare name would be looked up on PATH, not in the folder.
+    return shlex.quote(text if os.sep in text else f".{os.sep}{text}")
+
+
+def program(cwd: Path) -> str:
+    """How to run ``digest`` from ``cwd`` as this process was run: ``digest`` when it is on PATH, else its path.
+
+    After ``make demo`` the command lives in ``.venv/bin/``, which is not on
+    PATH until the venv is activated, so the printed commands name it.
+    """
+    script = Path(sys.executable).with_name("digest")
+    found = shutil.which("digest")
+    if found is not None and (not script.exists() or Path(found).resolve() == script.resolve()):
+        return "digest"
+    if script.exists():
+        return shell_path(script.absolute(), cwd)
+    return f"{shlex.quote(sys.executable)} -m digest"
+
+
 def run_demo(directory: Path, console: Console, *, now: dt.datetime | None = None) -> int:
     """Run the demo into ``directory``; returns the exit code."""
     directory = directory.resolve()
@@ -112,5 +141,7 @@ def run_demo(directory: Path, console: Console, *, now: dt.datetime | None = Non
     )
     console.print(f"\n{count} message(s) in {outbox}/new/")
     console.print(f"rendered issue: {paths[0]}")
-    console.print(f"live preview:   digest --config {directory / 'digest.toml'} preview --week {DEMO_WEEK}")
+    cwd = Path.cwd()
+    command = f"{program(cwd)} --config {shell_path(directory / 'digest.toml', cwd)} preview --week {DEMO_WEEK}"
+    console.print(f"live preview:   {command}", markup=False)
     return 1 if summary.failed else 0

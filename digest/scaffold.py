@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
@@ -34,10 +35,18 @@ def _files(root: Traversable, rel: PurePosixPath) -> Iterator[tuple[Traversable,
             yield child, rel / child.name
 
 
-def scaffold(directory: Path) -> list[Path]:
+@dataclass(frozen=True, slots=True)
+class Scaffolded:
+    """What ``scaffold`` did: the files it ``made`` and the existing ones it ``kept`` as they were."""
+
+    made: tuple[Path, ...]
+    kept: tuple[Path, ...]
+
+
+def scaffold(directory: Path) -> Scaffolded:
     """Create ``digest.toml``, ``templates/``, ``subscribers/`` and ``sources/`` in ``directory``.
 
-    Existing files are never overwritten; the returned list holds what was created.
+    Existing files are never overwritten: they are listed as kept.
     """
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"{directory}: exists and is not a folder")
@@ -49,8 +58,10 @@ def scaffold(directory: Path) -> list[Path]:
     plan += [(data / name, directory / "sources" / name) for name in SAMPLE_SOURCES]
     plan += [(src, directory / "templates" / rel) for src, rel in _files(template_root(), PurePosixPath())]
     made: list[Path] = []
+    kept: list[Path] = []
     for src, dest in plan:
         if dest.exists():
+            kept.append(dest)
             continue
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -58,4 +69,4 @@ def scaffold(directory: Path) -> list[Path]:
         except OSError as exc:
             raise ConfigError(f"{exc.filename or dest}: cannot create: {exc.strerror or exc}") from exc
         made.append(dest)
-    return made
+    return Scaffolded(tuple(made), tuple(kept))

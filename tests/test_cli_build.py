@@ -102,7 +102,7 @@ def test_build_writes_every_variant_and_touches_no_state(site: Path) -> None:
     index = (out / "index.html").read_text(encoding="utf-8")
     for variant in VARIANTS:
         assert f'href="2018-W02.{variant}.eml"' in index
-    assert "7 entries in 4 sections; 4 variant(s)" in index
+    assert "7 entries in 4 sections · 4 variants" in index
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -201,7 +201,9 @@ def test_an_empty_week_builds_nothing(site: Path) -> None:
     result = invoke("build", "--week", "2017-W10", "--out", "out")
     assert result.exit_code == 1
     line = one_line(result.stderr)
-    assert "2017-W10 has 0 entries" in line and "min_entries" in line
+    assert (
+        line == "error: no entries in 2017-W10; the newest week with entries is 2018-W03 (digest build --week 2018-W03)"
+    )
     assert result.stdout == ""
     assert not (site / "out").exists()
 
@@ -272,6 +274,33 @@ def test_build_fills_a_personal_subject_everywhere(site: Path) -> None:
     msg = parse((out / "2018-W02.all.eml").read_bytes())
     name = msg["To"].addresses[0].display_name
     assert name and str(msg["Subject"]) == f"Hello {name}, Cyber Weekly for {name}"
-    assert f"<small>Hello {name}, Cyber Weekly for {name}</small>" in index
+    assert f'<p class="subject">Hello {name}, Cyber Weekly for {name}</p>' in index
     for path in out.iterdir():
         assert re.search(rb"X[0-9a-f]{32}|DIGESTx", path.read_bytes()) is None, path.name
+
+
+def test_send_on_an_empty_week_names_the_newest_week_with_entries(site: Path) -> None:
+    for args in (("send", "--week", "2018-W09"), ("send", "--week", "2018-W09", "--dry-run")):
+        result = invoke(*args)
+        assert result.exit_code == 1
+        line = one_line(result.stderr)
+        assert (
+            line
+            == "error: no entries in 2018-W09; the newest week with entries is 2018-W03 (digest send --week 2018-W03)"
+        )
+        assert result.stdout == ""
+    assert not (site / "outbox").exists()
+    # The week it names builds.
+    assert invoke("build", "--week", "2018-W03", "--out", "out").exit_code == 0
+
+
+def test_build_with_nothing_stored_says_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "empty"
+    assert invoke("init", str(folder)).exit_code == 0
+    monkeypatch.chdir(folder)
+    result = invoke("build", "--week", "2018-W02", "--out", "out")
+    assert result.exit_code == 1
+    assert (
+        one_line(result.stderr)
+        == "error: no entries in 2018-W02; no entries are stored yet (digest fetch gathers them)"
+    )

@@ -386,3 +386,80 @@ def test_init_fetch_entries_as_a_subprocess(tmp_path: Path) -> None:
     listed = run("entries", "--json", "--source", "AI Watch", cwd=folder)
     assert listed.returncode == 0, listed.stderr
     assert [json.loads(line)["theme"] for line in listed.stdout.splitlines()] == ["AI & tech competition"] * 3
+
+
+# --- as a new editor meets them ------------------------------------------------------
+
+
+def test_init_says_which_files_it_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "again"
+    assert invoke("init", str(folder)).exit_code == 0
+    (folder / "digest.toml").write_text('[digest]\ntitle = "Mine"\n', encoding="utf-8")
+    (folder / "templates" / "subject.txt.j2").unlink()
+
+    result = invoke("init", str(folder))
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"kept {folder / 'digest.toml'} (exists; not overwritten)" in lines
+    assert f"created {folder / 'templates' / 'subject.txt.j2'}" in lines
+    kept = [line for line in lines if line.startswith("kept ")]
+    assert f"kept {folder / 'templates' / 'subject.txt.j2'} (exists; not overwritten)" not in kept
+    assert len(kept) == len([p for p in folder.rglob("*") if p.is_file()]) - 1
+    assert (folder / "digest.toml").read_text(encoding="utf-8") == '[digest]\ntitle = "Mine"\n'
+
+
+def test_entries_of_one_week_and_one_theme(fetched: Path) -> None:
+    week = entries_json("--week", "2018-W02")
+    assert week and {r["week"] for r in week} == {"2018-W02"}
+    assert len(week) == 7
+    cyber = entries_json("--theme", "Cybersecurity")
+    assert cyber and {r["theme"] for r in cyber} == {"Cybersecurity"}
+    both = entries_json("--week", "2018-W02", "--theme", "cybersecurity")  # case aside
+    assert {r["id"] for r in both} == {r["id"] for r in week if r["theme"] == "Cybersecurity"}
+    assert entries_json("--week", "2018-W09") == []
+    # The filters narrow the table the same way.
+    table = invoke("entries", "--week", "2018-W02", "--theme", "Cybersecurity")
+    assert table.exit_code == 0 and f"{len(both)} entries" in table.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--theme", "Cyber"), ["--theme", "'Cyber'", "Cybersecurity", "AI & tech competition", "Other"]),
+        (("--theme", "<script>"), ["--theme", "'<script>'", "themes:"]),
+        (("--week", "2018-W54"), ["--week", "2018-W54"]),
+        (("--week", "next"), ["--week", "next"]),
+    ],
+    ids=["unknown-theme", "hostile-theme", "no-such-week", "not-a-week"],
+)
+def test_entries_bad_filters_exit_2_naming_what_is_known(
+    fetched: Path, args: tuple[str, ...], words: list[str]
+) -> None:
+    result = invoke("entries", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    line = result.stderr.strip()
+    assert "\n" not in line
+    for word in words:
+        assert word in line
+
+
+def test_entries_read_well_on_an_80_column_terminal(fetched: Path) -> None:
+    exe = Path(sys.executable).with_name("digest")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(fetched), "NO_COLOR": "1", "COLUMNS": "80"}
+    ran = subprocess.run([str(exe), "entries"], cwd=fetched, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert not any(line != line.rstrip() for line in lines), "no padding after the text"
+    assert not any(ch in ran.stdout for ch in "┃│┏━"), "no table borders to break"
+    assert lines[-1] == "17 entries"
+    # Every title is there in full, wrapped at words under its date.
+    stored = [r["title"] for r in entries_json()]
+    body = " ".join(line.strip() for line in lines)
+    for title in stored:
+        assert " ".join(title.split()) in body, title
+    dated = [line for line in lines if re.match(r"  \d{4}-\d\d-\d\d  \S", line)]
+    assert len(dated) == 17
+    assert any(re.fullmatch(r"\d{4}-W\d\d", line) for line in lines)

@@ -99,6 +99,7 @@ def test_every_settings_field_has_a_spec() -> None:
 def test_every_key_is_read(tmp_path: Path) -> None:
     key = tmp_path / "dkim.pem"
     key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    (tmp_path / "tpl").mkdir()  # a templates folder named in the config must exist
     text = """
         [digest]
         title = " Cyber Weekly "
@@ -770,3 +771,29 @@ def test_any_value_for_any_key_loads_or_is_one_config_error(tmp_path: Path, tabl
             check_sending(config)
         except ConfigError as exc:
             assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("tpl", True), ("", True), ("missing", False), ("dkim.pem", False), ("../../../nonexistent\u0000x", False)],
+    ids=["folder", "empty-is-default", "missing", "a-file", "hostile"],
+)
+def test_a_named_templates_folder_must_exist(tmp_path: Path, value: str, ok: bool) -> None:
+    (tmp_path / "tpl").mkdir()
+    (tmp_path / "dkim.pem").write_text("x\n")
+    path = tmp_path / "digest.toml"
+    path.write_text(f'[digest]\ntitle = "T"\ntemplates = {json.dumps(value)}\n', encoding="utf-8")
+    if ok:
+        config = load_config(path)
+        assert config.templates_dir == (tmp_path / value if value else tmp_path / "templates")
+        return
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}: digest.templates: " in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_the_default_templates_folder_may_be_absent(tmp_path: Path) -> None:
+    path = tmp_path / "digest.toml"
+    path.write_text('[digest]\ntitle = "T"\n', encoding="utf-8")
+    assert not load_config(path).templates_dir.exists()

@@ -279,7 +279,9 @@ def test_text_lines_fit_72_columns(renderer: Renderer) -> None:
     text = renderer.render_variant(rich_issue(), None).text
     assert "[3] https://example.org/" + "very-long-path/" * 8 in text
     assert re.search(r"about AI \[1\]", text)
-    assert text.index("\nLinks\n") > text.index("Unsubscribe: ")
+    # The numbered links belong to the issue: they come before the footer, not after it.
+    assert text.index("[3] https://example.org/") < text.index("\nLinks\n") + 200 < text.index("Unsubscribe: ")
+    assert text.index("\nLinks\n") < text.rindex("-" * 72) < text.index("Unsubscribe: ")
 
 
 def test_wrap_never_breaks_urls() -> None:
@@ -486,3 +488,40 @@ def test_external_stylesheets_are_never_fetched(tmp_path: Path) -> None:
     (tmp_path / "digest.html.j2").write_text(html.replace("</head>", link, 1), encoding="utf-8")
     rendered = stable(settings(templates_dir=tmp_path)).render_variant(w02(), None)
     assert "color:#123456" in rendered.html
+
+
+@pytest.mark.parametrize(
+    ("summary", "shown"),
+    [
+        # A headline that is the whole first sentence: the summary goes on after it.
+        ("China’s digital economy is a force to be reckoned with. It now leads.", "It now leads."),
+        ("Is this the end? Not yet.", "Not yet."),
+        # A clause or a cut headline: the summary is shown whole, never the rest of a split sentence.
+        (
+            "Relations in cyberspace in 2016 will be defined by three key policies: attribution, sanctions and "
+            "norms, each discussed at length in what follows here. More.",
+            "Relations in cyberspace in 2016 will be defined by three key policies: attribution, sanctions and "
+            "norms, each discussed at length in what follows here. More.",
+        ),
+        ("word " * 60 + "end.", ("word " * 60 + "end.").strip()),
+        # Hostile: a full stop with no space after it ends no sentence: the one sentence is the headline.
+        ("Short one.Then glued on.", ""),
+    ],
+    ids=["sentence", "question", "clause", "cut", "glued"],
+)
+def test_a_derived_headline_never_splits_a_sentence(renderer: Renderer, summary: str, shown: str) -> None:
+    from digest.sources.text import derive_title
+
+    title = derive_title(summary)
+    entry = Entry(
+        id="derived",
+        source="Listing",
+        title=title,
+        summary=summary,
+        published=dt.datetime(2018, 1, 10, 9, tzinfo=TZ),
+        title_derived=True,
+    )
+    html = renderer.render_variant(make_issue([entry], [IsoWeek(2018, 2)]), None).html
+    doc = lxml_html.fromstring(html)
+    assert [h.text_content() for h in doc.xpath("//h3[@class='headline']")] == [title]
+    assert [p.text_content() for p in doc.xpath("//p[@class='summary']")] == ([shown] if shown else [])

@@ -142,7 +142,9 @@ def test_sample_summaries_are_clean_and_titles_derived() -> None:
     assert not any(a.name in e.summary for e in entries[1:4] for a in e.authors)
     for e in entries:
         assert e.title_derived
-        assert 0 < len(e.title) <= 91
+        # At most the limit, or a whole first sentence of up to twice the limit.
+        assert 0 < len(e.title) <= 181
+        assert len(e.title) <= 91 or e.summary.startswith(e.title + ".")
         _assert_no_mid_word_cut(e.title, e.summary)
     assert entries[3].title == "China’s digital economy is a force to be reckoned with"
     assert len({e.id for e in entries}) == 10
@@ -201,7 +203,30 @@ def test_derive_title_rules() -> None:
     assert title.endswith("…") and len(title) <= 91 and title[:-1].split() == ["word"] * len(title[:-1].split())
     # Never cut inside a word, and no ellipsis when nothing was cut.
     assert derive_title("x" * 120) == "x" * 120
-    assert derive_title("Supercalifragilistic " + "y" * 100) == "Supercalifragilistic…"
+    assert derive_title("Supercalifragilistic " + "y" * 200) == "Supercalifragilistic…"
+
+
+def test_a_derived_headline_is_a_whole_sentence_or_a_clause() -> None:
+    # A long sentence gives its opening clause up to a colon, semicolon or dash ...
+    policies = (
+        "Relations in cyberspace in 2016 will be defined by three key policies: attribution, sanctions and norms."
+    )
+    assert derive_title(policies + " More.") == "Relations in cyberspace in 2016 will be defined by three key policies"
+    dash = "The question for diplomats is how to engage China in global governance — goals the " + "word " * 20
+    assert derive_title(dash) == "The question for diplomats is how to engage China in global governance"
+    # ... else the whole sentence, however the limit falls, up to twice the limit.
+    since = "Since China joined the internet in 1994, China-US cyber relations have gone through three stages."
+    assert derive_title(since + " What next?") == since[:-1]
+    # A long enough clause may end at a comma ...
+    tencent = "This week, tech giants Tencent, Alibaba and Baidu took the competition to the U.S., " + "word " * 30
+    assert derive_title(tencent) == "This week, tech giants Tencent, Alibaba and Baidu took the competition to the U.S."
+    # ... but a list's first comma is no clause: "This week, giants Tencent" is not a headline.
+    short = "This week, giants Tencent, Alibaba and Baidu took on the " + "word " * 40
+    assert derive_title(short).startswith("This week, giants Tencent, Alibaba and Baidu took on the word")
+    assert derive_title(short).endswith("…")
+    # Hostile: no sentence end, marks in odd places, nothing but punctuation.
+    assert 0 < len(derive_title(": ; — , " * 40)) <= 181
+    assert derive_title("a" * 500) == "a" * 500
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +20,30 @@ from digest.cli.base import (
     err_console,
     handle_errors,
     parse_date,
+    parse_week,
     pass_ctx,
     pipeline,
     utcnow,
 )
 from digest.config import Config
+from digest.configspec import did_you_mean
 from digest.errors import ConfigError
-from digest.models import FetchStatus, SourceResult
+from digest.models import OTHER_THEME, Entry, FetchStatus, IsoWeek, SourceResult
 
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @handle_errors
 def init(directory: Path) -> None:
-    """Scaffold a working folder: digest.toml, templates/, subscribers/, sample sources."""
+    """Scaffold a working folder: digest.toml, templates/, subscribers/, sample sources. Never overwrites a file."""
     from digest.scaffold import scaffold
 
-    made = scaffold(directory)
+    done = scaffold(directory)
     # Paths are printed as they are: a folder named like "[x]" is not console markup.
-    for path in made:
+    for path in done.made:
         console.print(f"created {path}", markup=False)
+    for path in done.kept:
+        console.print(f"kept {path} (exists; not overwritten)", markup=False)
     console.print(f"\nNext: cd {directory} && digest fetch && digest preview", markup=False)
 
 
@@ -150,39 +155,82 @@ def fetch_line_to_dict(line: pipeline.FetchLine) -> dict[str, Any]:
 
 @cli.command()
 @click.option("--since", help="Only entries published on or after this date (YYYY-MM-DD).")
+@click.option("--week", help="Only entries of this ISO week, like 2018-W02.")
 @click.option("--source", "source_name", help="Only entries of this source.")
+@click.option("--theme", help="Only entries of this theme.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one entry per line.")
 @pass_ctx
 @handle_errors
-def entries(ctx: Context, since: str | None, source_name: str | None, as_json: bool) -> None:
+def entries(
+    ctx: Context, since: str | None, week: str | None, source_name: str | None, theme: str | None, as_json: bool
+) -> None:
     """List stored entries with their theme and week."""
     from digest.codec import entry_to_dict
 
     config = ctx.config
+    tz = config.digest.tz
     day = parse_date(since, "--since")
-    start = dt.datetime.combine(day, dt.time(), tzinfo=config.digest.tz) if day else None
+    start = dt.datetime.combine(day, dt.time(), tzinfo=tz) if day else None
+    until = None
+    picked = parse_week(week)
+    if picked is not None:
+        week_start, until = IsoWeek.parse(picked).bounds(tz)
+        start = max(start, week_start) if start else week_start
     if source_name is not None and source_name not in {s.name for s in config.sources}:
         raise ConfigError(f"--source: no source named {source_name!r} in {config.path}")
+    theme = known_theme(config, theme)
     with pipeline.open_store(config) as store:
-        listed = store.entries(since=start, source=source_name)
-        rows = pipeline.describe(config, listed)
+        listed = store.entries(since=start, until=until, source=source_name)
+        rows = [row for row in pipeline.describe(config, listed) if theme is None or row[1] == theme]
+        listed = [entry for entry, _, _ in rows]
         found = pipeline.credits(config, store, listed) if as_json else {}
         issued = store.entry_issues() if as_json else {}
     if as_json:
         out = sys.stdout
-        for entry, theme, week in rows:
-            data = entry_to_dict(entry, theme=theme, week=week)
+        for entry, theme_of, week_of in rows:
+            data = entry_to_dict(entry, theme=theme_of, week=week_of)
             credit = found.get(entry.id)
             data["sources"] = list(credit.sources if credit else entry.sources)
             data["duplicate_of"] = credit.duplicate_of if credit else None
             data["issue"] = issued.get(entry.id)  # the issue it went out in, or null
             out.write(json.dumps(data, ensure_ascii=False) + "\n")
         return
-    table = Table()
-    for col in ("week", "theme", "published", "source", "title"):
-        table.add_column(col)
+    print_entries(config, rows)
+
+
+def known_theme(config: Config, theme: str | None) -> str | None:
+    """``--theme`` as the config spells it (case aside); an unknown theme is a usage error naming the known ones."""
+    if theme is None:
+        return None
+    names = [t.name for t in config.themes] + [OTHER_THEME]
+    for name in names:
+        if name.casefold() == theme.strip().casefold():
+            return name
+    raise ConfigError(f"--theme: no theme named {theme!r}{did_you_mean(theme, names)}; themes: {', '.join(names)}")
+
+
+def print_entries(config: Config, rows: list[tuple[Entry, str, IsoWeek]]) -> None:
+    """Entries under a heading per week: the date, then the title (wrapped, never cut) over its theme and source.
+
+    A title gets the width of the terminal less the date (some 65 columns of
+    80); a table of five boxed columns squeezed it into a strip of a few
+    words a line. Lines are wrapped here, at words, with no padding after them.
+    """
+    indent = " " * (2 + 10 + 2)
+    width = max(console.width - len(indent), 20)
+    shown: IsoWeek | None = None
     for entry, theme, week in rows:
+        if week != shown:
+            if shown is not None:
+                console.print()
+            console.print(Text(str(week), style="bold"))
+            shown = week
         when = entry.when().astimezone(config.digest.tz).strftime("%Y-%m-%d")
-        table.add_row(str(week), Text(theme), when, Text(entry.source), Text(entry.title))
-    console.print(table)
+        # Titles, themes and source names are the feeds' and the config's words: plain Text, never markup.
+        lines = textwrap.wrap(entry.title, width, break_on_hyphens=False) or ["(untitled)"]
+        console.print(Text(f"  {when}  {lines[0]}"))
+        for line in lines[1:]:
+            console.print(Text(indent + line))
+        for line in textwrap.wrap(f"{theme} · {entry.source}", width, break_on_hyphens=False):
+            console.print(Text(indent + line, style="dim"))
     console.print(f"{len(rows)} entries")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.text import Text
 
+from digest import grouping
 from digest.cli.base import (
     Context,
     StopSignals,
@@ -48,6 +49,8 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     with pipeline.open_store(config) as store:
         planned = pipeline.plan_issue(config, store, weeks)
         issue = planned.issue
+        if not issue.entries:
+            raise pipeline.no_entries(config, store, issue.key, "build")
         pipeline.check_size(config, issue)
         built = pipeline.build(config, store, issue, utcnow())
     try:
@@ -105,19 +108,25 @@ def send(
         queue_send(config, weeks, wait=wait, retry_failed=retry_failed, resend_unknown=resend_unknown)
         return
     with pipeline.open_store(config) as store, SendProgress() as progress, StopSignals() as stop:
-        summary = pipeline.send_issue(
-            config,
-            store,
-            weeks,
-            clock=utcnow,
-            dry_run=dry_run,
-            wait=wait,
-            retry_failed=retry_failed,
-            progress=progress,
-            resend_unknown=resend_unknown,
-            accept_list_change=accept_list_change,
-            interrupt=stop.event,
-        )
+        try:
+            summary = pipeline.send_issue(
+                config,
+                store,
+                weeks,
+                clock=utcnow,
+                dry_run=dry_run,
+                wait=wait,
+                retry_failed=retry_failed,
+                progress=progress,
+                resend_unknown=resend_unknown,
+                accept_list_change=accept_list_change,
+                interrupt=stop.event,
+            )
+        except pipeline.TooFewEntries as exc:
+            if isinstance(exc, pipeline.IssueHeld):
+                raise
+            # An empty week: say which week has entries, with the command that sends it.
+            raise pipeline.no_entries(config, store, grouping.issue_key(weeks), "send") from exc
     if as_json:
         emit(send_report(summary, dry_run=dry_run, outbox=maildir_of(config)))
     else:

@@ -152,6 +152,25 @@ def build(config: Config, store: Store, issue: Issue, now: dt.datetime) -> Built
     return Built(issue, variants, aud, now, aud.problems)
 
 
+def newest_week(config: Config, store: Store) -> IsoWeek | None:
+    """The latest week that has stored entries, or ``None`` when nothing is stored."""
+    latest = store.latest_entry()
+    return None if latest is None else IsoWeek.of(latest.when(), config.digest.tz)
+
+
+def no_entries(config: Config, store: Store, key: str, command: str) -> TooFewEntries:
+    """The error of ``digest build`` or ``send`` for an issue with no entries, naming where the entries are.
+
+    "no entries in 2018-W09; the newest week with entries is 2018-W03 (digest build --week 2018-W03)".
+    """
+    newest = newest_week(config, store)
+    if newest is None:
+        hint = "no entries are stored yet (digest fetch gathers them)"
+    else:
+        hint = f"the newest week with entries is {newest} (digest {command} --week {newest})"
+    return TooFewEntries(f"no entries in {key}; {hint}")
+
+
 def check_size(config: Config, issue: Issue) -> None:
     """Raise unless ``issue`` goes out: ``TooFewEntries`` when empty, ``IssueHeld`` when thin.
 
@@ -280,20 +299,54 @@ def write_build(config: Config, built: Built, out: Path) -> list[Path]:
     return written
 
 
+#: The look of ``index.html``: inline, so the page opens from disk with nothing else beside it.
+_INDEX_CSS = """
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2933;background:#f4f6f9;margin:0}
+main{max-width:46rem;margin:2.5rem auto;padding:0 1rem}
+h1{font-size:1.6rem;margin:0 0 .25rem}
+.meta{color:#52606d;margin:0 0 1.5rem}
+ul{list-style:none;padding:0;margin:0}
+li{background:#fff;border:1px solid #d9e2ec;border-radius:8px;padding:1rem 1.25rem;margin:0 0 .75rem}
+.themes{font-size:1.1rem;font-weight:600;color:#0b4f8a;text-decoration:none}
+.themes:hover{text-decoration:underline}
+.subject{margin:.25rem 0;color:#1f2933}
+.who{color:#52606d;font-size:.9rem}
+li p{margin:.25rem 0}
+.files{margin:.5rem 0 0}
+.files a{color:#0b4f8a;margin-right:1rem;font-size:.9rem}
+"""
+
+
 def _index_html(built: Built, rows: list[tuple[str, tuple[str, ...], str, int]]) -> str:
+    """A page of the build's variants: per variant its themes (linking its HTML), subject, audience and files.
+
+    Every value (title, themes, subjects: the config's and the feeds' words) is escaped.
+    """
     import html as h
 
-    stem = h.escape(built.issue.key)
-    items = "\n".join(
-        f'<li><a href="{stem}.{h.escape(k)}.html">{h.escape(", ".join(themes) or k)}</a>'
-        f' — {n} subscriber(s) · <a href="{stem}.{h.escape(k)}.txt">text</a>'
-        f' · <a href="{stem}.{h.escape(k)}.eml">.eml</a><br><small>{h.escape(subject)}</small></li>'
-        for k, themes, subject, n in rows
-    )
+    issue = built.issue
+    stem = h.escape(issue.key, quote=True)
+
+    def item(key: str, themes: tuple[str, ...], subject: str, n: int) -> str:
+        base = f"{stem}.{h.escape(key, quote=True)}"
+        who = "no subscriber yet" if n == 0 else f"{n} subscriber{'s' if n != 1 else ''}"
+        return (
+            f'<li><a class="themes" href="{base}.html">{h.escape(", ".join(themes) or "All themes")}</a>'
+            f'<p class="subject">{h.escape(subject)}</p>'
+            f'<p class="who">{who} · variant <code>{h.escape(key)}</code></p>'
+            f'<p class="files"><a href="{base}.html">HTML</a><a href="{base}.txt">Text</a>'
+            f'<a href="{base}.eml">Message (.eml)</a></p></li>'
+        )
+
+    items = "\n".join(item(*row) for row in rows)
+    title = f"{h.escape(issue.title)} · {stem}"
+    entries, sections = len(issue.entries), len(issue.sections)
     return (
-        f"<!doctype html><meta charset=utf-8><title>{h.escape(built.issue.title)} {h.escape(built.issue.key)}</title>"
-        f"<body style='font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto'>"
-        f"<h1>{h.escape(built.issue.title)} · {h.escape(built.issue.key)}</h1>"
-        f"<p>{len(built.issue.entries)} entries in {len(built.issue.sections)} sections; "
-        f"{len(rows)} variant(s).</p><ul>{items}</ul></body>"
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_INDEX_CSS}</style></head>\n"
+        f"<body><main><h1>{title}</h1>"
+        f'<p class="meta">{entries} entr{"ies" if entries != 1 else "y"} in {sections} section'
+        f"{'s' if sections != 1 else ''} · {len(rows)} variant{'s' if len(rows) != 1 else ''}</p>"
+        f"<ul>\n{items}\n</ul></main></body></html>\n"
     )

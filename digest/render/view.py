@@ -155,18 +155,25 @@ def format_authors(authors: Sequence[Author]) -> str:
 
 
 def _blurb(entry: Entry) -> str:
-    """The summary to show under the headline, without repeating a title made from it."""
+    """The summary to show under the headline, without repeating a title made from it.
+
+    A title that is the summary's whole first sentence is not repeated: the
+    summary goes on after it. A title that is only part of a sentence (a
+    clause, or cut with "…") leaves the summary whole, so no sentence starts
+    in the headline and ends in the summary.
+    """
     summary = " ".join(entry.summary.split())
-    if not entry.title_derived:
+    if not entry.title_derived or entry.title.endswith("…"):
         return summary
-    stem = entry.title.rstrip("…").rstrip(". ").strip()
-    if stem and summary.startswith(stem):
-        rest = summary[len(stem) :].lstrip(".?! ")
-        if not rest:
-            return ""
-        # A title cut mid-sentence continues with an ellipsis.
-        return rest if entry.title.endswith((".", "?", "!")) else "…" + rest
-    return summary
+    stem = entry.title.rstrip(". ").strip()
+    if not stem or not summary.startswith(stem):
+        return summary
+    rest = summary[len(stem) :]
+    # The title ended where the sentence ends: at its own "?"/"!", or the summary's next mark ends it.
+    ended = stem.endswith(("?", "!", "…")) or re.match(r"[.?!…]+(?:\s|$)", rest) is not None
+    if not ended or (rest and not re.match(r"[.?!…]*(?:\s|$)", rest)):
+        return summary
+    return rest.lstrip(".?!… ")
 
 
 def carried_label(own: IsoWeek, issue_weeks: Sequence[IsoWeek]) -> str:

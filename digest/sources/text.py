@@ -164,17 +164,49 @@ def headline(title: str, summary: str, fallback: str) -> tuple[str, bool]:
     return (derive_title(summary) if summary else fallback), True
 
 
-def derive_title(summary: str, limit: int = 90) -> str:
-    """A headline for an entry without one, made from its summary.
+#: Where a clause of a long first sentence ends: a semicolon, colon or dash (strong), or a comma (weak).
+_STRONG_END = re.compile(r"(?:[;:]|\s[-–—])(?=\s)")
+_COMMA_END = re.compile(r",(?=\s)")
 
-    The first sentence, without its final full stop. When that is longer
-    than ``limit`` characters it is cut at the last word boundary within the
-    limit (never inside a word), trailing punctuation and dangling little
-    words ("the", "of") are dropped, and "…" marks the cut.
+
+def _clause(sentence: str, mark: re.Pattern[str], limit: int, shortest: int) -> str | None:
+    """The longest opening clause of ``sentence`` within ``limit`` that ends at ``mark`` (without it)."""
+    for m in reversed(list(mark.finditer(sentence, 0, limit + 1))):
+        clause = sentence[: m.start()].rstrip()
+        if len(clause.split()) >= 3 and len(clause) >= shortest:
+            return clause
+    return None
+
+
+def _whole(sentence: str) -> str:
+    return sentence[:-1] if sentence.endswith(".") and not sentence.endswith("..") else sentence
+
+
+def derive_title(summary: str, limit: int = 90) -> str:
+    """A headline for an entry without one, made from its summary; never half a sentence.
+
+    The first sentence, without its final full stop, when it has at most
+    ``limit`` characters. A longer one gives its longest opening clause
+    within the limit that ends at a semicolon, colon or dash ("… three key
+    policies" of "… three key policies: attribution, …"); else the whole
+    sentence, up to twice the limit; else an opening clause of at least two
+    thirds of the limit ending at a comma (a shorter one is mostly the start
+    of a list: "This week, giants Tencent"). Only a sentence with none of these is cut, at the last word
+    boundary within the limit, with "…" marking the cut. Under a clause or a
+    cut headline the summary is shown whole (``render.view``), so no
+    sentence starts in the headline and ends in the summary.
     """
     sentence = first_sentence(collapse(summary))
     if len(sentence) <= limit:
-        return sentence[:-1] if sentence.endswith(".") and not sentence.endswith("..") else sentence
+        return _whole(sentence)
+    strong = _clause(sentence, _STRONG_END, limit, 0)
+    if strong is not None:
+        return strong
+    if len(sentence) <= 2 * limit:
+        return _whole(sentence)
+    weak = _clause(sentence, _COMMA_END, limit, 2 * limit // 3)
+    if weak is not None:
+        return weak
     cut = sentence.rfind(" ", 0, limit + 1)
     if cut <= 0:
         cut = sentence.find(" ")

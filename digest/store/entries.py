@@ -307,6 +307,13 @@ class EntriesMixin(StoreBase):
             seen = conn.execute(select(func.count()).select_from(t_sightings)).scalar_one()
         return f"{count}:{latest.isoformat() if latest else '-'}:{seen}"
 
+    def latest_entry(self) -> Entry | None:
+        """The entry placed latest in time (``Entry.when``), or ``None`` when nothing is stored."""
+        query: Select[Any] = select(t_entries).order_by(t_entries.c.sort_at.desc(), t_entries.c.id.desc()).limit(1)
+        with self._read() as conn:
+            found = read_entries(conn, query)
+        return found[0] if found else None
+
     def entry_count(self) -> int:
         """How many entries are stored."""
         with self._read() as conn:

@@ -2,8 +2,8 @@
 
 The listing holds records of author lines, a date line and a summary line
 (``models.DEFAULT_TEXT_RECORD``). Titles are derived from the summary the
-way a text listing without titles would: the first sentence, shortened at
-a word boundary when long. Dates are midnight in the digest's time zone.
+way a text listing without titles does (``digest.sources.text.derive_title``):
+the first sentence, or its opening clause, never half a sentence. Dates are midnight in the digest's time zone.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from digest.models import Author, Entry, Theme
+from digest.sources.text import derive_title
 
 LISTING = Path(__file__).parent.parent / "listings" / "china-us-focus-cyber.txt"
 SOURCE = "China-US Focus"
@@ -44,14 +45,6 @@ THEMES: tuple[Theme, ...] = (
         phrases=("digital economy",),
     ),
 )
-
-
-def derive_title(summary: str, limit: int = 100) -> str:
-    first = re.split(r"(?<=[a-z]{2}[.?!])\s+(?=[A-Z“\"])", summary, maxsplit=1)[0]
-    if len(first) <= limit:
-        return first
-    cut = first[: limit - 10].rsplit(" ", 1)[0].rstrip(",;:")
-    return cut + "…"
 
 
 def _author(line: str) -> Author:
