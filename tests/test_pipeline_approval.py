@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from digest import pipeline
 from digest.models import Delivery, IsoWeek
 from digest.pipeline import approval
+from digest.pipeline.batches import plan_batches, run_batches
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import SmtpServer
 
@@ -220,3 +222,48 @@ def test_good_editorial_values_load(tmp_path: Path, smtp_server: SmtpServer) -> 
         dt.timedelta(minutes=90),
         "send",
     )
+
+
+def test_a_refused_editor_message_is_a_problem_and_the_next_run_mails_again(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    config = ws.load(folder(tmp_path, smtp_server))
+    for editor in EDITORS:
+        smtp_server.inject("RCPT", 550, recipient=editor)
+    with pipeline.open_store(config) as store:
+        failed = pipeline.run(config, store, clock=ws.fixed_clock())
+        retried = pipeline.run(config, store, clock=ws.fixed_clock(ws.RUN_NOW + dt.timedelta(hours=1)))
+    (problem,) = failed.problems
+    assert failed.exit_code == 1 and "the test message to the editors did not go out" in problem
+    assert retried.exit_code == 0 and retried.waiting
+    assert sorted(r for m in smtp_server.messages for r in m.rcpt_tos) == sorted(EDITORS)
+
+
+class _ListQueue:
+    """A ``BatchQueue`` that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, ...]] = []
+
+    def active(self, issue_key: str) -> int:
+        return len(self.batches)
+
+    def put(self, issue_key: str, batches: Sequence[tuple[str, ...]]) -> int:
+        self.batches.extend(batches)
+        return len(batches)
+
+
+def test_the_workers_queue_nothing_until_approved(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    path = folder(tmp_path, smtp_server)
+    config = ws.load(path)
+    queue = _ListQueue()
+    with pipeline.open_store(config) as store:
+        waiting = run_batches(config, store, queue, clock=ws.fixed_clock())
+        assert queue.batches == [] and waiting.exit_code == 0
+        (line,) = waiting.waiting
+        assert "waiting for approval since" in line
+        built = pipeline.prepare(config, store, W02, ws.RUN_NOW)
+        approval.approve(store, built, "ed", ws.RUN_NOW)
+        planned = plan_batches(config, store, W02, queue, clock=ws.fixed_clock())
+    assert planned.queued > 0 and queue.batches
+    assert len(smtp_server.messages) == len(EDITORS)  # planning sends nothing more

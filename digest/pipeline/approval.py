@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from digest.config import Config
-from digest.errors import AwaitingApproval, ConfigError
+from digest.errors import AwaitingApproval, ConfigError, SendError
 from digest.models import Rendered
 from digest.pipeline.issue import Built, renderer_for
 from digest.pipeline.testsend import SentTest, send_test
@@ -73,7 +73,15 @@ def gate(
     request = store.request_approval(key, fp, clock())
     changed = request.notified_at is not None and request.fingerprint != fp
     if request.notified_at is None or changed:
-        notify_editors(config, store, built, fp, clock, sender)
+        told = notify_editors(config, store, built, fp, clock, sender).report
+        if told.failed:
+            # Not marked as told: the next run mails the editors again (the issue waits meanwhile).
+            problems = "; ".join(
+                f"{email}: {code or ''} {error}".replace("  ", " ") for email, code, error in told.problems
+            )
+            raise SendError(
+                f"the test message to the editors did not go out ({problems}); the issue waits for approval"
+            )
         store.mark_notified(key, fp, clock())
     since = when(config, request.since)
     now = clock()
