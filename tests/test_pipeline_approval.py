@@ -9,6 +9,7 @@ frozen bytes needs a new approval; ``hold_timeout`` with ``on_timeout``.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,7 +135,8 @@ def test_a_variant_added_after_approval_is_not_sent_until_approved_again(
     assert sum(1 for m in smtp_server.messages if set(m.rcpt_tos) & set(EDITORS)) == editors_before + 2
     assert summary.state == "waiting for approval"
 
-    approve_cli(path)
+    again = approve_cli(path)
+    assert f"approved by {getpass.getuser()} at " in again  # the OS user, without --by
     with pipeline.open_store(config) as store:
         report = pipeline.run(config, store, clock=ws.fixed_clock(later + dt.timedelta(hours=2)))
     assert not report.waiting

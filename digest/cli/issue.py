@@ -108,7 +108,7 @@ def send(
     if test_to is None and as_email is not None:
         raise ConfigError("--as: only with --test ADDR")
     if test_to is not None:
-        if dry_run or retry_failed or resend_unknown or accept_list_change or wait:
+        if dry_run or retry_failed or resend_unknown or accept_list_change or wait or as_json:
             raise ConfigError("--test: a test send takes only --week/--since and --as")
         _send_test(ctx, week, since, test_to, as_email)
         return
