@@ -45,9 +45,10 @@ from digest.configcheck import (
 from digest.configsources import label, read_sources, read_themes
 from digest.configspec import BOOL, INT, NUMBER, STR, STRINGS, Reader, did_you_mean, fields_of, setting
 from digest.configspec import TABLES as RELAYS
-from digest.errors import ConfigError
+from digest.errors import ConfigError, SubscriberError
 from digest.models import OTHER_THEME, Source, Theme
 from digest.netutil import is_loopback_host
+from digest.subscribers import normalise_email
 
 __all__ = [
     "CONFIG_ENV",
@@ -56,6 +57,7 @@ __all__ = [
     "Config",
     "DedupSettings",
     "DigestSettings",
+    "EditorialSettings",
     "FetchSettings",
     "IssueSettings",
     "RelaySettings",
@@ -171,6 +173,29 @@ class UpdatesSettings:
 
 def _duration(r: Reader, where: str, value: str) -> dt.timedelta:
     return parse_duration(value)
+
+
+def _editors(r: Reader, where: str, value: tuple[str, ...]) -> tuple[str, ...]:
+    # Checked as subscriber addresses are: each editor gets a test message of every issue to approve.
+    out: list[str] = []
+    for address in value:
+        try:
+            out.append(normalise_email(check_single_line(r, where, address)))
+        except SubscriberError as exc:
+            raise ValueError(f"must be plain addresses like ed@example.org: {exc}") from None
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True, slots=True)
+class EditorialSettings:
+    """``[editorial]``: whether an editor approves each issue before subscribers get it."""
+
+    approval: str = setting("none", STR, choices=("none", "required"))
+    #: Who gets the test message of an issue waiting for approval.
+    editors: tuple[str, ...] = setting((), STRINGS, check=_editors)
+    #: How long an issue waits for approval before ``on_timeout`` applies.
+    hold_timeout: dt.timedelta = setting(dt.timedelta(hours=48), STR, check=_duration)
+    on_timeout: str = setting("hold", STR, choices=("hold", "send"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +354,7 @@ TABLES: dict[str, type] = {
     "issue": IssueSettings,
     "dedup": DedupSettings,
     "updates": UpdatesSettings,
+    "editorial": EditorialSettings,
     "sender": SenderSettings,
     "bounces": BouncesSettings,
     "web": WebSettings,
@@ -353,6 +379,7 @@ class Config:
     issue: IssueSettings = field(default_factory=IssueSettings)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     updates: UpdatesSettings = field(default_factory=UpdatesSettings)
+    editorial: EditorialSettings = field(default_factory=EditorialSettings)
     web: WebSettings = field(default_factory=WebSettings)
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
     workers: WorkersSettings = field(default_factory=WorkersSettings)
@@ -433,6 +460,8 @@ def _cross_check(r: Reader, config: Config) -> None:
             import procrastinate  # noqa: F401
         except ImportError:
             raise r.fail("workers.enabled", "needs the workers extra: pip install 'digest[workers]'") from None
+    if config.editorial.approval == "required" and not config.editorial.editors:
+        raise r.fail("editorial.editors", "approval = 'required' needs at least one editor address")
     b = config.bounces
     if b.verp and not b.address:
         raise r.fail("bounces.verp", "needs bounces.address (the VERP tags are added to it)")

@@ -18,6 +18,7 @@ original as ``__cause__``::
      ├── BounceError          the bounce mailbox cannot be read
      ├── TooFewEntries        an issue with too few entries to build
      │    └── IssueHeld       a thin week held back; it rolls into the next issue
+     ├── AwaitingApproval     an issue frozen for an editor's `digest approve`; not sent yet
      └── SendError            SMTP refused or the connection broke
           ├── BusyError       another run holds the send lock
           └── ListShrunk      the list lost over half its people since the freeze
@@ -108,6 +109,19 @@ class IssueHeld(TooFewEntries):
     Its entries are not lost: the next issue carries them, and at the latest
     ``max_hold_weeks`` after the oldest of them, whatever there is goes out.
     """
+
+
+class AwaitingApproval(DigestError):
+    """With ``[editorial] approval = "required"``: the issue is frozen but not approved (or its bytes changed since).
+
+    ``since`` is when it started waiting. ``run`` reports it and exits 0;
+    ``send`` refuses with it (the message says how to approve).
+    """
+
+    def __init__(self, message: str, *, issue_key: str, since: object) -> None:
+        super().__init__(message)
+        self.issue_key = issue_key
+        self.since = since
 
 
 class SendError(DigestError):

@@ -45,6 +45,9 @@ LEGACY = TokenSet(
 
 #: The page (under ``base_url``) the web version's unsubscribe link leads to: it explains how to unsubscribe.
 UNSUBSCRIBE_HELP = "/unsubscribe-help"
+#: Where a test message's unsubscribe (and preferences) link leads: a page saying it was a test.
+#: Never a token (tokens are 24 characters or more), so it cannot unsubscribe anybody.
+TEST_LINK = "/u/test"
 
 _TOKEN = re.compile(r"[A-Za-z0-9]{8,64}")
 

@@ -138,6 +138,7 @@ def run_summary(report: RunReport) -> str:
         )
     if report.skipped:
         parts.append(f"nothing sent: {report.skipped}")
+    parts.extend(report.waiting)
     return "; ".join(parts)
 
 

@@ -17,6 +17,7 @@ from digest.config import (
     Config,
     DedupSettings,
     DigestSettings,
+    EditorialSettings,
     FetchSettings,
     IssueSettings,
     RelaySettings,
@@ -65,7 +66,9 @@ def test_bundled_config_loads_with_relative_paths_resolved() -> None:
     assert config.digest.database == "sqlite:///" + str(demo_data() / "digest.db")
     assert config.themes[0].name == "AI & tech competition"
     assert config.sources[2].theme == "AI & tech competition"
-    assert config.absent == frozenset({"issue", "dedup", "updates", "bounces", "web", "workers", "subscribe"})
+    assert config.absent == frozenset(
+        {"issue", "dedup", "updates", "editorial", "bounces", "web", "workers", "subscribe"}
+    )
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -135,6 +138,11 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         prefer = ["A"]
         [updates]
         policy = "section"
+        [editorial]
+        approval = "required"
+        editors = ["Ed@Example.NET", "chief@example.net"]
+        hold_timeout = "36h"
+        on_timeout = "send"
         [sender]
         from = "Cyber <cyber@example.net>"
         transport = "smtp"
@@ -211,6 +219,9 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert c.issue == IssueSettings(min_entries=4, min_per_theme=2, max_hold_weeks=0, max_entries=5)
     assert c.dedup == DedupSettings(False, 24.0, 1.0, 0.5, ("A",))
     assert c.updates == UpdatesSettings("section")
+    assert c.editorial == EditorialSettings(
+        "required", ("Ed@example.net", "chief@example.net"), dt.timedelta(hours=36), "send"
+    )
     assert dataclasses.replace(c.sender, relays=()) == SenderSettings(
         "Cyber <cyber@example.net>",
         "smtp",

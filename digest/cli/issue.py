@@ -85,6 +85,13 @@ def build(ctx: Context, week: str | None, since: str | None, out: Path) -> None:
     is_flag=True,
     help="Go on although the lists lost over half of the issue's recipients since it was frozen.",
 )
+@click.option(
+    "--test",
+    "test_to",
+    metavar="ADDR[,ADDR...]",
+    help="Send only a test (subject [TEST], header X-Digest-Test: 1) to these addresses (at most 10); no ledger.",
+)
+@click.option("--as", "as_email", metavar="SUBSCRIBER", help="With --test: the message this subscriber would get.")
 @json_option
 @pass_ctx
 @handle_errors
@@ -97,9 +104,18 @@ def send(
     retry_failed: bool,
     resend_unknown: bool,
     accept_list_change: bool,
+    test_to: str | None,
+    as_email: str | None,
     as_json: bool,
 ) -> None:
     """Send the issue to subscribers; idempotent (each subscriber gets it once)."""
+    if test_to is None and as_email is not None:
+        raise ConfigError("--as: only with --test ADDR")
+    if test_to is not None:
+        if dry_run or retry_failed or resend_unknown or accept_list_change or wait or as_json:
+            raise ConfigError("--test: a test send takes only --week/--since and --as")
+        _send_test(ctx, week, since, test_to, as_email)
+        return
     config = ctx.config if dry_run else ctx.sending_config()
     weeks = weeks_from(config, week, since)
     if config.workers.enabled and not dry_run:
@@ -138,6 +154,28 @@ def send(
         sys.exit(1)
 
 
+def _send_test(ctx: Context, week: str | None, since: str | None, test_to: str, as_email: str | None) -> None:
+    """``send --test``: the test message to a few addresses; the ledger is never touched."""
+    from digest.pipeline.testsend import parse_addresses, send_test
+
+    addresses = parse_addresses(test_to)  # a usage error before the config is even read
+    config = ctx.sending_config()
+    weeks = weeks_from(config, week, since)
+    with pipeline.open_store(config) as store:
+        done = send_test(config, store, weeks, addresses, clock=utcnow, as_email=as_email)
+    r = done.report
+    state = "frozen" if done.frozen else "not frozen (rendered as it is now; nothing was frozen)"
+    console.print(
+        f"test of issue {done.issue_key} ({state}), variant {done.variant}: {r.sent} sent to "
+        f"{', '.join(done.addresses)}; subject {done.subject!r}",
+        markup=False,
+    )
+    for email, code, error in r.problems:
+        console.print(f"  {email}: {code or ''} {error}", markup=False)
+    if r.failed:
+        sys.exit(1)
+
+
 @cli.command()
 @click.option("--wait", is_flag=True, help="If another run is sending, wait for it instead of exiting.")
 @json_option
@@ -169,6 +207,8 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
         _print_send(report.sent, maildir_of(config))
     elif report.skipped:
         console.print(f"nothing sent: {report.skipped}", markup=False)
+    for line in report.waiting:
+        console.print(line, markup=False)
     for problem in report.problems:
         err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
     for alert in alerts:

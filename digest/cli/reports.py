@@ -87,6 +87,7 @@ def run_report(report: pipeline.RunReport, *, outbox: Path | None = None) -> dic
         "resumed": [send_report(s, outbox=outbox) for s in report.resumed],
         "sent": send_report(report.sent, outbox=outbox) if report.sent is not None else None,
         "skipped": report.skipped or None,
+        "waiting": list(report.waiting),
         "problems": list(report.problems),
     }
 

@@ -79,6 +79,8 @@ def queue_run(config: Config, *, wait: bool) -> int:
         print_planned(done)
     if report.skipped:
         console.print(f"nothing sent: {report.skipped}", markup=False)
+    for line in report.waiting:
+        console.print(line, markup=False)
     for problem in report.problems:
         err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
     return report.exit_code

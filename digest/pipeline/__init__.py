@@ -10,6 +10,8 @@ each stage gets just what it needs. ``now`` always comes from the caller.
 - ``lease``: the ``send`` lock that lets one run at a time send;
 - ``deliver``: plan the ledger and send one issue exactly once (``summary``: what it did);
 - ``dryrun``: compose what a send would send, into a Maildir, changing nothing;
+- ``approval``: with ``[editorial] approval = "required"``, hold a frozen issue until ``digest approve``;
+- ``testsend``: ``send --test``, the message a subscriber would get, to test addresses, outside the ledger;
 - ``run``: the cron one-shot.
 """
 

@@ -21,8 +21,9 @@ from typing import Protocol
 from digest import grouping
 from digest.compose import MessageTemplate
 from digest.config import Config
-from digest.errors import SendError, TooFewEntries
+from digest.errors import AwaitingApproval, SendError, TooFewEntries
 from digest.models import Delivery, IsoWeek, Outgoing
+from digest.pipeline import approval
 from digest.pipeline.bounces import return_paths
 from digest.pipeline.deliver import _plural, _StillSubscribed, human
 from digest.pipeline.freeze import NO_LONGER_LISTED, plan, prepare
@@ -82,10 +83,12 @@ def plan_batches(
     stalled-batch task, or by ``reconcile``).
     """
     secret(config, strict=True)  # before anything is frozen or planned
-    make_sender(config.sender)  # a bad sender config is an error before any state changes
+    sender = make_sender(config.sender)  # a bad sender config is an error before any state changes
     with SendLease(store, clock, wait=wait, ttl=lock_ttl):
         built = prepare(config, store, weeks, clock())
         key = built.issue.key
+        # With [editorial] approval = "required": raises AwaitingApproval until the frozen bytes are approved.
+        warnings = approval.gate(config, store, built, clock, sender)
         retry_for = config.sender.retry_for
         store.give_up(
             key, retry_for, clock(), lambda n: f"gave up after {_plural(n, 'try', 'tries')} over {human(retry_for)}"
@@ -103,7 +106,7 @@ def plan_batches(
         queued = 0
         if due and not active:
             queued = queue.put(key, cut([r.email for r in due], config.workers.batch_size))
-        return Planned(key, planned, len(due), queued, active, store.delivery_counts(key), built.warnings)
+        return Planned(key, planned, len(due), queued, active, store.delivery_counts(key), warnings + built.warnings)
 
 
 @dataclass(slots=True)
@@ -114,6 +117,8 @@ class RunQueued:
     planned: list[Planned] = field(default_factory=list)
     skipped: str = ""
     problems: list[str] = field(default_factory=list)
+    #: Issues waiting for an editor's approval (not a failure).
+    waiting: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -128,12 +133,15 @@ def run_batches(
     report = RunQueued(fetch_all(config, store, clock()))
     weeks = resolve_weeks(config, clock())
     due = grouping.issue_key(weeks)
-    todo = [weeks_of(k) for k in store.unfinished_issues(clock()) if k != due]
+    earlier = dict.fromkeys([*store.unfinished_issues(clock()), *store.awaiting_approval()])
+    todo = [weeks_of(k) for k in earlier if k != due]
     for wk in [*todo, weeks]:
         try:
             report.planned.append(plan_batches(config, store, wk, queue, clock=clock, wait=wait))
         except TooFewEntries as exc:
             report.skipped = str(exc)
+        except AwaitingApproval as exc:
+            report.waiting.append(str(exc))
         except SendError as exc:
             report.problems.append(f"issue {grouping.issue_key(wk)}: {exc}")
     return report

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from digest.compose import MessageTemplate
 from digest.config import Config
 from digest.models import Delivery, IsoWeek, Outgoing, SubscriberStatus
-from digest.pipeline import dryrun
+from digest.pipeline import approval, dryrun
 from digest.pipeline.bounces import return_paths
 from digest.pipeline.freeze import NO_LONGER_LISTED, plan, prepare
 from digest.pipeline.issue import compose_settings, recipients, secret
@@ -99,7 +99,9 @@ def send_issue(
     with SendLease(store, clock, wait=wait, ttl=lock_ttl) as lease:
         built = prepare(config, store, weeks, clock())
         key = built.issue.key
-        warnings = built.warnings + _unfinished_week(config, weeks, clock())
+        # With [editorial] approval = "required": raises AwaitingApproval until the frozen bytes are approved.
+        warnings = approval.gate(config, store, built, clock, sender)
+        warnings += built.warnings + _unfinished_week(config, weeks, clock())
         resend = resend_unknown or config.sender.resend_unknown
         doubted = set() if resend else {r.email for r in store.deliveries(key, Delivery.UNKNOWN)}
         store.release_stale_claims(key, clock())

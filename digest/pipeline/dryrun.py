@@ -34,8 +34,8 @@ from digest.send import MaildirSender, SendEvent
 from digest.store import Store
 
 
-class _MemoryLedger:
-    """The ledger of a dry run: remembers nothing beyond the run."""
+class MemoryLedger:
+    """The ledger of a dry run (and of test sends): remembers nothing beyond the run."""
 
     def claim(self, issue_key: str, email: str, now: dt.datetime) -> bool:
         return True
@@ -69,12 +69,9 @@ def dry_run(
     progress: Callable[[SendEvent, int], None] | None,
 ) -> SendSummary:
     """Compose what a send would send now into a Maildir beside the outbox; no state changes."""
-    key = grouping.issue_key(weeks)
-    built = _frozen(config, store, key)
-    if built is None:
-        issue = make_issue(config, store, weeks)
-        check_size(config, issue)
-        built = build(config, store, issue, now)
+    built, frozen = as_it_would_go(config, store, weeks, now)
+    key = built.issue.key
+    if not frozen:
         rows = [(s.email, v) for s, v in built.audience.assignments if v is not None]
     else:
         rows = _would_send(config, store, built, now)
@@ -94,8 +91,22 @@ def dry_run(
         if progress is not None:
             progress(event, total)
 
-    report = MaildirSender(outbox).send(msgs, _MemoryLedger(), clock=clock, progress=on_event)
+    report = MaildirSender(outbox).send(msgs, MemoryLedger(), clock=clock, progress=on_event)
     return SendSummary(key, len(msgs), len(msgs), built.audience.no_match, report, built.warnings, (), outbox)
+
+
+def as_it_would_go(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.datetime) -> tuple[Built, bool]:
+    """The issue of ``weeks`` as a send would send it, and whether it is frozen; read only (never freezes).
+
+    A frozen issue is read back (see ``_frozen``); another is built now as a
+    send would freeze it (``TooFewEntries`` when it would not go out).
+    """
+    built = _frozen(config, store, grouping.issue_key(weeks))
+    if built is not None:
+        return built, True
+    issue = make_issue(config, store, weeks)
+    check_size(config, issue)
+    return build(config, store, issue, now), False
 
 
 def _frozen(config: Config, store: Store, key: str) -> Built | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from digest import grouping
 from digest.bounces import ScanResult
 from digest.config import Config
-from digest.errors import BounceError, SendError, TooFewEntries
+from digest.errors import AwaitingApproval, BounceError, SendError, TooFewEntries
 from digest.models import IsoWeek
 from digest.pipeline.bounces import scan_bounces
 from digest.pipeline.deliver import send_issue
@@ -31,6 +31,8 @@ class RunReport:
     resumed: list[SendSummary] = field(default_factory=list)
     #: What the bounce mailbox said before sending (None when no mailbox is configured).
     bounces: ScanResult | None = None
+    #: Issues waiting for an editor's approval: "issue 2018-W02: waiting for approval since …" (not a failure).
+    waiting: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -74,13 +76,16 @@ def run(
         except BounceError as exc:
             report.problems.append(f"bounces: {exc}")
     stopped = interrupt.is_set if interrupt is not None else lambda: False
-    for key in store.unfinished_issues(clock()):
+    # Issues waiting for approval are tried too: approved (or timed out) since, they go out now.
+    for key in dict.fromkeys([*store.unfinished_issues(clock()), *store.awaiting_approval()]):
         if key == due_key:
             continue
         if stopped():
             return report
         try:
             report.resumed.append(send_issue(config, store, weeks_of(key), clock=clock, wait=wait, interrupt=interrupt))
+        except AwaitingApproval as exc:
+            report.waiting.append(str(exc))
         except SendError as exc:
             report.problems.append(f"issue {key}: {exc}")
     if stopped():
@@ -89,6 +94,8 @@ def run(
         report.sent = send_issue(config, store, weeks, clock=clock, wait=wait, interrupt=interrupt)
     except TooFewEntries as exc:
         report.skipped = str(exc)
+    except AwaitingApproval as exc:
+        report.waiting.append(str(exc))
     except SendError as exc:
         report.problems.append(f"issue {due_key}: {exc}")
     return report

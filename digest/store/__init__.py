@@ -10,7 +10,7 @@ migrates its tables. Database failures surface as ``StoreError``.
         counts = store.record_fetch(result, now)
 
 The parts live in ``entries``, ``issues``, ``carried``, ``ledger``,
-``subscribers``, ``lock`` and ``holders``; ``schema`` holds the tables and the migrations.
+``subscribers``, ``lock``, ``holders`` and ``approvals``; ``schema`` holds the tables and the migrations.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from types import TracebackType
 
+from digest.store.approvals import Approval, ApprovalRequest, ApprovalsMixin
 from digest.store.base import BUSY_TIMEOUT_S, make_engine
 from digest.store.bounces import BounceEvent, BouncesMixin
 from digest.store.carried import CarriedMixin, ChangedEntry, IssuedEntry
@@ -37,6 +38,8 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "MIGRATIONS",
     "STALE_CLAIM_ERROR",
+    "Approval",
+    "ApprovalRequest",
     "BounceEvent",
     "ChangedEntry",
     "Consent",
@@ -60,6 +63,7 @@ __all__ = [
 
 
 class Store(
+    ApprovalsMixin,
     BouncesMixin,
     CarriedMixin,
     EntriesMixin,

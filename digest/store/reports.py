@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from digest.models import Delivery
+from digest.store.approvals import awaiting
 from digest.store.base import StoreBase
 from digest.store.schema import deliveries as t_deliveries
 from digest.store.schema import issues as t_issues
@@ -31,13 +32,18 @@ class IssueSummary:
     counts: dict[str, int]
     first_sent: dt.datetime | None
     last_sent: dt.datetime | None
+    #: Since when the issue waits for an editor's ``digest approve`` (None: it does not).
+    waiting_since: dt.datetime | None = None
 
     @property
     def state(self) -> str:
         """``sending`` while rows are open, ``partly failed`` if any failed or are in doubt, else ``sent``.
 
-        An issue frozen with nobody planned yet is ``frozen``.
+        An issue frozen with nobody planned yet is ``frozen``; one frozen for an
+        editor's approval (or whose bytes changed since) is ``waiting for approval``.
         """
+        if self.waiting_since is not None:
+            return "waiting for approval"
         if not self.counts:
             return "frozen"
         if any(self.counts.get(str(s), 0) for s in _OPEN):
@@ -98,8 +104,10 @@ class ReportsMixin(StoreBase):
                 .group_by(t_deliveries.c.issue_key)
             )
             sent = {key: (first, last) for key, first, last in conn.execute(sent_q)}
+            waiting = awaiting(conn)
         out = [
-            IssueSummary(key, frozen_at, counts.get(key, {}), *sent.get(key, (None, None))) for key, frozen_at in issues
+            IssueSummary(key, frozen_at, counts.get(key, {}), *sent.get(key, (None, None)), waiting.get(key))
+            for key, frozen_at in issues
         ]
         # Newest first: by the issue's (first) week, which sorts as text ("2018-W02" < "2018-W10").
         return sorted(out, key=lambda s: (s.key, s.frozen_at), reverse=True)

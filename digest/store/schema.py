@@ -282,6 +282,28 @@ batch_holders = Table(
     Column("since", UtcDateTime, nullable=False),
 )
 
+#: Issues frozen for an editor's approval (migration 10): since when each waits, and the
+#: fingerprint (SHA-256 of its variants' subject, HTML and text) the editors were last sent.
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("issue_key", String(100), primary_key=True),
+    Column("since", UtcDateTime, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("notified_at", UtcDateTime),
+)
+
+#: Who approved which frozen bytes of an issue, and when (migration 10): one row per fingerprint.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("issue_key", String(100), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("approved_by", String(200), nullable=False),
+    Column("approved_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("issue_key", "fingerprint"),
+)
+
 #: People who joined on the web form: ``pending`` until they confirm, then ``active``.
 #: Leaving is recorded in ``subscriber_status`` like any list subscriber's.
 web_subscribers = Table(
@@ -448,6 +470,11 @@ def _people(conn: Connection) -> None:
         table.create(conn)
 
 
+def _approvals(conn: Connection) -> None:
+    for table in (approval_requests, approvals):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(2, "entry sightings", _sightings),
@@ -458,6 +485,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "bounce events and VERP tags", _bounces),
     Migration(8, "web subscribers, confirmations, consents, theme choices, forgotten addresses", _people),
     Migration(9, "which worker holds each batch", lambda conn: batch_holders.create(conn)),
+    Migration(10, "approval requests and approvals", _approvals),
 )
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.errors import DigestError, SubscriberError
-from digest.placeholders import UNSUBSCRIBE_HELP
+from digest.placeholders import TEST_LINK, UNSUBSCRIBE_HELP
 from digest.web import assets, pages
 from digest.web.archive import ArchiveOptions, ArchiveSource, archive_routes
 from digest.web.dashboard import DashboardSource, dashboard_page
@@ -98,7 +98,8 @@ def create_app(
 ) -> Starlette:
     """The web app over ``backend``.
 
-    Routes: ``/u/{token}`` (confirmation page on GET, RFC 8058 one-click and
+    Routes: ``/u/test`` (where a test message's links lead: "this was a test"),
+    ``/u/{token}`` (confirmation page on GET, RFC 8058 one-click and
     the form on POST), ``/issues/{key}/{variant}.html`` (web versions),
     ``/unsubscribe-help`` (where a web version's unsubscribe link leads),
     ``/healthz``, and, when ``enable_preview``, the preview UI at ``/`` with
@@ -151,6 +152,10 @@ def create_app(
         if html is None:
             raise HTTPException(404)
         return _html(html, csp=MESSAGE_CSP)
+
+    async def test_link(request: Request) -> Response:
+        # GET and POST alike (a mail program's one-click button POSTs): nothing is read, nobody unsubscribed.
+        return _html(pages.test_message(title), no_store=True)
 
     async def unsubscribe_help(request: Request) -> Response:
         return _html(pages.unsubscribe_help(title))
@@ -223,6 +228,8 @@ def create_app(
 
     has_dashboard = enable_preview and isinstance(backend, DashboardSource)
     routes = [
+        # Before /u/{token}: a test message's link ("test" can never be a token).
+        Route(TEST_LINK, test_link, methods=["GET", "POST"]),
         Route("/u/{token}", unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", unsubscribe, methods=["POST"]),
         Route("/issues/{key}/{name}", web_version, methods=["GET"]),

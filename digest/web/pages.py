@@ -105,6 +105,19 @@ def unsubscribe_help(site: str) -> str:
     return layout(f"How to unsubscribe – {site}", body)
 
 
+def test_message(site: str) -> str:
+    """Where a test message's unsubscribe link leads: it was a test, nobody was unsubscribed."""
+    body = (
+        '<main class="card">\n'
+        "<h1>This was a test message</h1>\n"
+        f"<p>The message came from <code>digest send --test</code> of {_e(site)}. Its links belong to no "
+        "subscriber, so this one unsubscribed nobody and changed nothing.</p>\n"
+        '<p class="muted">Subscribers\' own copies carry their own unsubscribe links.</p>\n'
+        "</main>"
+    )
+    return layout(f"Test message – {site}", body)
+
+
 def too_large(site: str) -> str:
     """The 413 page for an unsubscribe POST with an oversized body."""
     body = '<main class="card">\n<h1>Request too large</h1>\n</main>'
