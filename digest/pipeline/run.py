@@ -1,4 +1,4 @@
-"""The cron one-shot: fetch, finish what earlier runs left, send the due issue."""
+"""The cron one-shot: fetch, finish what earlier runs left, send the due issue, prune once a day."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from digest.models import IsoWeek
 from digest.pipeline.deliver import send_issue
 from digest.pipeline.gather import FetchLine, fetch_all
 from digest.pipeline.issue import resolve_weeks
+from digest.pipeline.prune import prune_if_due
 from digest.pipeline.summary import SendSummary
-from digest.store import Store
+from digest.store import PruneCounts, Store
 
 
 @dataclass(slots=True)
@@ -27,6 +28,8 @@ class RunReport:
     skipped: str = ""
     problems: list[str] = field(default_factory=list)
     resumed: list[SendSummary] = field(default_factory=list)
+    #: What the once-a-day prune did, when this run did it.
+    pruned: PruneCounts | None = None
 
     @property
     def exit_code(self) -> int:
@@ -81,4 +84,7 @@ def run(
         report.skipped = str(exc)
     except SendError as exc:
         report.problems.append(f"issue {due_key}: {exc}")
+    if not stopped():
+        # After the send, so a prune never delays an issue.
+        report.pruned = prune_if_due(config, store, clock())
     return report

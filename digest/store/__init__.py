@@ -10,7 +10,7 @@ migrates its tables. Database failures surface as ``StoreError``.
         counts = store.record_fetch(result, now)
 
 The parts live in ``entries``, ``issues``, ``carried``, ``ledger``,
-``subscribers``, ``lock`` and ``holders``; ``schema`` holds the tables and the migrations.
+``subscribers``, ``lock``, ``holders`` and ``pruning``; ``schema`` holds the tables and the migrations.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
 from digest.store.people import Consent, PeopleMixin, RateLimits, WebSubscriber, token_hash
+from digest.store.pruning import PruneCounts, PruningMixin
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
 from digest.store.requeue import RequeueMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
@@ -49,6 +50,7 @@ __all__ = [
     "IssueSummary",
     "IssuedEntry",
     "Migration",
+    "PruneCounts",
     "RateLimits",
     "SourceReport",
     "Store",
@@ -67,6 +69,7 @@ class Store(
     IssuesMixin,
     LedgerMixin,
     PeopleMixin,
+    PruningMixin,
     RequeueMixin,
     ReportsMixin,
     SubscribersMixin,

@@ -110,6 +110,8 @@ entries = Table(
     Column("sort_at", UtcDateTime, nullable=False),
     Column("title_derived", Boolean, nullable=False, default=False),
     Column("content_hash", String(64), nullable=False),
+    # Migration 11: when its source last listed it (a 304 counts as listing it again); `digest prune` goes by this.
+    Column("last_seen", UtcDateTime),
     Index("ix_entries_sort_at", "sort_at"),
     Index("ix_entries_source", "source"),
 )
@@ -349,6 +351,30 @@ store_keys = Table(
 )
 
 
+#: Migration 11: the ledger of an issue finished long ago, compacted by ``digest prune`` to counts.
+delivery_counts = Table(
+    "delivery_counts",
+    metadata,
+    Column("issue_key", String(100), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("count", Integer, nullable=False),
+    # The first and last ``updated_at`` of the rows counted (of ``sent`` rows: first and last sent).
+    Column("first_at", UtcDateTime),
+    Column("last_at", UtcDateTime),
+    PrimaryKeyConstraint("issue_key", "variant", "state"),
+)
+
+#: Migration 11: ids of entries ``digest prune`` deleted, so a source listing one again never makes it new.
+pruned_entries = Table(
+    "pruned_entries",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("pruned_at", UtcDateTime, nullable=False),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One numbered schema change; ``apply`` runs inside the caller's transaction."""
@@ -375,10 +401,20 @@ variants_v1 = Table(
 )
 
 
+#: ``entries`` as migration 1 created it (migration 11 adds ``last_seen``).
+entries_v1 = Table(
+    "entries",
+    _frozen,
+    *(c.copy() for c in entries.columns if c.name != "last_seen"),
+    Index("ix_entries_sort_at", "sort_at"),
+    Index("ix_entries_source", "source"),
+)
+
+
 def _initial(conn: Connection) -> None:
     # Creates the tables as defined above. When a later migration changes a
     # table, freeze its first shape here before editing the definition above.
-    for table in (sources, entries, issues, variants_v1, _deliveries_v1, subscriber_status, locks):
+    for table in (sources, entries_v1, issues, variants_v1, _deliveries_v1, subscriber_status, locks):
         table.create(conn)
 
 
@@ -448,6 +484,22 @@ def _people(conn: Connection) -> None:
         table.create(conn)
 
 
+def _prune(conn: Connection) -> None:
+    column = entries.c.last_seen
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE entries ADD COLUMN {column.name} {kind}"))
+    # Before this column, an unchanged listing wrote nothing: the last fetch of the entry's source
+    # that worked is the best bound (a later time than the truth, so nothing is pruned too soon).
+    conn.execute(
+        text(
+            "UPDATE entries SET last_seen = COALESCE((SELECT s.last_ok FROM sources s WHERE s.name = entries.source"
+            " AND s.last_ok > entries.updated_at), entries.updated_at)"
+        )
+    )
+    for table in (delivery_counts, pruned_entries):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(2, "entry sightings", _sightings),
@@ -458,6 +510,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "bounce events and VERP tags", _bounces),
     Migration(8, "web subscribers, confirmations, consents, theme choices, forgotten addresses", _people),
     Migration(9, "which worker holds each batch", lambda conn: batch_holders.create(conn)),
+    Migration(11, "last seen of entries; compacted ledger counts; pruned entry ids", _prune),
 )
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
