@@ -8,6 +8,7 @@ Ratios compare figures measured in this same run. See BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -15,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import fetch, render, send, workload
-from bench.report import Figure, machine, table, write_results
+from bench import fetch, render, send, store_size, workload
+from bench.report import Figure, machine, previous_figures, table, write_results
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,14 @@ def bench_send(root: Path, plan: Plan, figures: list[Figure]) -> None:
             r16 = send.run_child("digest", folder)
             many.values.append(r16["steady_rate"])
             say(f"latency: 1 conn {r['steady_rate']:.1f} msg/s, 16 conns {r16['steady_rate']:.1f} msg/s")
-        many.compare(one, at_least=12, label=">= 12x 1 connection")
-        figures += [one, many]
+        many.compare(one, at_least=14, label=">= 14x 1 connection")
+        most = Figure("latency 10ms: 64 connections", "msg/s", note="steady rate")
+        send.prepared(folder, template, max(plan.latency_many, 64 * 40), slow.port, 64)
+        r64 = send.run_child("digest", folder)
+        most.values.append(r64["steady_rate"])
+        most.compare(one, at_least=40, label=">= 40x 1 connection")
+        say(f"latency: 64 conns {r64['steady_rate']:.1f} msg/s")
+        figures += [one, many, most]
         send.prepared(folder, template, plan.latency_many, slow.port, 16)
         r = send.run_child("digest", folder, claim_batch=plan.what_if_batch)
         what_if = Figure(f"what-if: claim batch {plan.what_if_batch}, latency 16 conns", "msg/s", [r["steady_rate"]])
@@ -231,14 +238,34 @@ def bench_render(root: Path, plan: Plan, figures: list[Figure]) -> None:
     figures += [build, per, many, each]
 
 
+def bench_store(root: Path, plan: Plan, figures: list[Figure]) -> None:
+    keep = dt.timedelta(days=28)
+    subs, weeks = 10_000, 52
+    sizes = {}
+    for label, kept in (("without pruning", None), ("pruning, keep 28d", keep)):
+        r = store_size.simulate(root / "store-size.db", weeks=weeks, subscribers=subs, keep=kept)
+        fig = Figure(f"store after {weeks} weekly issues to {subs:,}, {label}", "MB", [r["mb"]])
+        fig.note = f"SQLite after VACUUM; {r['ledger_rows']:,.0f} ledger rows, {r['entries']:,.0f} entries left"
+        fig.extra = r
+        sizes[label] = fig
+        figures.append(fig)
+        say(f"store size {label}: {r['mb']:.1f} MB, {r['ledger_rows']:,.0f} ledger rows, prune {r['prune_s']:.1f} s")
+    ratio = Figure(
+        "store size, pruned / not pruned", "x", [sizes["pruning, keep 28d"].median / sizes["without pruning"].median]
+    )
+    figures.append(ratio)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--n", type=int, help="quick run: send to this many subscribers only")
-    parser.add_argument("--only", choices=("send", "fetch", "render"), action="append", help="run just these parts")
+    parser.add_argument(
+        "--only", choices=("send", "fetch", "render", "store"), action="append", help="run just these parts"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
     args = parser.parse_args()
     plan = plan_for(args.n)
-    parts = args.only or ["send", "fetch", "render"]
+    parts = args.only or ["send", "fetch", "render", "store"]
     meta = machine()
     meta.update(
         mode="quick" if args.n else "full",
@@ -255,9 +282,11 @@ def main() -> None:
             bench_fetch(root, plan, figures)
         if "render" in parts:
             bench_render(root, plan, figures)
+        if "store" in parts:
+            bench_store(root, plan, figures)
     meta["wall_s"] = time.perf_counter() - started
     meta["loadavg_at_end"] = list(os.getloadavg())
-    print(table(figures))
+    print(table(figures, previous_figures(Path(__file__).with_name("results.json"))))
     write_results(args.out, figures, meta)
     say(f"done in {meta['wall_s']:.0f} s; wrote {args.out}")
 
