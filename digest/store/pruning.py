@@ -92,6 +92,8 @@ def compacted_issues(conn: Connection) -> set[str]:
 
 def is_compacted(conn: Connection, key: str) -> bool:
     """Whether ``prune`` compacted issue ``key``'s ledger (it must never be planned again)."""
+    if not conn.dialect.has_table(conn, t_counts.name):
+        return False  # a store opened with fewer migrations (tests of older schemas) has compacted nothing
     return conn.execute(select(t_counts.c.issue_key).where(t_counts.c.issue_key == key).limit(1)).first() is not None
 
 
