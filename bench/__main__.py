@@ -181,11 +181,12 @@ def bench_fetch(root: Path, plan: Plan, figures: list[Figure]) -> None:
     floor = Figure(
         f"latency floor, {plan.feeds} feeds", "s", [plan.feeds * 0.2 / 8], note="feeds x 200 ms / 8 connections"
     )
+    r2e = f"rss2email {fetch.R2E_VERSION} run"
     r2e_parse = Figure(
-        f"rss2email {fetch.R2E_VERSION} run --no-send, first", "s", note="fetch, parse, mark seen (digest fetch's work)"
+        f"{r2e} --no-send {plan.feeds} feeds, first", "s", note="fetch, parse, mark seen (digest fetch's work)"
     )
-    r2e_parse_again = Figure(f"rss2email {fetch.R2E_VERSION} run --no-send, all 304", "s", note="whole process")
-    r2e_first = Figure(f"rss2email {fetch.R2E_VERSION} run, first", "s", note="whole process, mails to the sink")
+    r2e_parse_again = Figure(f"{r2e} --no-send {plan.feeds} feeds, all 304", "s", note="whole process")
+    r2e_first = Figure(f"{r2e} {plan.feeds} feeds, first", "s", note="whole process, mails every entry to the sink")
     with fetch.FeedServer(plan.feeds, 50, 0.2) as server, send.Sink() as sink:
         for _ in range(plan.fetch_repeats):
             folder = fetch.digest_folder(root, server, plan.feeds)

@@ -60,9 +60,10 @@ def previous_figures(path: Path) -> dict[str, float]:
     """Medians of the committed run in ``path`` by figure name (empty when there is none)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {f["name"]: float(f["median"]) for f in data["figures"] if f.get("median") is not None}
-    except (OSError, ValueError, KeyError, TypeError):
+        medians = {f["name"]: float(f["median"]) for f in data["figures"] if f.get("median") is not None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
+    return {name: m for name, m in medians.items() if m == m}  # NaN: a figure with no value
 
 
 def table(figures: list[Figure], previous: dict[str, float] | None = None) -> str:
