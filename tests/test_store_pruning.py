@@ -207,3 +207,18 @@ def test_run_prunes_once_a_day(tmp_path: Path) -> None:
         assert pipeline.prune_if_due(config, store, now + DAY - dt.timedelta(seconds=1)) is None
         assert store.entry_count() == 1
         assert pipeline.prune_if_due(config, store, now + DAY) == PruneCounts(entries=1)
+
+
+def test_digest_run_prunes_after_its_send_and_not_again_that_day(tmp_path: Path) -> None:
+    from digest import pipeline
+
+    path = tmp_path / "digest.toml"
+    path.write_text(BASE, encoding="utf-8")
+    config = load_config(path)
+    now = T0 + KEEP + DAY
+    with pipeline.open_store(config) as store:
+        store.record_fetch(fetched("A", entry("ancient")), T0)
+        first = pipeline.run(config, store, clock=lambda: now)
+        assert first.pruned == PruneCounts(entries=1) and store.last_prune() == now
+        again = pipeline.run(config, store, clock=lambda: now + dt.timedelta(hours=23))
+        assert again.pruned is None and store.last_prune() == now

@@ -169,17 +169,25 @@ class PruningMixin(StoreBase):
             stale = conn.execute(
                 select(e.id, e.source).where(e.last_seen < cutoff, e.id.not_in(recent_sighting)).order_by(e.id)
             ).all()
-        doomed = [(eid, source) for eid, source in stale if eid not in needed]
+        doomed = [eid for eid, _ in stale if eid not in needed]
+        pruned = 0
         for chunk in chunked(doomed, 500):
-            ids = [eid for eid, _ in chunk]
             with self._write() as conn:
+                # Checked again inside the write: a fetch since the read may have listed one again.
+                still = conn.execute(
+                    select(e.id, e.source).where(e.id.in_(chunk), e.last_seen < cutoff, e.id.not_in(recent_sighting))
+                ).all()
+                if not still:
+                    continue
+                ids = [eid for eid, _ in still]
                 conn.execute(
                     upsert_into(conn, t_pruned).on_conflict_do_nothing(index_elements=[t_pruned.c.id]),
-                    [{"id": eid, "source": source, "pruned_at": now} for eid, source in chunk],
+                    [{"id": eid, "source": source, "pruned_at": now} for eid, source in still],
                 )
                 conn.execute(delete(t_sightings).where(s.entry_id.in_(ids)))
                 conn.execute(delete(t_entries).where(e.id.in_(ids)))
-        return len(doomed)
+                pruned += len(ids)
+        return pruned
 
     def _needed_entries(self, conn: Connection) -> set[str]:
         """Ids carried by an issue not finished: rows still open, or frozen with none planned yet."""
