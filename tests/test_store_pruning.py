@@ -222,3 +222,32 @@ def test_digest_run_prunes_after_its_send_and_not_again_that_day(tmp_path: Path)
         assert first.pruned == PruneCounts(entries=1) and store.last_prune() == now
         again = pipeline.run(config, store, clock=lambda: now + dt.timedelta(hours=23))
         assert again.pruned is None and store.last_prune() == now
+
+
+def test_migration_11_dates_old_entries_by_their_source_s_last_good_fetch(store_url: str) -> None:
+    from sqlalchemy import insert, select
+
+    from digest.store import MIGRATIONS
+    from digest.store.schema import entries, entries_v1, sources
+
+    row = {
+        "source": "A",
+        "title": "t",
+        "summary": "",
+        "content": "",
+        "authors": "[]",
+        "tags": "[]",
+        "first_seen": T0,
+        "updated_at": T0,
+        "sort_at": T0,
+        "content_hash": "h",
+    }
+    with Store.open(store_url, now=T0, migrations=MIGRATIONS[:-1]) as old, old._write() as conn:
+        conn.execute(insert(entries_v1), [{**row, "id": "a"}, {**row, "id": "b", "source": "gone"}])
+        conn.execute(insert(sources).values(name="A", failures=0, last_ok=T0 + 30 * DAY))
+    with Store.open(store_url, now=T0) as store:
+        assert 11 in store.applied_migrations()
+        with store._read() as conn:
+            seen = dict(conn.execute(select(entries.c.id, entries.c.last_seen)).all())
+    # Its source's last good fetch (a later bound than the truth), else its own last change.
+    assert seen == {"a": T0 + 30 * DAY, "b": T0}
