@@ -69,6 +69,7 @@ def test_a_finished_issue_is_compacted_after_keep_deliveries_and_still_reported(
     (after,) = any_store.issue_summaries()
     assert after.counts == before.counts == {"sent": 4, "failed-permanent": 1}
     assert (after.first_sent, after.last_sent, after.state) == (before.first_sent, before.last_sent, "partly failed")
+    assert (before.compacted, after.compacted) == (False, True)
     report = any_store.issue_report("2018-W02")
     assert report is not None and report.by_variant == {"all": {"sent": 4, "failed-permanent": 1}}
     # A compacted issue is never planned again: nobody gets it twice.

@@ -40,6 +40,7 @@ def issues_cmd(ctx: Context, as_json: bool) -> None:
                 "first_send": _iso(s.first_sent),
                 "last_send": _iso(s.last_sent),
                 "counts": {state: s.counts.get(state, 0) for state in _STATES},
+                "compacted": s.compacted,
             }
             sys.stdout.write(json.dumps(row) + "\n")
         return

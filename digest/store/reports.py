@@ -35,6 +35,8 @@ class IssueSummary:
     counts: dict[str, int]
     first_sent: dt.datetime | None
     last_sent: dt.datetime | None
+    #: ``digest prune`` turned its ledger rows into counts (the counts above are those).
+    compacted: bool = False
 
     @property
     def state(self) -> str:
@@ -103,18 +105,21 @@ class ReportsMixin(StoreBase):
             )
             sent = {key: (first, last) for key, first, last in conn.execute(sent_q)}
             # Issues compacted by `digest prune`: their counts stand in for their rows.
+            compacted: set[str] = set()
             for key, state, n, first, last in conn.execute(
                 select(
                     t_counts.c.issue_key, t_counts.c.state, t_counts.c.count, t_counts.c.first_at, t_counts.c.last_at
                 )
             ):
+                compacted.add(key)
                 per = counts.setdefault(key, {})
                 per[state] = per.get(state, 0) + int(n)
                 if state == str(Delivery.SENT):
                     lo, hi = sent.get(key, (first, last))
                     sent[key] = (min(lo, first), max(hi, last))
         out = [
-            IssueSummary(key, frozen_at, counts.get(key, {}), *sent.get(key, (None, None))) for key, frozen_at in issues
+            IssueSummary(key, frozen_at, counts.get(key, {}), *sent.get(key, (None, None)), key in compacted)
+            for key, frozen_at in issues
         ]
         # Newest first: by the issue's (first) week, which sorts as text ("2018-W02" < "2018-W10").
         return sorted(out, key=lambda s: (s.key, s.frozen_at), reverse=True)
