@@ -46,7 +46,7 @@ lint: venv
 
 bench: venv system
 	$(BIN)/python -m bench $(if $(N),--n $(N) --out bench/out/results-$(N).json,)
-	$(BIN)/python -m bench.workers
+	$(BIN)/python -m bench.workers $(if $(N),--out bench/out/results-workers.json,)
 
 clean:
 	rm -rf $(VENV) demo/ build/ *.egg-info

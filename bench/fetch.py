@@ -8,8 +8,9 @@ and ``304 Not Modified`` for a matching ``If-None-Match``. It prints
 
 The parent side times whole processes (``time.perf_counter`` around
 ``subprocess.run``): ``.venv/bin/digest --config ... fetch`` twice (first
-fetch, then every source answering 304), and ``r2e run`` in a separate venv
-(``bench/.venv-rss2email``, made on first use) delivering to the sink.
+fetch, then every source answering 304), and ``r2e run --no-send`` (fetch, parse,
+mark seen: the same work) and ``r2e run`` delivering to the sink, in a separate
+venv (``bench/.venv-rss2email``, made on first use).
 """
 
 from __future__ import annotations
@@ -220,9 +221,13 @@ def r2e_folder(root: Path, server: FeedServer, feeds: int, sink_port: int) -> tu
     return config, data
 
 
-def time_r2e_run(config: Path, data: Path) -> float:
-    """Seconds for one ``r2e run`` process (fetch every feed, mail every new entry to the sink)."""
-    cmd = [str(r2e_binary()), "--config", str(config), "--data", str(data), "run"]
+def time_r2e_run(config: Path, data: Path, *, send: bool = True) -> float:
+    """Seconds for one ``r2e run`` process: fetch every feed, then mail every new entry to the sink.
+
+    With ``send=False`` it is ``r2e run --no-send``: fetch, parse and mark every entry seen, the
+    same work as ``digest fetch``.
+    """
+    cmd = [str(r2e_binary()), "--config", str(config), "--data", str(data), "run", *([] if send else ["--no-send"])]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_bare_env())
     elapsed = time.perf_counter() - start

@@ -56,9 +56,20 @@ def fmt(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def table(figures: list[Figure]) -> str:
-    """The table printed at the end: figure, median, min, max, ratio, target."""
-    rows = [("figure", "unit", "median", "min", "max", "n", "ratio", "target")]
+def previous_figures(path: Path) -> dict[str, float]:
+    """Medians of the committed run in ``path`` by figure name (empty when there is none)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        medians = {f["name"]: float(f["median"]) for f in data["figures"] if f.get("median") is not None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {name: m for name, m in medians.items() if m == m}  # NaN: a figure with no value
+
+
+def table(figures: list[Figure], previous: dict[str, float] | None = None) -> str:
+    """The table printed at the end: figure, median, min, max, ratio, target, and the previous run's median."""
+    previous = previous or {}
+    rows = [("figure", "unit", "median", "min", "max", "n", "ratio", "target", "previous")]
     for f in figures:
         ratio = "" if f.ratio is None else f"{f.ratio:.3g}x"
         verdict = "" if f.met is None else (" MET" if f.met else " MISSED")
@@ -72,6 +83,7 @@ def table(figures: list[Figure]) -> str:
                 str(len(f.values)),
                 ratio,
                 (f.target + verdict).strip(),
+                fmt(previous.get(f.name)),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -62,6 +62,7 @@ __all__ = [
     "IssueSettings",
     "RelaySettings",
     "SenderSettings",
+    "StoreSettings",
     "SubscribeSettings",
     "UpdatesSettings",
     "WebSettings",
@@ -347,6 +348,24 @@ class SubscribeSettings:
     themes_selectable: bool = setting(True, BOOL)
 
 
+def _keep(r: Reader, where: str, value: str) -> dt.timedelta:
+    kept = parse_duration(value)
+    # Less than a day would compact an issue whose bounces and reports are still coming in.
+    if kept < dt.timedelta(days=1):
+        raise ValueError(f"must be at least a day ('1d'), got {value!r}")
+    return kept
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """``[store]``: how long the ledger rows of finished issues and entries no source lists are kept."""
+
+    #: Ledger rows of issues finished longer ago than this become per-issue counts (``digest prune``).
+    keep_deliveries: dt.timedelta = setting(dt.timedelta(days=400), STR, check=_keep)
+    #: Entries no source has listed for this long (and no unfinished issue needs) are deleted; their ids are kept.
+    keep_entries: dt.timedelta = setting(dt.timedelta(days=400), STR, check=_keep)
+
+
 #: The settings tables of ``digest.toml``, in file order.
 TABLES: dict[str, type] = {
     "digest": DigestSettings,
@@ -360,6 +379,7 @@ TABLES: dict[str, type] = {
     "web": WebSettings,
     "workers": WorkersSettings,
     "subscribe": SubscribeSettings,
+    "store": StoreSettings,
 }
 SECTIONS = (*TABLES, "sources", "themes")
 
@@ -384,6 +404,7 @@ class Config:
     bounces: BouncesSettings = field(default_factory=BouncesSettings)
     workers: WorkersSettings = field(default_factory=WorkersSettings)
     subscribe: SubscribeSettings = field(default_factory=SubscribeSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     sources: tuple[Source, ...] = ()
     themes: tuple[Theme, ...] = ()
     absent: frozenset[str] = frozenset()

@@ -6,6 +6,7 @@ import datetime as dt
 import smtplib
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,26 @@ def test_selections_are_distinct_and_table_prints_ratios() -> None:
     fig.compare(base, at_least=25)
     assert fig.ratio == 27.5 and fig.met
     assert "27.5x" in report.table([base, fig])
+
+
+def test_previous_figures_reads_a_results_file_and_shrugs_at_a_bad_one(tmp_path: Path) -> None:
+    good = tmp_path / "results.json"
+    fig = report.Figure("digest send 10,000", "msg/s", [700.0, 800.0])
+    report.write_results(good, [fig, report.Figure("empty", "s")], {"mode": "full"})
+    assert report.previous_figures(good) == {"digest send 10,000": 750.0}
+    assert "750" in report.table([fig], report.previous_figures(good)).splitlines()[-1]
+    for hostile in ("", "{", '{"figures": 3}', '{"figures": [{"name": "x"}]}', "[]"):
+        bad = tmp_path / "bad.json"
+        bad.write_text(hostile, encoding="utf-8")
+        assert report.previous_figures(bad) == {}
+    assert report.previous_figures(tmp_path / "missing.json") == {}
+
+
+def test_store_size_simulation_prunes_the_ledger_and_entries(tmp_path: Path) -> None:
+    from bench import store_size
+
+    kept = store_size.simulate(tmp_path / "a.db", weeks=6, subscribers=20, keep=dt.timedelta(days=14))
+    grown = store_size.simulate(tmp_path / "b.db", weeks=6, subscribers=20, keep=None)
+    assert grown["ledger_rows"] == 6 * 20 and grown["entries"] == 6 * 50
+    # Issues finished more than 14 days before the last prune are counts now; so are their entries gone.
+    assert kept["ledger_rows"] < grown["ledger_rows"] and kept["entries"] < grown["entries"]

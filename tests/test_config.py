@@ -22,6 +22,7 @@ from digest.config import (
     IssueSettings,
     RelaySettings,
     SenderSettings,
+    StoreSettings,
     SubscribeSettings,
     UpdatesSettings,
     WebSettings,
@@ -67,7 +68,7 @@ def test_bundled_config_loads_with_relative_paths_resolved() -> None:
     assert config.themes[0].name == "AI & tech competition"
     assert config.sources[2].theme == "AI & tech competition"
     assert config.absent == frozenset(
-        {"issue", "dedup", "updates", "editorial", "bounces", "web", "workers", "subscribe"}
+        {"issue", "dedup", "updates", "editorial", "bounces", "web", "workers", "subscribe", "store"}
     )
 
 
@@ -187,6 +188,9 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         batch_size = 50
         stalled_after = 5
         plan_cron = "*/5 * * * *"
+        [store]
+        keep_deliveries = "30d"
+        keep_entries = "2w"
         [[sender.relays]]
         name = "eu"
         host = "eu.relay.example.net"
@@ -259,6 +263,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert c.web == WebSettings("public", "full")
     assert c.subscribe == SubscribeSettings(True, dt.timedelta(hours=24), dt.timedelta(days=3), "I agree.", True, False)
     assert c.workers == WorkersSettings(False, 50, 5.0, "*/5 * * * *")
+    assert c.store == StoreSettings(dt.timedelta(days=30), dt.timedelta(weeks=2))
     assert c.sender.relays == (RelaySettings("eu", "eu.relay.example.net", 587, "starttls", "eu-user", "p", 8, 2.5),)
     assert c.absent == frozenset()
 

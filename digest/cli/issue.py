@@ -209,6 +209,9 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
         console.print(f"nothing sent: {report.skipped}", markup=False)
     for line in report.waiting:
         console.print(line, markup=False)
+    if report.pruned is not None and (report.pruned.deliveries or report.pruned.entries):
+        p = report.pruned
+        console.print(f"pruned: {p.deliveries} ledger row(s) of {p.issues} issue(s), {p.entries} entries", markup=False)
     for problem in report.problems:
         err_console.print(Text.assemble(("error:", "bold red"), " ", problem), soft_wrap=True)
     for alert in alerts:

@@ -40,6 +40,7 @@ def issues_cmd(ctx: Context, as_json: bool) -> None:
                 "first_send": _iso(s.first_sent),
                 "last_send": _iso(s.last_sent),
                 "counts": {state: s.counts.get(state, 0) for state in _STATES},
+                "compacted": s.compacted,
             }
             sys.stdout.write(json.dumps(row) + "\n")
         return
@@ -125,3 +126,25 @@ def report_cmd(ctx: Context, week: str | None, as_json: bool) -> None:
         console.print(
             "  unsubscribes since: " + ", ".join(f"{k} {v}" for k, v in sorted(rep.unsubscribes.items())), markup=False
         )
+
+
+@cli.command(name="prune")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@pass_ctx
+@handle_errors
+def prune_cmd(ctx: Context, as_json: bool) -> None:
+    """Compact the ledger of issues finished long ago and delete entries no source lists ([store] keep_*)."""
+    from digest.cli.base import utcnow
+    from digest.cli.reports import prune_report
+
+    config = ctx.config
+    with pipeline.open_store(config) as store:
+        counts = pipeline.prune(config, store, utcnow())
+    if as_json:
+        sys.stdout.write(json.dumps({"command": "prune", **prune_report(counts)}) + "\n")
+        return
+    console.print(
+        f"pruned: {counts.deliveries} ledger row(s) of {counts.issues} issue(s) compacted to counts,"
+        f" {counts.entries} entr{'y' if counts.entries == 1 else 'ies'} deleted (their ids kept)",
+        markup=False,
+    )

@@ -25,6 +25,7 @@ import click
 
 from digest.cli.base import pipeline
 from digest.models import FetchStatus
+from digest.store import PruneCounts
 
 FAILED = (FetchStatus.FAILED, FetchStatus.BROKEN)
 P = ParamSpec("P")
@@ -89,7 +90,13 @@ def run_report(report: pipeline.RunReport, *, outbox: Path | None = None) -> dic
         "skipped": report.skipped or None,
         "waiting": list(report.waiting),
         "problems": list(report.problems),
+        "pruned": prune_report(report.pruned) if report.pruned is not None else None,
     }
+
+
+def prune_report(counts: PruneCounts) -> dict[str, Any]:
+    """What a prune did, as ``digest prune --json`` and ``digest run --json`` show it."""
+    return {"issues": counts.issues, "deliveries": counts.deliveries, "entries": counts.entries}
 
 
 def json_option(fn: Callable[P, R]) -> Callable[P, R]:

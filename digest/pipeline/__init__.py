@@ -47,6 +47,7 @@ from digest.pipeline.issue import (
     write_build,
 )
 from digest.pipeline.lease import LOCK_TTL, SEND_LOCK
+from digest.pipeline.prune import prune, prune_if_due
 from digest.pipeline.run import RunReport, run
 from digest.pipeline.summary import SendSummary
 
@@ -76,6 +77,8 @@ __all__ = [
     "personal_copy",
     "plan_issue",
     "prepare",
+    "prune",
+    "prune_if_due",
     "recipient",
     "recipients",
     "renderer_for",

@@ -1,4 +1,4 @@
-"""The cron one-shot: fetch, finish what earlier runs left, send the due issue."""
+"""The cron one-shot: fetch, finish what earlier runs left, send the due issue, prune once a day."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from digest.pipeline.bounces import scan_bounces
 from digest.pipeline.deliver import send_issue
 from digest.pipeline.gather import FetchLine, fetch_all
 from digest.pipeline.issue import resolve_weeks
+from digest.pipeline.prune import prune_if_due
 from digest.pipeline.summary import SendSummary
-from digest.store import Store
+from digest.store import PruneCounts, Store
 
 
 @dataclass(slots=True)
@@ -33,6 +34,8 @@ class RunReport:
     bounces: ScanResult | None = None
     #: Issues waiting for an editor's approval: "issue 2018-W02: waiting for approval since …" (not a failure).
     waiting: list[str] = field(default_factory=list)
+    #: What the once-a-day prune did, when this run did it.
+    pruned: PruneCounts | None = None
 
     @property
     def exit_code(self) -> int:
@@ -98,4 +101,7 @@ def run(
         report.waiting.append(str(exc))
     except SendError as exc:
         report.problems.append(f"issue {due_key}: {exc}")
+    if not stopped():
+        # After the send, so a prune never delays an issue.
+        report.pruned = prune_if_due(config, store, clock())
     return report

@@ -10,7 +10,8 @@ migrates its tables. Database failures surface as ``StoreError``.
         counts = store.record_fetch(result, now)
 
 The parts live in ``entries``, ``issues``, ``carried``, ``ledger``,
-``subscribers``, ``lock``, ``holders`` and ``approvals``; ``schema`` holds the tables and the migrations.
+``subscribers``, ``lock``, ``holders``, ``approvals`` and ``pruning``; ``schema`` holds the tables and
+the migrations.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
 from digest.store.people import Consent, PeopleMixin, RateLimits, WebSubscriber, token_hash
+from digest.store.pruning import PruneCounts, PruningMixin
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
 from digest.store.requeue import RequeueMixin
 from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
@@ -52,6 +54,7 @@ __all__ = [
     "IssueSummary",
     "IssuedEntry",
     "Migration",
+    "PruneCounts",
     "RateLimits",
     "SourceReport",
     "Store",
@@ -71,6 +74,7 @@ class Store(
     IssuesMixin,
     LedgerMixin,
     PeopleMixin,
+    PruningMixin,
     RequeueMixin,
     ReportsMixin,
     SubscribersMixin,

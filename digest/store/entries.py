@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Row, Select, func, or_, select, update
 from digest.models import Author, Entry, FetchStatus, Sighting, SourceResult, SourceState
 from digest.store.base import StoreBase, chunked, upsert_into
 from digest.store.fetchlog import log_fetch
+from digest.store.pruning import mark_listed, pruned_ids
 from digest.store.schema import entries as t_entries
 from digest.store.schema import entry_sightings as t_sightings
 from digest.store.schema import sources as t_sources
@@ -95,6 +96,7 @@ def _entry_row(entry: Entry, digest: str, first_seen: dt.datetime, now: dt.datet
         "published_offset": _offset_seconds(entry.published),
         "first_seen": first_seen,
         "updated_at": now,
+        "last_seen": now,
         "sort_at": entry.published or first_seen,
         "title_derived": entry.title_derived,
         "content_hash": digest,
@@ -168,7 +170,9 @@ class EntriesMixin(StoreBase):
         """Store one source's outcome in one transaction; return what changed.
 
         New entries get ``first_seen=now``; an entry whose content changed is
-        updated in place; unchanged rows are not touched. A working fetch
+        updated in place; unchanged rows only get ``last_seen=now`` (as do the
+        source's entries of its last listing on a 304). An id ``digest prune``
+        deleted counts as unchanged and is not stored again. A working fetch
         stores ``result.state`` and resets the failure count; a failed or
         broken one adds one failure and keeps the etag and item count.
         """
@@ -183,14 +187,19 @@ class EntriesMixin(StoreBase):
                 query = select(t_entries.c.id, t_entries.c.source, t_entries.c.content_hash, t_entries.c.first_seen)
                 for eid, owner, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
                     known[eid] = (owner, old_hash, first_seen)
+            # Ids `digest prune` deleted: listed again, they are unchanged, never new.
+            pruned = pruned_ids(conn, [eid for eid in unique if eid not in known])
             # Ids stored from another source: this source's earlier sightings of them.
             foreign = [eid for eid, (owner, _, _) in known.items() if owner != unique[eid].source]
             sighted = self._sighting_hashes(conn, result.source, foreign)
             rows: list[dict[str, Any]] = []
             sightings: list[dict[str, Any]] = []
             new = updated = 0
+            listed: list[str] = []
             for eid, entry in unique.items():
                 old = known.get(eid)
+                if eid in pruned:
+                    continue
                 if old is None:
                     new += 1
                     rows.append(_entry_row(entry, hashes[eid], now, now))
@@ -202,6 +211,8 @@ class EntriesMixin(StoreBase):
                 elif old[1] != hashes[eid]:
                     updated += 1
                     rows.append(_entry_row(entry, hashes[eid], old[2], now))
+                else:
+                    listed.append(eid)
             if rows:
                 stmt = upsert_into(conn, t_entries)
                 keep = {"id", "first_seen"}
@@ -212,6 +223,7 @@ class EntriesMixin(StoreBase):
                 )
                 for batch in chunked(rows, 2000):
                     conn.execute(stmt, list(batch))
+            mark_listed(conn, result, listed, now)
             unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
             self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
             self._record_source(conn, result, now)

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, func, or
 from digest.errors import StoreError
 from digest.models import Delivery
 from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.pruning import is_compacted
 from digest.store.schema import UtcDateTime, utc_text
 from digest.store.schema import deliveries as t_deliveries
 
@@ -157,6 +158,8 @@ class LedgerMixin(StoreBase):
         for email, variant in rows:
             wanted.setdefault(_key(email), variant)
         with self._write() as conn:
+            if is_compacted(conn, issue_key):
+                return 0  # its ledger was compacted by `digest prune`: planning it again would send it twice
             have = conn.execute(select(t_deliveries.c.email).where(t_deliveries.c.issue_key == issue_key))
             existing = set(have.scalars())
             new = [

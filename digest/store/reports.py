@@ -1,7 +1,10 @@
 """Read-only summaries of issues for operators: ``digest issues`` and ``digest report``.
 
 Everything here is derived from the frozen issues, the ledger and the
-subscribers' status; nothing is stored twice.
+subscribers' status; nothing is stored twice. An issue whose ledger
+``digest prune`` compacted is reported from its counts (``delivery_counts``):
+its per-state and per-variant counts and first and last sent stay, the
+per-address detail (codes, domains, failures, unsubscribes) is gone.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from digest.models import Delivery
 from digest.store.approvals import awaiting
 from digest.store.base import StoreBase
 from digest.store.schema import deliveries as t_deliveries
+from digest.store.schema import delivery_counts as t_counts
 from digest.store.schema import issues as t_issues
 from digest.store.schema import subscriber_status as t_status
 
@@ -34,6 +38,8 @@ class IssueSummary:
     last_sent: dt.datetime | None
     #: Since when the issue waits for an editor's ``digest approve`` (None: it does not).
     waiting_since: dt.datetime | None = None
+    #: ``digest prune`` turned its ledger rows into counts (the counts above are those).
+    compacted: bool = False
 
     @property
     def state(self) -> str:
@@ -105,8 +111,23 @@ class ReportsMixin(StoreBase):
             )
             sent = {key: (first, last) for key, first, last in conn.execute(sent_q)}
             waiting = awaiting(conn)
+            # Issues compacted by `digest prune`: their counts stand in for their rows.
+            compacted: set[str] = set()
+            for key, state, n, first, last in conn.execute(
+                select(
+                    t_counts.c.issue_key, t_counts.c.state, t_counts.c.count, t_counts.c.first_at, t_counts.c.last_at
+                )
+            ):
+                compacted.add(key)
+                per = counts.setdefault(key, {})
+                per[state] = per.get(state, 0) + int(n)
+                if state == str(Delivery.SENT):
+                    lo, hi = sent.get(key, (first, last))
+                    sent[key] = (min(lo, first), max(hi, last))
         out = [
-            IssueSummary(key, frozen_at, counts.get(key, {}), *sent.get(key, (None, None)), waiting.get(key))
+            IssueSummary(
+                key, frozen_at, counts.get(key, {}), *sent.get(key, (None, None)), waiting.get(key), key in compacted
+            )
             for key, frozen_at in issues
         ]
         # Newest first: by the issue's (first) week, which sorts as text ("2018-W02" < "2018-W10").
@@ -154,6 +175,12 @@ class ReportsMixin(StoreBase):
                     t_deliveries.c.last_error,
                 ).where(t_deliveries.c.issue_key == key)
             ).all()
+            compacted = select(t_counts.c.variant, t_counts.c.state, t_counts.c.count).where(
+                t_counts.c.issue_key == key
+            )
+            for variant, state, n in conn.execute(compacted):
+                per = by_variant.setdefault(variant, {})
+                per[state] = per.get(state, 0) + int(n)
             for email, variant, state, code, error in rows:
                 per = by_variant.setdefault(variant, {})
                 per[state] = per.get(state, 0) + 1

@@ -110,6 +110,8 @@ entries = Table(
     Column("sort_at", UtcDateTime, nullable=False),
     Column("title_derived", Boolean, nullable=False, default=False),
     Column("content_hash", String(64), nullable=False),
+    # Migration 11: when its source last listed it (a 304 counts as listing it again); `digest prune` goes by this.
+    Column("last_seen", UtcDateTime),
     Index("ix_entries_sort_at", "sort_at"),
     Index("ix_entries_source", "source"),
 )
@@ -371,6 +373,30 @@ store_keys = Table(
 )
 
 
+#: Migration 11: the ledger of an issue finished long ago, compacted by ``digest prune`` to counts.
+delivery_counts = Table(
+    "delivery_counts",
+    metadata,
+    Column("issue_key", String(100), nullable=False),
+    Column("variant", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("count", Integer, nullable=False),
+    # The first and last ``updated_at`` of the rows counted (of ``sent`` rows: first and last sent).
+    Column("first_at", UtcDateTime),
+    Column("last_at", UtcDateTime),
+    PrimaryKeyConstraint("issue_key", "variant", "state"),
+)
+
+#: Migration 11: ids of entries ``digest prune`` deleted, so a source listing one again never makes it new.
+pruned_entries = Table(
+    "pruned_entries",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("pruned_at", UtcDateTime, nullable=False),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One numbered schema change; ``apply`` runs inside the caller's transaction."""
@@ -397,10 +423,34 @@ variants_v1 = Table(
 )
 
 
+#: ``entries`` as migration 1 created it (migration 11 adds ``last_seen``).
+entries_v1 = Table(
+    "entries",
+    _frozen,
+    Column("id", String(300), primary_key=True),
+    Column("source", String(200), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("link", Text),
+    Column("summary", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("authors", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("published", UtcDateTime),
+    Column("published_offset", Integer),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("sort_at", UtcDateTime, nullable=False),
+    Column("title_derived", Boolean, nullable=False, default=False),
+    Column("content_hash", String(64), nullable=False),
+    Index("ix_entries_sort_at", "sort_at"),
+    Index("ix_entries_source", "source"),
+)
+
+
 def _initial(conn: Connection) -> None:
     # Creates the tables as defined above. When a later migration changes a
     # table, freeze its first shape here before editing the definition above.
-    for table in (sources, entries, issues, variants_v1, _deliveries_v1, subscriber_status, locks):
+    for table in (sources, entries_v1, issues, variants_v1, _deliveries_v1, subscriber_status, locks):
         table.create(conn)
 
 
@@ -475,6 +525,22 @@ def _approvals(conn: Connection) -> None:
         table.create(conn)
 
 
+def _prune(conn: Connection) -> None:
+    column = entries.c.last_seen
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE entries ADD COLUMN {column.name} {kind}"))
+    # Before this column, an unchanged listing wrote nothing: the last fetch of the entry's source
+    # that worked is the best bound (a later time than the truth, so nothing is pruned too soon).
+    conn.execute(
+        text(
+            "UPDATE entries SET last_seen = COALESCE((SELECT s.last_ok FROM sources s WHERE s.name = entries.source"
+            " AND s.last_ok > entries.updated_at), entries.updated_at)"
+        )
+    )
+    for table in (delivery_counts, pruned_entries):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(2, "entry sightings", _sightings),
@@ -486,6 +552,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "web subscribers, confirmations, consents, theme choices, forgotten addresses", _people),
     Migration(9, "which worker holds each batch", lambda conn: batch_holders.create(conn)),
     Migration(10, "approval requests and approvals", _approvals),
+    Migration(11, "last seen of entries; compacted ledger counts; pruned entry ids", _prune),
 )
 
 # Any fixed number: PostgreSQL advisory locks are keyed by a bigint.
