@@ -30,34 +30,8 @@ from digest.pipeline.issue import (
     selection,
 )
 from digest.pipeline.summary import SendSummary
-from digest.send import MaildirSender, SendEvent
+from digest.send import MaildirSender, MemoryLedger, SendEvent
 from digest.store import Store
-
-
-class MemoryLedger:
-    """The ledger of a dry run (and of test sends): remembers nothing beyond the run."""
-
-    def claim(self, issue_key: str, email: str, now: dt.datetime) -> bool:
-        return True
-
-    def mark_sent(self, issue_key: str, email: str, now: dt.datetime) -> None:
-        pass
-
-    def mark_failed(
-        self,
-        issue_key: str,
-        email: str,
-        now: dt.datetime,
-        *,
-        permanent: bool,
-        code: int | None,
-        error: str,
-        next_attempt: dt.datetime | None,
-    ) -> None:
-        pass
-
-    def mark_unknown(self, issue_key: str, email: str, now: dt.datetime, error: str) -> None:
-        pass
 
 
 def dry_run(

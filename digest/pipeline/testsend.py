@@ -31,11 +31,11 @@ from digest.compose import MessageTemplate, Recipient
 from digest.config import Config
 from digest.errors import ConfigError, SubscriberError
 from digest.models import IsoWeek, Outgoing, Rendered
-from digest.pipeline.dryrun import MemoryLedger, as_it_would_go
+from digest.pipeline.dryrun import as_it_would_go
 from digest.pipeline.issue import Built, compose_settings
 from digest.placeholders import TEST_LINK
 from digest.render import variant_key
-from digest.send import Sender, SendReport, make_sender
+from digest.send import MemoryLedger, Sender, SendReport, make_sender
 from digest.store import Store
 from digest.subscribers import normalise_email
 

@@ -17,13 +17,14 @@ from email.utils import parseaddr
 from digest.config import SenderSettings
 from digest.errors import ConfigError
 from digest.netutil import is_loopback_host
-from digest.send.base import Ledger, Problem, SendAborted, Sender, SendEvent, SendReport, TokenBucket
+from digest.send.base import Ledger, MemoryLedger, Problem, SendAborted, Sender, SendEvent, SendReport, TokenBucket
 from digest.send.maildir import MaildirSender
 from digest.send.smtp import SmtpSender
 
 __all__ = [
     "Ledger",
     "MaildirSender",
+    "MemoryLedger",
     "Problem",
     "SendAborted",
     "SendEvent",

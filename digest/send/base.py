@@ -52,6 +52,39 @@ class Ledger(Protocol):
     def mark_unknown(self, issue_key: str, email: str, now: datetime, error: str) -> None: ...
 
 
+class MemoryLedger:
+    """A ledger that keeps nothing beyond the run: dry runs, test sends, one transactional mail.
+
+    Every claim succeeds; ``sent`` holds the addresses marked sent and ``error`` the last failure.
+    """
+
+    def __init__(self) -> None:
+        self.sent: set[str] = set()
+        self.error = ""
+
+    def claim(self, issue_key: str, email: str, now: datetime) -> bool:
+        return True
+
+    def mark_sent(self, issue_key: str, email: str, now: datetime) -> None:
+        self.sent.add(email)
+
+    def mark_failed(
+        self,
+        issue_key: str,
+        email: str,
+        now: datetime,
+        *,
+        permanent: bool,
+        code: int | None,
+        error: str,
+        next_attempt: datetime | None,
+    ) -> None:
+        self.error = error
+
+    def mark_unknown(self, issue_key: str, email: str, now: datetime, error: str) -> None:
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class SendReport:
     """What one ``send`` call did. ``attempts`` counts SMTP transactions begun."""

@@ -20,7 +20,7 @@ from digest.compose.headers import MAX_NAME, MAX_SUBJECT, clean_text, domain_of,
 from digest.compose.message import POLICY
 from digest.errors import SendError
 from digest.models import Outgoing
-from digest.send import Sender
+from digest.send import MemoryLedger, Sender
 
 
 def _message(from_: str, to_addr: str, to_name: str, subject: str, text: str, now: dt.datetime, kind: str) -> Outgoing:
@@ -88,39 +88,9 @@ def welcome(
     return _message(from_, to_addr, to_name, f"Welcome to {site}", text, now, "welcome")
 
 
-class _OneMessage:
-    """The ``Ledger`` of a single transactional message: it only remembers the outcome."""
-
-    def __init__(self) -> None:
-        self.sent = False
-        self.error = ""
-
-    def claim(self, issue_key: str, email: str, now: dt.datetime) -> bool:
-        return True
-
-    def mark_sent(self, issue_key: str, email: str, now: dt.datetime) -> None:
-        self.sent = True
-
-    def mark_failed(
-        self,
-        issue_key: str,
-        email: str,
-        now: dt.datetime,
-        *,
-        permanent: bool,
-        code: int | None,
-        error: str,
-        next_attempt: dt.datetime | None,
-    ) -> None:
-        self.error = error
-
-    def mark_unknown(self, issue_key: str, email: str, now: dt.datetime, error: str) -> None:
-        self.error = error
-
-
 def deliver(sender: Sender, msg: Outgoing, clock: Callable[[], dt.datetime]) -> None:
     """Send ``msg`` now; ``SendError`` unless the server accepted it."""
-    ledger = _OneMessage()
+    ledger = MemoryLedger()
     sender.send([msg], ledger, clock=clock)
-    if not ledger.sent:
+    if msg.recipient not in ledger.sent:
         raise SendError(f"the {msg.issue_key} mail to {msg.recipient} was not sent: {ledger.error or 'skipped'}")
