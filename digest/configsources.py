@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from digest.configcheck import check_http_url
-from digest.configspec import STR, STRINGS, TABLE, Reader, Spec, fields_of, one_of
+from digest.configspec import BOOL, STR, STRINGS, TABLE, Reader, Spec, fields_of, one_of
 from digest.models import DEFAULT_TEXT_RECORD, ListingFormat, Selectors, Source, SourceKind, Theme
 
 RECORD_PARTS = frozenset({"title", "link", "authors", "date", "summary"})
@@ -76,6 +76,7 @@ SOURCE_FIELDS = fields_of(
         "selectors": Spec(TABLE, check=_selectors),
         "date_format": Spec(STR),
         "record": Spec(STRINGS, check=_record),
+        "enabled": Spec(BOOL),
     },
 )
 

@@ -70,6 +70,8 @@ class Source:
     selectors: Selectors | None = None
     date_format: str | None = None
     record: tuple[str, ...] = DEFAULT_TEXT_RECORD
+    #: ``false`` pauses the source: it is not fetched; what it gave stays.
+    enabled: bool = True
 
     @property
     def is_remote(self) -> bool:

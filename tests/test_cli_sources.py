@@ -140,3 +140,21 @@ def test_the_report_shows_failures_history_and_stored_entries(site: Path) -> Non
     table = invoke("sources")
     assert table.exit_code == 0
     assert "Gone: no such file" in table.output and "failed 3 runs in a row" in table.output
+
+
+def test_enabled_false_pauses_a_source_and_keeps_what_it_gave(site: Path) -> None:
+    assert invoke("fetch").exit_code == 0
+    config = site / "digest.toml"
+    text = config.read_text()
+    marker = 'name = "Cyber Policy Notes"\n'
+    assert marker in text
+    config.write_text(text.replace(marker, marker + "enabled = false\n", 1))
+    before = {s["name"]: s for s in sources_json()}["Cyber Policy Notes"]
+    assert invoke("fetch").exit_code == 0
+    after = {s["name"]: s for s in sources_json()}["Cyber Policy Notes"]
+    assert after["enabled"] is False
+    assert len(after["history"]) == len(before["history"])  # not fetched again
+    assert after["entries_stored"] == before["entries_stored"] > 0  # what it gave stays
+    config.write_text(config.read_text().replace("enabled = false", 'enabled = "no"'))
+    bad = invoke("sources")
+    assert bad.exit_code == 2 and "enabled: must be true or false" in bad.output

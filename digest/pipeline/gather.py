@@ -49,7 +49,9 @@ def fetch_all(
     progress: Callable[[SourceResult], None] | None = None,
 ) -> list[FetchLine]:
     """Gather every source and record each result; one bad source never blocks the rest."""
-    results = gather(config.sources, store.source_states(), config.fetch, config.digest.tz, progress=progress)
+    # A paused source (enabled = false) is not fetched; its entries and state stay as they are.
+    active = [s for s in config.sources if s.enabled]
+    results = gather(active, store.source_states(), config.fetch, config.digest.tz, progress=progress)
     return [_record(store, r, now) for r in results]
 
 
