@@ -60,3 +60,20 @@ def test_a_success_ends_the_streak(tmp_path: Path, smtp_server: SmtpServer) -> N
     assert json.loads(quiet.stdout)["source_alerts"] == []
     with pipeline.open_store(config) as store:
         assert source_alerts(config, store) == []
+
+
+def test_editors_are_mailed_once_per_failing_streak(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    extra = '\n[editorial]\neditors = ["ed@example.org"]\n\n[[sources]]\nname = "Gone"\nurl = "sources/gone.xml"\n'
+    path = ws.make_folder(tmp_path / "alerts", ws.rows(2), port=smtp_server.port, extra=extra)
+    config = ws.load(path)
+
+    def alert_mails() -> list[bytes]:
+        return [m.data for m in smtp_server.messages if m.rcpt_tos == ("ed@example.org",)]
+
+    with pipeline.open_store(config) as store:
+        for run_number in range(1, 6):
+            pipeline.run(config, store, clock=ws.fixed_clock())
+            assert len(alert_mails()) == (0 if run_number < 3 else 1), run_number  # at the 3rd failure, once
+    mail = alert_mails()[0]
+    assert b"Gone: failed 3 runs in a row" in mail.replace(b"=\r\n", b"")
+    assert b"List-Unsubscribe" not in mail

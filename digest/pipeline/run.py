@@ -12,6 +12,7 @@ from digest.bounces import ScanResult
 from digest.config import Config
 from digest.errors import AwaitingApproval, BounceError, SendError, TooFewEntries
 from digest.models import IsoWeek
+from digest.pipeline.alerts import mail_alerts, source_alerts
 from digest.pipeline.bounces import scan_bounces
 from digest.pipeline.deliver import send_issue
 from digest.pipeline.gather import FetchLine, fetch_all
@@ -72,6 +73,8 @@ def run(
     weeks = resolve_weeks(config, clock())
     due_key = grouping.issue_key(weeks)
     report = RunReport(fetched, None)
+    # A source that just reached [fetch] alert_after failures in a row: the editors hear of it once.
+    report.problems += mail_alerts(config, source_alerts(config, store), clock)
     if config.bounces.mailbox:
         # Before sending, so an address that bounced or complained since the last issue gets no more.
         try:

@@ -39,6 +39,11 @@ def _message(from_: str, to_addr: str, to_name: str, subject: str, text: str, no
     return Outgoing(kind, to_addr, mid, msg.as_bytes(policy=POLICY))
 
 
+def notice(from_: str, to_addr: str, subject: str, text: str, now: dt.datetime, kind: str) -> Outgoing:
+    """A plain transactional message (no List-* headers) for the operator or an editor."""
+    return _message(from_, to_addr, "", subject, text, now, kind)
+
+
 def confirmation(
     *,
     from_: str,
