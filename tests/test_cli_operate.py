@@ -76,3 +76,14 @@ def test_report_of_an_issue_never_frozen_is_one_line(tmp_path: Path, smtp_server
     assert as_json(invoke(path, "issues", "--json")) == []
     bad = invoke(path, "report", "--week", "2018-W99x")
     assert bad.exit_code == 2 and "--week" in bad.output
+
+
+def test_a_held_week_is_listed_as_held(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    path = ws.make_folder(tmp_path, ws.rows(2), port=smtp_server.port)
+    config = ws.load(path)
+    with pipeline.open_store(config) as store:
+        store.hold_issue("2018-W01", ws.RUN_NOW, 1)
+    rows = as_json(invoke(path, "issues", "--json"))
+    assert rows == [{"key": "2018-W01", "state": "held", "held_at": ws.RUN_NOW.isoformat(), "entries": 1}]
+    text = invoke(path, "issues")
+    assert "2018-W01: held at" in text.output and "with 1 entries" in text.output

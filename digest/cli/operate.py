@@ -31,7 +31,12 @@ def issues_cmd(ctx: Context, as_json: bool) -> None:
     config = ctx.config
     with pipeline.open_store(config) as store:
         summaries = store.issue_summaries()
+        frozen = {s.key for s in summaries}
+        # A held week (too few entries; they roll into a later issue) was never frozen: listed as "held".
+        held = [(key, at, n) for key, at, n in store.held_issues() if key not in frozen]
     if as_json:
+        for key, at, n in held:
+            sys.stdout.write(json.dumps({"key": key, "state": "held", "held_at": _iso(at), "entries": n}) + "\n")
         for s in summaries:
             row = {
                 "key": s.key,
@@ -44,6 +49,8 @@ def issues_cmd(ctx: Context, as_json: bool) -> None:
             }
             sys.stdout.write(json.dumps(row) + "\n")
         return
+    for key, at, n in held:
+        console.print(f"{key}: held at {at.astimezone(config.digest.tz):%Y-%m-%d %H:%M} with {n} entries", markup=False)
     if not summaries:
         console.print("no issue has been frozen yet (`digest send` or `digest run` freezes one)")
         return
