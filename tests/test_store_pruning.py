@@ -229,7 +229,8 @@ def test_migration_11_dates_old_entries_by_their_source_s_last_good_fetch(store_
     from sqlalchemy import insert, select
 
     from digest.store import MIGRATIONS
-    from digest.store.schema import entries, entries_v1, sources
+    from digest.store.migrations import entries_v1
+    from digest.store.schema import entries, sources
 
     row = {
         "source": "A",

@@ -29,11 +29,11 @@ from digest.store.holders import HoldersMixin
 from digest.store.issues import FrozenIssue, IssueEntry, IssuesMixin
 from digest.store.ledger import STALE_CLAIM_ERROR, DeliveryRow, LedgerMixin
 from digest.store.lock import LockMixin
+from digest.store.migrations import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.people import Consent, PeopleMixin, RateLimits, WebSubscriber, token_hash
 from digest.store.pruning import PruneCounts, PruningMixin
 from digest.store.reports import IssueReport, IssueSummary, ReportsMixin
 from digest.store.requeue import RequeueMixin
-from digest.store.schema import MIGRATIONS, Migration, applied_numbers, migrate
 from digest.store.subscribers import SubscribersMixin, normalise
 
 __all__ = [
