@@ -39,6 +39,11 @@ def parse_duration(raw: str) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
+def check_duration(r: Reader, where: str, value: str) -> dt.timedelta:
+    """A duration like ``"72h"`` (see ``parse_duration``)."""
+    return parse_duration(value)
+
+
 def check_zone(r: Reader, where: str, value: str) -> str:
     try:
         ZoneInfo(value)
