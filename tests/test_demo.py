@@ -184,7 +184,16 @@ def test_make_demo_installs_digest_without_the_test_and_dev_tools(tmp_path: Path
         shutil.copy(ROOT / name, tmp_path / name)
 
     def dry(target: str) -> list[str]:
-        ran = subprocess.run(["make", "-n", target], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        # Run as a top-level make even when the tests run under `make test` (no "Entering directory" lines).
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+        ran = subprocess.run(
+            ["make", "--no-print-directory", "-n", target],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
         assert ran.returncode == 0, ran.stderr
         return ran.stdout.splitlines()
 
