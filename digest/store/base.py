@@ -13,7 +13,9 @@ message that names the database.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -68,13 +70,34 @@ def upsert_into(conn: Connection, table: Table) -> sqlite.Insert | postgresql.In
     raise StoreError(f"unsupported database dialect {name!r}: use SQLite or PostgreSQL")
 
 
+#: How long a first connection keeps retrying the switch of a new file to WAL.
+_WAL_RETRY_S = 10.0
+
+
+def _set_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another first connection switches the same new file.
+
+    The switch takes the file's exclusive lock, and SQLite answers "database is locked" at once
+    (without its busy handler) when several processes open a brand-new file together.
+    """
+    deadline = time.monotonic() + _WAL_RETRY_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
     # The store emits BEGIN itself (see _sqlite_on_begin).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     try:
         # busy_timeout comes from connect(timeout=...); the rest is per connection.
-        cur.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cur)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
     finally:
