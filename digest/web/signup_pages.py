@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from html import escape
 
-from digest.web.pages import layout, mask_email
+from digest.web.pages import layout, mask_email, unsubscribed
 
 #: The name of the field only robots fill in (people never see it).
 HONEYPOT = "website"
@@ -170,13 +170,8 @@ def preferences_page(
 
 
 def left(site: str, address: str) -> str:
-    body = (
-        '<main class="card">\n'
-        "<h1>You are unsubscribed</h1>\n"
-        f"<p><strong>{_e(mask_email(address))}</strong> will get no more issues of {_e(site)}.</p>\n"
-        "</main>"
-    )
-    return layout(f"Unsubscribed – {site}", body)
+    """Unsubscribed from the preferences page: the same answer as the unsubscribe link's."""
+    return unsubscribed(site, address)
 
 
 def unavailable(site: str) -> str:
