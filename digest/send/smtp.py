@@ -1,10 +1,10 @@
-"""SMTP delivery: a pool of reused sessions fed from one work queue.
+"""SMTP delivery: a pool of reused sessions, each taking the next message as it is free.
 
 Each message is claimed in the ledger (committed) before any SMTP traffic,
 then sent in one transaction (``session.py``). Outcomes:
 
-- 2xx after the final dot: sent (ledger marked at once, or per small batch
-  when the ledger offers ``mark_sent_many``);
+- 2xx after the final dot: sent (recorded with the connection's next
+  claim when the ledger offers ``claim_next``, else at once or per batch);
 - 4xx, 552, and a connection lost before the final dot: temporary, retried
   in this run with exponential backoff up to ``max_attempts``, then marked
   failed with a ``next_attempt``;
@@ -29,14 +29,11 @@ The reply to the final dot may take up to ten minutes (RFC 5321
 
 from __future__ import annotations
 
-import queue
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from itertools import groupby, islice
-from operator import attrgetter
 
 from digest.config import SenderSettings
 from digest.errors import SendError
@@ -51,10 +48,12 @@ class SmtpSender:
 
     ``envelope_from`` is the bare bounce address for MAIL FROM. ``backoff``
     is the first retry delay in seconds (doubling, at most ``backoff_cap``);
-    ``batch`` is how many messages of one issue a worker takes at once.
     Each message is claimed on its own, just before its SMTP transaction;
-    with a ledger that has ``claim_next`` the previous messages' ``sent``
-    marks ride in that same transaction, so a message costs one commit.
+    with a ledger that has ``claim_next`` the previous message's ``sent``
+    mark rides in that same transaction, so a message costs one commit
+    (shared with the other connections claiming at the same moment), and
+    each worker takes the next message only when it is free. Otherwise a
+    worker takes ``batch`` messages of one issue at a time.
     ``claim_ahead=True`` (with ``claim_many``) claims a whole batch in one
     commit instead: faster, but a crash then leaves up to ``batch`` rows per
     connection ``unknown`` that were never tried. ``tls_context`` overrides the default
@@ -109,8 +108,56 @@ class SmtpSender:
         return run.execute(messages)
 
 
+class _Feed:
+    """The messages, handed to the workers as they ask: one at a time, or a batch of one issue.
+
+    Workers pull rather than a feeding thread pushing through a queue: no
+    queue hand-offs per message, and no worker sits on a batch while another
+    has nothing left to send (with many connections, the tail of a send stays
+    as parallel as its start). An error of the message source reaches the
+    worker that asked.
+    """
+
+    def __init__(self, messages: Iterable[Outgoing]) -> None:
+        self._it = iter(messages)
+        self._lock = threading.Lock()
+        self._held: Outgoing | None = None  # the first message of the next issue, taken too early
+
+    def take(self, size: int) -> list[Outgoing]:
+        """Up to ``size`` messages of one issue; empty when none are left."""
+        out: list[Outgoing] = []
+        with self._lock:
+            while len(out) < size:
+                msg, self._held = self._held, None
+                if msg is None:
+                    msg = next(self._it, None)
+                if msg is None:
+                    break
+                if out and msg.issue_key != out[0].issue_key:
+                    self._held = msg
+                    break
+                out.append(msg)
+        return out
+
+
+class _Marks:
+    """One worker's messages accepted by the server and not yet recorded ``sent``.
+
+    They ride with the worker's next claim (``claim_next``), so a connection
+    holds at most one row in doubt; ``flush`` records them on their own, at
+    the end, before the worker waits, or when the next message is of
+    another issue.
+    """
+
+    __slots__ = ("emails", "issue_key")
+
+    def __init__(self) -> None:
+        self.issue_key = ""
+        self.emails: list[str] = []
+
+
 class _Run:
-    """One ``send`` call: the feeding thread, the workers and their shared state."""
+    """One ``send`` call: the workers and their shared state."""
 
     def __init__(
         self,
@@ -130,28 +177,28 @@ class _Run:
         self.interrupt = interrupt or threading.Event()  # set from outside: SIGTERM, Ctrl-C
         self.refusals = RefusalWatch()
         self.error: BaseException | None = None
-        self.work: queue.Queue[list[Outgoing] | None] = queue.Queue(maxsize=sender.settings.connections * 4)
         self.claim_many = getattr(ledger, "claim_many", None) if sender.claim_ahead else None
         self.claim_next = getattr(ledger, "claim_next", None)
         self.mark_sent_many = getattr(ledger, "mark_sent_many", None)
+        # With claim_next a worker takes one message at a time (its marks ride with the next
+        # claim); claiming ahead, or marking per batch without claim_next, it takes a batch.
+        self.take = 1 if self.claim_next is not None and self.claim_many is None else sender.batch
+        self.feed: _Feed | None = None
 
     def execute(self, messages: Iterable[Outgoing]) -> SendReport:
+        self.feed = _Feed(messages)
         n = self.s.settings.connections
         workers = [threading.Thread(target=self.worker, name=f"smtp-{i}", daemon=True) for i in range(n)]
         for w in workers:
             w.start()
         try:
-            for chunk in self.chunks(messages):
-                if not self.put(chunk):
-                    break
-        except BaseException:
-            self.stop.set()  # e.g. Ctrl-C or a failing message source: finish current messages only
-            raise
-        finally:
-            for _ in workers:
-                self.put(None)
             for w in workers:
                 w.join()
+        except BaseException:
+            self.stop.set()  # e.g. Ctrl-C: finish the current transactions only
+            for w in workers:
+                w.join()
+            raise
         report = self.tally.report()
         if isinstance(self.error, SendError):
             raise SendAborted(str(self.error), report, code=self.error.code) from self.error
@@ -163,44 +210,37 @@ class _Run:
         """No new message may be claimed: the run failed, or was interrupted."""
         return self.stop.is_set() or self.interrupt.is_set()
 
-    def chunks(self, messages: Iterable[Outgoing]) -> Iterator[list[Outgoing]]:
-        size = self.s.batch if self.claim_many is not None or self.mark_sent_many is not None else 1
-        for _, group in groupby(messages, key=attrgetter("issue_key")):
-            while chunk := list(islice(group, size)):
-                yield chunk
-
-    def put(self, item: list[Outgoing] | None) -> bool:
-        # Poll so a feeder never blocks forever on workers that have stopped.
-        while not self.stopping():
-            try:
-                self.work.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def worker(self) -> None:
+        assert self.feed is not None
         conn = SmtpSession(self.s.settings, self.s.envelope_from, self.s.local_hostname, self.s.tls)
+        marks = _Marks()
         try:
             while not self.stopping():
-                try:
-                    chunk = self.work.get(timeout=0.05)
-                except queue.Empty:
-                    continue  # wakes up to notice a stop
-                if chunk is None:
+                chunk = self.feed.take(self.take)
+                if not chunk:
                     break
-                self.chunk(conn, chunk)
+                if marks.emails and chunk[0].issue_key != marks.issue_key:
+                    self.flush(marks)
+                self.chunk(conn, chunk, marks)
         except BaseException as exc:
             if self.error is None:
                 self.error = exc
             self.stop.set()
         finally:
-            if self.stop.is_set():
-                conn.drop()
-            else:
-                conn.quit()
+            try:
+                self.flush(marks)
+            finally:
+                if self.stop.is_set():
+                    conn.drop()
+                else:
+                    conn.quit()
 
-    def chunk(self, conn: SmtpSession, chunk: list[Outgoing]) -> None:
+    def flush(self, marks: _Marks) -> None:
+        if marks.emails and self.mark_sent_many is not None:
+            self.mark_sent_many(marks.issue_key, marks.emails, self.clock())
+        marks.emails = []
+
+    def chunk(self, conn: SmtpSession, chunk: list[Outgoing], marks: _Marks) -> None:
         ahead = self.claim_many is not None
         wanted: list[Outgoing] = []
         for msg in chunk:
@@ -211,6 +251,7 @@ class _Run:
             return
         self.open(conn)  # before claiming: an unreachable server claims nothing
         key = wanted[0].issue_key
+        marks.issue_key = key
         if self.claim_many is not None:
             granted = set(self.claim_many(key, [m.recipient for m in wanted], self.clock()))
             todo = []
@@ -222,7 +263,6 @@ class _Run:
                     self.tally.add(Delivery.SKIPPED, msg.recipient)
         else:
             todo = wanted
-        sent: list[str] = []  # accepted by the server, not yet recorded
         try:
             for i, msg in enumerate(todo):
                 if self.stopping():
@@ -230,16 +270,16 @@ class _Run:
                     if ahead:
                         self.release(todo[i:])
                     break
-                if not ahead and not (self.wanted(msg) and self.claim(key, msg.recipient, sent)):
+                if not ahead and not (self.wanted(msg) and self.claim(key, msg.recipient, marks)):
                     continue
                 try:
-                    self.one(conn, msg, sent)
+                    self.one(conn, msg, marks.emails)
                 except Fatal:
                     self.release(todo[i + 1 :] if ahead else [])
                     raise
         finally:
-            if sent and self.mark_sent_many is not None:
-                self.mark_sent_many(key, sent, self.clock())
+            if ahead or self.claim_next is None:
+                self.flush(marks)  # claiming ahead, marks are recorded per batch
 
     def wanted(self, msg: Outgoing) -> bool:
         """``should_send``, counting a refusal as skipped."""
@@ -248,13 +288,13 @@ class _Run:
         self.tally.add(Delivery.SKIPPED, msg.recipient)
         return False
 
-    def claim(self, key: str, email: str, sent: list[str]) -> bool:
+    def claim(self, key: str, email: str, marks: _Marks) -> bool:
         """Claim one row, committing the pending ``sent`` marks in the same transaction when the ledger can."""
         if self.claim_next is None or self.mark_sent_many is None:
             won = bool(self.ledger.claim(key, email, self.clock()))
         else:
-            won = bool(self.claim_next(key, email, self.clock(), sent=sent))
-            sent.clear()
+            won = bool(self.claim_next(key, email, self.clock(), sent=marks.emails))
+            marks.emails = []
         if not won:
             self.tally.add(Delivery.SKIPPED, email)
         return won

@@ -158,6 +158,8 @@ class StoreBase:
         # PostgreSQL takes row locks itself; SQLite has one writer per file anyway.
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if self._is_sqlite else nullcontext()
         self._writer: Connection | None = None
+        # The driver's own errors, for the statements that bypass SQLAlchemy (``_raw_transaction``).
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     @property
     def label(self) -> str:
@@ -174,6 +176,8 @@ class StoreBase:
                 raise exc.orig from None
             raise StoreError(describe(self._label, exc, self._busy_timeout)) from exc
         except SQLAlchemyError as exc:
+            raise StoreError(describe(self._label, exc, self._busy_timeout)) from exc
+        except self._dbapi_error as exc:
             raise StoreError(describe(self._label, exc, self._busy_timeout)) from exc
 
     @contextmanager
@@ -207,6 +211,31 @@ class StoreBase:
         """One short write transaction, committed when the block ends."""
         with self._connect_for_write() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def _raw_transaction(self, conn: Connection) -> Iterator[Any]:
+        """A DB-API cursor in one write transaction on ``conn`` (from ``_connect_for_write``).
+
+        For the statements that run once per message: the driver's own
+        ``BEGIN``/``COMMIT`` without SQLAlchemy's transaction objects. Committed
+        when the block ends, rolled back on any error; driver errors become
+        ``StoreError``.
+        """
+        raw = conn.connection.dbapi_connection
+        if raw is None:  # a closed connection: not reachable from _connect_for_write
+            raise StoreError(f"database {self._label}: the connection is closed")
+        with self._guard():
+            cur = raw.cursor()
+            try:
+                if self._is_sqlite:
+                    cur.execute("BEGIN IMMEDIATE")  # PostgreSQL's driver begins by itself
+                yield cur
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cur.close()
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -200,30 +200,6 @@ class LedgerMixin(StoreBase):
         with self._write() as conn:
             return conn.execute(_CLAIM[include_unknown], params).rowcount == 1
 
-    def claim_next(
-        self,
-        issue_key: str,
-        email: str,
-        now: dt.datetime,
-        *,
-        sent: Iterable[str] = (),
-        include_unknown: bool = False,
-    ) -> bool:
-        """Record ``sent`` rows as sent and ``claim`` the next row, in one transaction.
-
-        The sender's hot path: one commit per message, and each ``sent`` mark
-        is committed no later than the next claim.
-        """
-        done = list(dict.fromkeys(_key(e) for e in sent))
-        params = {"b_key": issue_key, "b_email": _key(email), "b_now": now}
-        with self._write() as conn:
-            if len(done) == 1:
-                conn.execute(_MARK_SENT, {"b_key": issue_key, "b_email": done[0], "b_now": now})
-            else:
-                for batch in chunked(done, _IN_CHUNK):
-                    conn.execute(_MARK_SENT_MANY, {"b_key": issue_key, "b_emails": list(batch), "b_now": now})
-            return conn.execute(_CLAIM[include_unknown], params).rowcount == 1
-
     def claim_many(
         self, issue_key: str, emails: Iterable[str], now: dt.datetime, *, include_unknown: bool = False
     ) -> list[str]:
