@@ -427,6 +427,8 @@ class Outgoing:
     data: bytes
     #: The return path (MAIL FROM) of this message when it has its own (VERP); "" for the sender's.
     envelope_from: str = ""
+    #: No line of ``data`` starts with a dot, so SMTP sends it without dot-stuffing it first.
+    dot_safe: bool = False
 
 
 class Delivery(StrEnum):

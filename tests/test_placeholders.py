@@ -119,11 +119,15 @@ def test_stored_token_sets_round_trip_and_bad_ones_are_refused() -> None:
 
 T = TokenSet.fresh()
 _TOKENS = [tok for _, tok in T.pairs()]
-_AWKWARD = st.sampled_from([*list("ab =<>&\"'\r\n\t.é中\x00\x85\u2028"), "\r\n", "=20", "=\r\n", "From ", " \r"])
+_AWKWARD = st.sampled_from(
+    [*list("ab =<>&\"'\r\n\t.é中\x00\x85\u2028"), "\r\n", "=20", "=\r\n", "From ", " \r", "\n.", ".\r\n", "\n..\n"]
+)
 _FRAGMENT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12) | _AWKWARD
 _BODY = st.lists(_FRAGMENT | st.sampled_from(_TOKENS), max_size=14).map("".join)
-_LONG = st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "= ", "中"]), st.integers(70, 200))
-_NAME = st.text(st.characters(exclude_categories=("Cs",)), max_size=40) | st.sampled_from(["", "\r", "a=b", "<&>"])
+_LONG = st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "= ", "中", ".", "a."]), st.integers(70, 200))
+_NAME = st.text(st.characters(exclude_categories=("Cs",)), max_size=40) | st.sampled_from(
+    ["", "\r", "a=b", "<&>", ".", ".\r\n.", "." * 90]
+)
 _EMAIL = st.from_regex(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,30}@[A-Za-z0-9.-]{1,30}", fullmatch=True)
 _URL = st.from_regex(r"https://digest\.example\.org/u/[!#-;=?-~]{0,80}", fullmatch=True)
 
@@ -175,6 +179,9 @@ def test_the_spliced_message_is_the_reference_for_any_values(
     lines = fast_body.split(b"\r\n")
     assert b"\r" not in b"".join(lines) and b"\n" not in b"".join(lines)
     assert max(len(line) for line in lines) <= 76
+    # No line starts with a dot, so the sender sends the bytes without dot-stuffing them.
+    assert fast.dot_safe
+    assert not any(line.startswith(b".") for line in fast.data.split(b"\r\n"))
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,33 @@ def message(i: int, issue: str = ISSUE) -> Outgoing:
     return Outgoing(issue_key=issue, recipient=to, message_id=f"<{issue}.{i}@example.org>", data=data)
 
 
+def test_a_message_of_dotted_lines_arrives_intact_unstuffed(smtp_server: SmtpServer) -> None:
+    # A template's message is sent as it is (dot_safe: no line starts with a dot, so no
+    # stuffing pass); the entries' lines that start with dots still arrive as written.
+    from digest.compose import ComposeSettings, MessageTemplate, Recipient
+    from digest.models import Rendered, TokenSet
+
+    text = ".hidden\n..two dots\n.\nend.\n" + "." * 200
+    rendered = Rendered(ISSUE, "all", (), "S", "<p>.x</p>\n.<b>y</b>", text, TokenSet.fresh())
+    settings = ComposeSettings(
+        from_="Cyber Weekly <digest@example.org>",
+        list_id="Cyber Weekly <cyber-weekly.example.org>",
+        date=NOW,
+        unsubscribe_mailto="",
+        title="Cyber Weekly",
+    )
+    out = MessageTemplate.build(rendered, settings).personalise(
+        Recipient(".dot@example.org", ".Dot", "https://digest.example.org/u/.x")
+    )
+    assert out.dot_safe
+    report = smtp(smtp_server).send([out], MemoryLedger(), clock=clock)
+    assert report.sent == 1
+    (got,) = smtp_server.messages
+    assert got.data == out.data
+    body = email.message_from_bytes(got.data, policy=email.policy.default).get_body(("plain",))
+    assert body is not None and body.get_content().replace("\r\n", "\n") == text + "\n"
+
+
 def settings_for(server: SmtpServer, **kw: object) -> SenderSettings:
     base: dict[str, object] = {
         "transport": "smtp",

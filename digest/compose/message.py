@@ -149,6 +149,7 @@ class MessageTemplate:
     """
 
     __slots__ = (
+        "_dot_safe",
         "_fixed_subject",
         "_html",
         "_issue_key",
@@ -180,6 +181,9 @@ class MessageTemplate:
         self._text = text
         self._html = html_body
         self._settings = settings
+        # The bodies never start a line with a dot (splice.py) and header lines start with a
+        # name or a fold's space: when the fixed pieces have none either, no message will.
+        self._dot_safe = not any(starts_a_line_with_dot(piece) for piece in pieces)
 
     @classmethod
     def build(cls, rendered: Rendered, settings: ComposeSettings) -> MessageTemplate:
@@ -248,9 +252,17 @@ class MessageTemplate:
                 p[6],
             )
         )
+        dot_safe = self._dot_safe
         if self._settings.dkim_key:
-            data = dkim_sign(data, self._settings) + data
-        return Outgoing(self._issue_key, email, mid, data)
+            signature = dkim_sign(data, self._settings)
+            dot_safe = dot_safe and not starts_a_line_with_dot(signature)
+            data = signature + data
+        return Outgoing(self._issue_key, email, mid, data, dot_safe=dot_safe)
+
+
+def starts_a_line_with_dot(data: bytes) -> bool:
+    """A line of ``data`` starts with ``.`` (SMTP would have to double it)."""
+    return data.startswith(b".") or b"\n." in data
 
 
 def personalise_many(template: MessageTemplate, recipients: Iterable[Recipient]) -> list[Outgoing]:

@@ -6,6 +6,12 @@ on its own, and the parts are joined with soft line breaks (``=`` CRLF),
 which decoders drop. The decoded body equals what ``email.contentmanager``
 makes of ``placeholders.personalise``'s text (the tests prove it for any
 values), with every line within 76 octets.
+
+No encoded line starts with a dot: a leading ``.`` is written ``=2E``
+(the same text once decoded). Every line of a spliced body starts either a
+piece or a line inside one, so a message made of these bodies needs no
+SMTP dot-stuffing (RFC 5321 4.5.2), the one full pass over its bytes the
+sender would otherwise make per message.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from digest.models import TokenSet
 
 # Printable ASCII except "=", not ending in a space: quoted-printable leaves it as is.
 _QP_LITERAL = re.compile(r"(?:[ !-<>-~]*[!-<>-~])?")
+_LEADING_DOT = re.compile(r"^\.", re.MULTILINE)
 
 #: One piece of a body: its QP form, its QP form after a CR (a leading LF dropped), whether it ends with a CR.
 _Chunk = tuple[bytes, bytes, bool]
@@ -69,7 +76,8 @@ class SplicedBody:
             if mid_line and not data.startswith(b"\r\n"):
                 out.append(b"=\r\n")  # a soft break: the line goes on
             out.append(data)
-            mid_line = not data.endswith(b"\n")
+            # A trailing soft break ("=" CRLF, what body_encode writes after a final space) ends no line.
+            mid_line = data.endswith(b"=\r\n") or not data.endswith(b"\n")
         if not out:
             return b"\r\n"  # an empty text is one empty line
         if mid_line:
@@ -92,8 +100,12 @@ def _one_break(text: str) -> str:
 
 
 def _qp(text: str) -> bytes:
-    """Quoted-printable of ``text`` as UTF-8, lines ≤ 75 so a soft break fits."""
-    if len(text) <= 75 and _QP_LITERAL.fullmatch(text):
+    """Quoted-printable of ``text`` as UTF-8, lines ≤ 75 so a soft break fits, none starting with a dot."""
+    if len(text) <= 75 and _QP_LITERAL.fullmatch(text) and not text.startswith("."):
         return text.encode("ascii")
     latin = text.encode("utf-8").decode("latin-1")  # body_encode maps each octet
-    return body_encode(latin, 75, "\r\n").encode("ascii")
+    encoded = body_encode(latin, 75, "\r\n")
+    if encoded.startswith(".") or "\n." in encoded:
+        # "=2E" is two octets longer than the dot: encode two shorter, then escape.
+        encoded = _LEADING_DOT.sub("=2E", body_encode(latin, 73, "\r\n"))
+    return encoded.encode("ascii")

@@ -171,7 +171,7 @@ class SmtpSession:
                 self._step(client, "MAIL", mail, (250,))
                 self._step(client, "RCPT", rcpt_cmd, (250, 251))
                 self._step(client, "DATA", b"DATA\r\n", (354,))
-            payload = dot_stuff(data)
+            payload = data if msg.dot_safe else dot_stuff(data)
             if not payload.endswith(_CRLF):
                 payload += _CRLF
             client.send(payload + b".\r\n")
