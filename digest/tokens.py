@@ -22,6 +22,7 @@ token opens the other's page.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -77,7 +78,9 @@ def preferences_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/p/{token}"
 
 
+@functools.lru_cache(maxsize=16)
 def _token_keys(secret: str, purpose: str = UNSUBSCRIBE) -> tuple[bytes, bytes]:
+    # Cached: the keys depend on the secret only, and a send makes two tokens per subscriber.
     if not secret:
         raise ConfigError("digest.secret: no secret set for unsubscribe links (set DIGEST_SECRET)")
     if purpose not in (UNSUBSCRIBE, PREFERENCES):

@@ -101,8 +101,15 @@ def _one_break(text: str) -> str:
 
 def _qp(text: str) -> bytes:
     """Quoted-printable of ``text`` as UTF-8, lines ≤ 75 so a soft break fits, none starting with a dot."""
-    if len(text) <= 75 and _QP_LITERAL.fullmatch(text) and not text.startswith("."):
-        return text.encode("ascii")
+    if _QP_LITERAL.fullmatch(text):
+        if len(text) <= 75 and not text.startswith("."):
+            return text.encode("ascii")
+        # A long literal (an unsubscribe URL, every message): body_encode's own split, without
+        # its per-character translate; 74 characters and a soft break per line, the rest last.
+        cut = range(0, len(text) - 75, 74)
+        lines = [text[i : i + 74] + "=" for i in cut] + [text[len(cut) * 74 :]]
+        if not any(line.startswith(".") for line in lines):
+            return "\r\n".join(lines).encode("ascii")
     latin = text.encode("utf-8").decode("latin-1")  # body_encode maps each octet
     encoded = body_encode(latin, 75, "\r\n")
     if encoded.startswith(".") or "\n." in encoded:
