@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import fetch, render, send, store_size, workload
+from bench import crash, fetch, render, send, store_size, workload
 from bench.report import Figure, machine, previous_figures, table, write_results
 
 
@@ -173,6 +173,33 @@ def bench_send(root: Path, plan: Plan, figures: list[Figure]) -> None:
         what_if.compare(one)
         figures.append(what_if)
         say(f"latency what-if batch {plan.what_if_batch}: 16 conns {r['steady_rate']:.1f} msg/s")
+    bench_send_path(folder, template, plan, figures)
+
+
+def bench_send_path(folder: Path, template: Path, plan: Plan, figures: list[Figure]) -> None:
+    """The send path's guarantee at full speed (SIGKILL mid-send) and where its time per message goes."""
+    n = 10_000 if 10_000 in plan.sizes else plan.sizes[0]
+    r = crash.kill_and_resend(folder, template, n, 4)
+    doubt = Figure(f"kill -9 mid-send {n:,}, 4 connections: rows in doubt", "rows", [r["in_doubt"]])
+    doubt.target, doubt.met = "<= 4 (one per connection)", r["in_doubt"] <= 4
+    doubt.note = f"killed after {r['killed_after']:,} messages; the re-run sent {r['resent']:,}"
+    repeats = Figure("kill -9 then re-run: repeated or missing messages", "msg", [r["repeats"] + r["missing"]])
+    repeats.target, repeats.met = "0", r["repeats"] + r["missing"] == 0
+    figures += [doubt, repeats]
+    say(f"kill -9: {r['in_doubt']} in doubt, {r['repeats']} repeats, {r['missing']} missing")
+
+    steady = next((f for f in figures if f.name == f"digest send {n:,} steady"), None)
+    with send.Sink() as sink:
+        send.prepared(folder, template, min(n, 5000), sink.port, 4)
+        stages = send.run_profile(folder, min(n, 5000))
+    for stage, us in stages.items():
+        figures.append(Figure(f"send path per message: {stage}", "us", [us], note="one thread, one at a time"))
+    if steady is not None and steady.median > 0:
+        wall = Figure(
+            "send path per message: 4 connections, steady", "us", [1e6 / steady.median], note="1 / steady rate"
+        )
+        figures.append(wall)
+    say("send path (us per message): " + ", ".join(f"{k} {v:.0f}" for k, v in stages.items()))
 
 
 def bench_fetch(root: Path, plan: Plan, figures: list[Figure]) -> None:

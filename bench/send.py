@@ -263,10 +263,17 @@ class Sink:
 
     def count(self) -> int:
         """Messages the sink has taken so far."""
+        return self._ask()[0]
+
+    def repeats(self) -> int:
+        """Messages so far to a recipient who had already had one."""
+        return self._ask()[2]
+
+    def _ask(self) -> list[int]:
         assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("count\n")
         self.proc.stdin.flush()
-        return int(self.proc.stdout.readline().split()[1])
+        return [int(x) for x in self.proc.stdout.readline().split()[1:]]
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -290,6 +297,16 @@ def run_child(
     if done.returncode != 0:
         raise RuntimeError(f"bench.send {kind} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_profile(folder: Path, count: int) -> dict[str, float]:
+    """``bench.send_profile`` in a fresh process: microseconds per message of each send stage."""
+    cmd = [PYTHON, "-m", "bench.send_profile", str(folder), "--count", str(count)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.send_profile failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 

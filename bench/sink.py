@@ -7,7 +7,9 @@ senders. aiosmtpd parses every message and would be the bottleneck.
 
 Run it as its own process: ``python -m bench.sink [--delay 0.01]``. It
 prints ``PORT <n>`` once listening on 127.0.0.1, answers ``count`` on stdin
-with ``COUNT <messages> <bytes>``, and exits when stdin closes. With
+with ``COUNT <messages> <bytes> <repeats>`` (``repeats``: messages to a
+recipient who had already had one, which an exactly-once sender never
+causes), and exits when stdin closes. With
 ``--delay`` every reply waits that long after the previous reply of its
 connection (a slow server that takes that long per command).
 """
@@ -28,6 +30,8 @@ class Counter:
     def __init__(self) -> None:
         self.messages = 0
         self.bytes = 0
+        self.seen: set[bytes] = set()  # every recipient that had a message
+        self.repeats = 0
 
 
 class SinkProtocol(asyncio.BufferedProtocol):
@@ -48,6 +52,7 @@ class SinkProtocol(asyncio.BufferedProtocol):
         self.next_free = 0.0
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
+        self.rcpt = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -96,8 +101,12 @@ class SinkProtocol(asyncio.BufferedProtocol):
                     buf[0:keep] = buf[end_at - keep : end_at]
                     pos, end_at = 0, keep
                     break
-                self.counter.messages += 1
-                self.counter.bytes += self.size + found - pos
+                counter = self.counter
+                counter.messages += 1
+                counter.bytes += self.size + found - pos
+                if self.rcpt in counter.seen:
+                    counter.repeats += 1
+                counter.seen.add(self.rcpt)
                 pos = found + skip
                 self.in_data = False
                 self.size = 0
@@ -117,6 +126,8 @@ class SinkProtocol(asyncio.BufferedProtocol):
 
     def command(self, line: bytes) -> None:
         verb = line[:4]
+        if verb == b"RCPT":
+            self.rcpt = line[8:]  # what follows "RCPT TO:", upper-cased like the whole line
         if verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
             self.reply(b"250 2.0.0 ok\r\n")
         elif verb == b"DATA":
@@ -150,7 +161,7 @@ async def serve(delay: float, port: int) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         if line.strip() == b"count":
-            print(f"COUNT {counter.messages} {counter.bytes}", flush=True)
+            print(f"COUNT {counter.messages} {counter.bytes} {counter.repeats}", flush=True)
     server.close()
 
 
