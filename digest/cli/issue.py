@@ -248,6 +248,7 @@ class SendProgress:
         self._bar: Any = None
         self._task: Any = None
         self._started = time.monotonic()
+        self._shown = 0.0  # when the bar was last updated
 
     def __enter__(self) -> SendProgress:
         if err_console.is_terminal:
@@ -270,9 +271,13 @@ class SendProgress:
             self._bar.__exit__(None, None, None)
 
     def __call__(self, event: SendEvent, total: int) -> None:
+        now = time.monotonic()
+        if self._bar is not None and now - self._shown < 0.1 and event.done < total:
+            return  # the bar redraws 10 times a second: updating it per message cost as much as sending
+        self._shown = now
         failed = event.failed_permanent + event.failed_temporary + event.unknown
         left = max(total - event.done, 0)
-        rate = event.done / max(time.monotonic() - self._started, 1e-6)
+        rate = event.done / max(now - self._started, 1e-6)
         detail = f"{event.sent} sent · {failed} failed · {left} left · {rate:.0f}/s"
         if self._bar is not None:
             self._bar.update(self._task, completed=event.done, total=total, detail=detail)

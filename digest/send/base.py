@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from digest.errors import SendError
 from digest.models import Delivery, Outgoing
@@ -103,9 +103,12 @@ class SendReport:
         return self.failed_permanent + self.failed_temporary + self.unknown
 
 
-@dataclass(frozen=True, slots=True)
-class SendEvent:
-    """Progress so far, given after each message: counts and the last outcome."""
+class SendEvent(NamedTuple):
+    """Progress so far, given after each message: counts and the last outcome.
+
+    A named tuple rather than a frozen dataclass: one is made per message,
+    under the tally's lock, and a tuple is made several times faster.
+    """
 
     sent: int
     failed_permanent: int
