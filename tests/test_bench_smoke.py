@@ -22,8 +22,10 @@ def test_sink_takes_messages_and_counts_them() -> None:
         smtp.sendmail("a@example.org", ["b@example.org"], body)
         smtp.sendmail("a@example.org", ["c@example.org"], b"")
         assert smtp.rset()[0] == 250
+        assert sink.repeats() == 0
+        smtp.sendmail("a@example.org", ["B@example.org"], b"again")  # the same recipient, respelt
         smtp.quit()
-        assert sink.count() == 2
+        assert sink.count() == 3 and sink.repeats() == 1
 
 
 def test_feed_server_answers_304_to_its_etag() -> None:
