@@ -112,7 +112,9 @@ class ClaimsMixin(StoreBase):
                 marks = [(r.now, r.issue_key, e) for r in batch for e in r.sent]
                 if marks:
                     cur.executemany(self._sent_sql, marks)
-                for r in batch:
+                # In key order: two processes' batches then take their row locks in the same order
+                # on PostgreSQL, and can never deadlock on each other.
+                for r in sorted(batch, key=lambda r: (r.issue_key, r.email)):
                     cur.execute(self._claims_sql[r.include_unknown], (r.now, r.now, r.issue_key, r.email, r.now))
                     r.won = cur.rowcount == 1
         except BaseException as exc:
