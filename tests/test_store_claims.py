@@ -128,3 +128,26 @@ def test_a_naive_time_is_refused_before_anything_is_written(any_store: Store) ->
     with pytest.raises(ValueError, match="timezone-aware"):
         any_store.claim_next(KEY, "a@x.org", dt.datetime(2018, 1, 15))
     assert any_store.delivery_counts(KEY)[Delivery.PENDING] == 1
+
+
+def test_one_batch_with_a_row_marked_by_one_and_claimed_by_another(any_store: Store) -> None:
+    # What the group commit meets when connections ask at the same instant (made deterministic
+    # here by handing it the batch): a row marked sent by its claimer while another connection
+    # asks to claim it, two connections asking for the same due row, and an ordinary claim.
+    from digest.store.claims import _Request
+
+    any_store.plan_deliveries(KEY, [(e, "all") for e in ("a@x.org", "b@x.org", "c@x.org")], NOW)
+    assert any_store.claim_next(KEY, "a@x.org", NOW)
+    now = "2018-01-15T00:00:00.000000+00:00"
+    marker = _Request(KEY, "c@x.org", now, ["a@x.org"], False)
+    late = _Request(KEY, "a@x.org", now, [], False)
+    first, second = _Request(KEY, "b@x.org", now, [], False), _Request(KEY, "b@x.org", now, [], False)
+    any_store._commit_claims([late, first, marker, second])
+    assert all(r.done and r.error is None for r in (marker, late, first, second))
+    assert (marker.won, late.won, first.won, second.won) == (True, False, True, False)
+    rows = {r.email: (r.state, r.attempts) for r in any_store.deliveries(KEY)}
+    assert rows == {
+        "a@x.org": (Delivery.SENT, 1),
+        "b@x.org": (Delivery.CLAIMED, 1),
+        "c@x.org": (Delivery.CLAIMED, 1),
+    }

@@ -158,7 +158,7 @@ class StoreBase:
         # PostgreSQL takes row locks itself; SQLite has one writer per file anyway.
         self._write_lock: AbstractContextManager[Any] = threading.Lock() if self._is_sqlite else nullcontext()
         self._writer: Connection | None = None
-        # The driver's own errors, for the statements that bypass SQLAlchemy (``_raw_transaction``).
+        # The driver's own errors, for the statements that bypass SQLAlchemy (``_raw``).
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     @property
@@ -213,13 +213,14 @@ class StoreBase:
             yield conn
 
     @contextmanager
-    def _raw_transaction(self, conn: Connection) -> Iterator[Any]:
-        """A DB-API cursor in one write transaction on ``conn`` (from ``_connect_for_write``).
+    def _raw(self, conn: Connection) -> Iterator[tuple[Any, Any]]:
+        """The DB-API connection under ``conn`` (from ``_connect_for_write``) and a cursor on it.
 
-        For the statements that run once per message: the driver's own
-        ``BEGIN``/``COMMIT`` without SQLAlchemy's transaction objects. Committed
-        when the block ends, rolled back on any error; driver errors become
-        ``StoreError``.
+        For the statements that run once per message, without SQLAlchemy's
+        statement and transaction objects. No transaction is begun: on SQLite
+        (the driver in autocommit) one statement is its own transaction; on
+        PostgreSQL the caller commits. Any error rolls back, and driver errors
+        become ``StoreError``.
         """
         raw = conn.connection.dbapi_connection
         if raw is None:  # a closed connection: not reachable from _connect_for_write
@@ -227,10 +228,7 @@ class StoreBase:
         with self._guard():
             cur = raw.cursor()
             try:
-                if self._is_sqlite:
-                    cur.execute("BEGIN IMMEDIATE")  # PostgreSQL's driver begins by itself
-                yield cur
-                raw.commit()
+                yield raw, cur
             except BaseException:
                 raw.rollback()
                 raise

@@ -2,18 +2,17 @@
 
 Each SMTP connection asks for one commit per message: "record these rows
 sent, and claim this one". When several connections ask at once, their
-requests ride in one transaction (group commit): the first connection to
+requests ride in one statement (group commit): the first connection to
 take the commit turn commits every request waiting by then, and each one
 returns as soon as the commit that carries its claim is done. A claim is
 still committed before its message's DATA, and a connection still holds at
 most one claimed row (its marks ride with its next claim), so a crash
 leaves at most one row per connection in doubt.
 
-The statements are plain DB-API SQL, prepared once per dialect: this runs
-once per message, where SQLAlchemy's expression and transaction machinery
-cost more than the UPDATE itself. They mean exactly what ``ledger.py``'s
-expressions for ``claim`` and ``mark_sent`` mean (the tests run both on
-SQLite and PostgreSQL).
+The statement is plain DB-API SQL (``_batch_sql``): this runs once per
+message, where SQLAlchemy's expression and transaction machinery cost more
+than the UPDATE itself. It means exactly what ``ledger.py``'s ``claim``
+and ``mark_sent`` mean (the tests compare them on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -30,20 +29,39 @@ from digest.store.base import StoreBase
 from digest.store.schema import utc_text
 
 _D = Delivery
-_DUE = "(state IN ({states}) OR (state = '{retry}' AND (next_attempt IS NULL OR next_attempt <= ?)))"
-_CLAIM_SQL = (
-    f"UPDATE deliveries SET state = '{_D.CLAIMED.value}', attempts = attempts + 1, updated_at = ?, "
-    "first_attempt = COALESCE(first_attempt, ?) WHERE issue_key = ? AND email = ? AND " + _DUE
-)
-_SENT_SQL = (
-    f"UPDATE deliveries SET state = '{_D.SENT.value}', next_attempt = NULL, last_error = NULL, "
-    "updated_at = ? WHERE issue_key = ? AND email = ?"
-)
 
 
-def _claim_sql(include_unknown: bool) -> str:
-    states = [_D.PENDING.value] + ([_D.UNKNOWN.value] if include_unknown else [])
-    return _CLAIM_SQL.format(states=", ".join(f"'{s}'" for s in states), retry=_D.FAILED_TEMPORARY.value)
+def _batch_sql(claims: int, marks: int, include_unknown: bool) -> str:
+    """One UPDATE that marks ``marks`` rows sent and claims ``claims`` due rows, returning the rows it changed.
+
+    One statement, so on SQLite it is one implicit transaction that takes the
+    write lock before it reads (like ``BEGIN IMMEDIATE``) and commits when
+    its last row is returned: one call into the database per message rather
+    than four (BEGIN, two UPDATEs, COMMIT), each of which gave up Python's
+    lock and waited to take it back from the other connections' threads.
+    Rows are found by the primary key (``issue_key``, ``email IN``).
+    """
+    every = ", ".join("?" * (claims + marks))
+    states = ", ".join(f"'{s}'" for s in [_D.PENDING.value] + ([_D.UNKNOWN.value] if include_unknown else []))
+    retry = f"(state = '{_D.FAILED_TEMPORARY.value}' AND (next_attempt IS NULL OR next_attempt <= ?))"
+    due = f"(state IN ({states}) OR {retry})"
+    if marks:
+        due = f"({due} OR email IN ({', '.join('?' * marks)}))"
+    claimed = f"email IN ({', '.join('?' * claims)})" if claims else "1 = 0"  # only marks: claims nothing
+    return (
+        "UPDATE deliveries SET "
+        f"state = CASE WHEN {claimed} THEN '{_D.CLAIMED.value}' ELSE '{_D.SENT.value}' END, "
+        f"attempts = CASE WHEN {claimed} THEN attempts + 1 ELSE attempts END, "
+        f"first_attempt = CASE WHEN {claimed} THEN COALESCE(first_attempt, ?) ELSE first_attempt END, "
+        f"next_attempt = CASE WHEN {claimed} THEN next_attempt ELSE NULL END, "
+        f"last_error = CASE WHEN {claimed} THEN last_error ELSE NULL END, "
+        f"updated_at = ? WHERE issue_key = ? AND email IN ({every}) AND {due} RETURNING email, state"
+    )
+
+
+def _batch_params(now: str, key: str, claims: list[str], marks: list[str]) -> list[str]:
+    """The parameters of ``_batch_sql``, in the order its placeholders appear."""
+    return [*claims, *claims, *claims, now, *claims, *claims, now, key, *claims, *marks, now, *marks]
 
 
 @dataclass(slots=True, eq=False)
@@ -68,12 +86,7 @@ class ClaimsMixin(StoreBase):
         self._claims_waiting: list[_Request] = []
         self._claims_mutex = threading.Lock()  # guards the waiting list only
         self._claims_turn = threading.Lock()  # one committer at a time
-        qmark = self._engine.dialect.paramstyle == "qmark"
-        self._claims_sql = {
-            unknown: (_claim_sql(unknown) if qmark else _claim_sql(unknown).replace("?", "%s"))
-            for unknown in (False, True)
-        }
-        self._sent_sql = _SENT_SQL if qmark else _SENT_SQL.replace("?", "%s")
+        self._qmark = self._engine.dialect.paramstyle == "qmark"
 
     def claim_next(
         self,
@@ -106,17 +119,29 @@ class ClaimsMixin(StoreBase):
         return request.won
 
     def _commit_claims(self, batch: list[_Request]) -> None:
-        """One transaction for every request of ``batch``; each learns its outcome or the error."""
+        """One statement for each issue's requests in ``batch``; each request learns its outcome or the error."""
+        groups: dict[tuple[str, bool], list[_Request]] = {}
+        for r in batch:
+            groups.setdefault((r.issue_key, r.include_unknown), []).append(r)
         try:
-            with self._connect_for_write() as conn, self._raw_transaction(conn) as cur:
-                marks = [(r.now, r.issue_key, e) for r in batch for e in r.sent]
-                if marks:
-                    cur.executemany(self._sent_sql, marks)
-                # In key order: two processes' batches then take their row locks in the same order
-                # on PostgreSQL, and can never deadlock on each other.
-                for r in sorted(batch, key=lambda r: (r.issue_key, r.email)):
-                    cur.execute(self._claims_sql[r.include_unknown], (r.now, r.now, r.issue_key, r.email, r.now))
-                    r.won = cur.rowcount == 1
+            with self._connect_for_write() as conn, self._raw(conn) as (raw, cur):
+                for (key, unknown), requests in groups.items():
+                    marks = sorted({e for r in requests for e in r.sent})
+                    claimers: dict[str, _Request] = {}
+                    for r in requests:
+                        # A row another request marks sent, or one claimed twice in the batch: its
+                        # claimer (or the first of them) has it; the others lose, as they would one by one.
+                        if r.email not in marks and r.email not in claimers:
+                            claimers[r.email] = r
+                    claims = list(claimers)
+                    sql = _batch_sql(len(claims), len(marks), unknown)
+                    params = _batch_params(requests[-1].now, key, claims, marks)
+                    cur.execute(sql if self._qmark else sql.replace("?", "%s"), params)
+                    won = {email for email, state in cur.fetchall() if state == _D.CLAIMED.value}
+                    if not self._is_sqlite:
+                        raw.commit()  # SQLite committed the statement itself
+                    for email, r in claimers.items():
+                        r.won = email in won
         except BaseException as exc:
             for r in batch:
                 r.won = False
