@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,24 @@ from digest.store import Store
 NOW = dt.datetime(2018, 1, 15, 0, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(hours=1)
 KEY = "2018-W02"
+
+
+def run_threads(target: Callable[[int], None], n: int) -> list[BaseException]:
+    """Run ``target(0)`` ... ``target(n - 1)`` in threads at once; return what they raised."""
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            target(k)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def test_claim_next_writes_what_claim_and_mark_sent_write(any_store: Store) -> None:
@@ -59,7 +78,6 @@ def test_claim_next_takes_due_retries_and_unknown_only_when_asked(any_store: Sto
 def test_many_threads_claim_each_row_once_and_every_mark_lands(store_url: str) -> None:
     emails = [f"r{i:04d}@x.org" for i in range(600)]
     won: list[list[str]] = [[] for _ in range(8)]
-    errors: list[BaseException] = []
     with Store.open(store_url) as one, Store.open(store_url) as two:
         one.plan_deliveries(KEY, [(e, "all") for e in emails], NOW)
         start = threading.Barrier(8)
@@ -69,24 +87,16 @@ def test_many_threads_claim_each_row_once_and_every_mark_lands(store_url: str) -
             store = (one, two)[k % 2]
             order = emails if k % 2 else list(reversed(emails))
             sent: list[str] = []
-            try:
-                start.wait()
-                for email in order:
-                    if store.claim_next(KEY, email, NOW, sent=sent):
-                        won[k].append(email)
-                        sent = [email]
-                    else:
-                        sent = []  # the marks rode with the failed claim too
-                store.mark_sent_many(KEY, sent, NOW)
-            except BaseException as exc:
-                errors.append(exc)
+            start.wait()
+            for email in order:
+                if store.claim_next(KEY, email, NOW, sent=sent):
+                    won[k].append(email)
+                    sent = [email]
+                else:
+                    sent = []  # the marks rode with the failed claim too
+            store.mark_sent_many(KEY, sent, NOW)
 
-        threads = [threading.Thread(target=connection, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert run_threads(connection, 8) == []
         assert sorted(e for w in won for e in w) == emails  # each row exactly once
         counts = two.delivery_counts(KEY)
         assert counts[Delivery.SENT] == 600 and counts[Delivery.CLAIMED] == 0
@@ -99,19 +109,7 @@ def test_a_locked_database_fails_every_waiting_claim_with_one_line(tmp_path: Pat
         store.plan_deliveries(KEY, [(f"r{i}@x.org", "all") for i in range(4)], NOW)
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        errors: list[BaseException] = []
-
-        def claim(i: int) -> None:
-            try:
-                store.claim_next(KEY, f"r{i}@x.org", NOW)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=claim, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = run_threads(lambda i: store.claim_next(KEY, f"r{i}@x.org", NOW) and None, 4)
         other.execute("ROLLBACK")
         other.close()
         assert len(errors) == 4 and all(isinstance(e, StoreError) for e in errors)
