@@ -23,7 +23,7 @@ from digest import placeholders
 from digest.errors import RenderError
 from digest.models import TOP_STORIES, Issue, Rendered, TokenSet
 from digest.render import environment
-from digest.render.inline import inline_css
+from digest.render.inline import Inliner
 from digest.render.view import IssueView, build_view, slug, theme_order
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class Renderer:
         self._html = environment.load(self.env, environment.DIGEST_HTML)
         self._text = environment.load(self.env, environment.DIGEST_TEXT)
         self._subject = environment.load(self.env, environment.SUBJECT)
+        # Every variant inlines the same stylesheet: its rules are built once, here.
+        self._inliner = Inliner()
 
     # -- public API -------------------------------------------------------
 
@@ -230,7 +232,7 @@ class Renderer:
     def _html_for(self, view: IssueView, key: str, values: Mapping[str, str], subject: str) -> str:
         context = self._context(view, key, values)
         context["subject"] = subject
-        return inline_css(self._call(self._html, context))
+        return self._inliner.inline(self._call(self._html, context))
 
     def _subject_for(self, view: IssueView, key: str, values: Mapping[str, str]) -> str:
         if view.subject:
