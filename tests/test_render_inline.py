@@ -1,9 +1,9 @@
 """CSS inlining: the fast path gives byte for byte what one plain premailer call per variant gave.
 
-``reference_inline`` and ``reference_wrap`` are the rendering path as it was
-before the inliner kept what every variant shares (one ``Premailer`` per
-document, textwrap on every call): ``ReferenceRenderer`` renders with them,
-and every variant, web version and clipped variant must come out identical.
+``bench.render.reference_renderer`` renders on the path as it was before the
+inliner kept what every variant shares (one ``Premailer`` per document,
+textwrap on every call; the bench measures it as the baseline): every
+variant, web version and clipped variant must come out identical.
 ``match.Index`` is checked against lxml's ``CSSSelector`` on its own.
 """
 
@@ -12,11 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
-import logging
 import random
-import textwrap
 import warnings
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -24,59 +21,18 @@ from hypothesis import strategies as st
 from lxml import etree
 from lxml import html as lxml_html
 from lxml.cssselect import CSSSelector
-from premailer import Premailer
+from markupsafe import Markup
 
+from bench import render as bench_render
+from bench.render import reference_inline, reference_renderer, reference_wrap
 from digest import placeholders
 from digest.models import Author, Entry, IsoWeek, Issue, Section
 from digest.render import Renderer, RenderSettings, match, variant_key
-from digest.render.inline import SHEETS_KEPT, Inliner, _drop_imports, inline_css, serialize
+from digest.render.environment import wrap
+from digest.render.inline import SHEETS_KEPT, Inliner, inline_css
 
 WEEK = IsoWeek(2018, 2)
 THEMES = tuple(f"Theme {c}" for c in "ABCDEFGHIJ")
-
-
-def reference_inline(document: str) -> str:
-    """The inlining every variant went through before: a fresh ``Premailer`` for each document."""
-    inlined = Premailer(
-        _drop_imports(document),
-        base_url=None,
-        allow_network=False,
-        allow_loading_external_files=False,
-        strip_important=False,
-        keep_style_tags=False,
-        remove_classes=False,
-        disable_validation=True,
-        disable_link_rewrites=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
-    return serialize(inlined)
-
-
-def reference_wrap(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
-    """The text part's ``wrap`` filter before it remembered its answers."""
-    wrapper = textwrap.TextWrapper(
-        width=width,
-        initial_indent=indent if first is None else first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    paragraphs = [" ".join(p.split()) for p in str(text).split("\n\n")]
-    return "\n\n".join(wrapper.fill(p) for p in paragraphs if p)
-
-
-class _PlainInliner:
-    def inline(self, document: str) -> str:
-        return reference_inline(document)
-
-
-class ReferenceRenderer(Renderer):
-    """A renderer on the reference path: one plain premailer call per document, plain textwrap."""
-
-    def __init__(self, settings: RenderSettings, *, draw_tokens: Callable[[], placeholders.TokenSet]) -> None:
-        super().__init__(settings, draw_tokens=draw_tokens)
-        self._inliner = _PlainInliner()  # type: ignore[assignment]
-        self.env.filters["wrap"] = reference_wrap
 
 
 HOSTILE_TITLES = (
@@ -128,7 +84,7 @@ def pair(**changes: object) -> tuple[Renderer, Renderer]:
     s = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
     return (
         Renderer(s, draw_tokens=lambda: placeholders.LEGACY),
-        ReferenceRenderer(s, draw_tokens=lambda: placeholders.LEGACY),
+        reference_renderer(s, draw_tokens=lambda: placeholders.LEGACY),
     )
 
 
@@ -303,3 +259,29 @@ def test_index_selects_what_cssselector_selects(body: str, parts: list[str]) -> 
     selector = " ".join(parts)
     assert match.read(selector) is not None
     assert match.Index(page).select(selector) == CSSSelector(selector)(page)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "short",
+        "word " * 200,
+        "para one\n\npara two\n\n\n\nthree",
+        "https://example.org/" + "x" * 200,
+        "é\u202e🦆 " * 40,
+    ],
+)
+def test_wrap_gives_what_textwrap_gave(text: str) -> None:
+    for args in ((), (40,), (72, "  ", "* ")):
+        assert wrap(text, *args) == reference_wrap(text, *args)
+        assert wrap(text, *args) == reference_wrap(text, *args)  # remembered
+        assert wrap(Markup(text), *args) == reference_wrap(text, *args)
+
+
+def test_the_bench_times_both_paths() -> None:
+    fast, reference = pair()
+    assert type(fast._inliner) is Inliner and type(reference._inliner) is not Inliner
+    for path in (False, True):
+        seconds, count = bench_render.time_variants(4, reference=path)
+        assert count == 4 and seconds > 0
