@@ -139,10 +139,13 @@ class Renderer:
         # template's (only a pinned draw makes that possible; then it draws again).
         probe = TokenSet.fresh()
         parts = self._render(issue, chosen, key, dict(probe.pairs()), probe)
+        # Cut at the probe tokens once; each draw joins the pieces (placeholders.swap) and must cut the same.
+        cuts = [placeholders.cut(part, probe) for part in parts]
         for _ in range(TOKEN_DRAWS):
             tokens = self._draw()
-            subject, html, text = (placeholders.swap(part, probe, tokens) for part in parts)
-            if all(_same_cut(a, probe, b, tokens) for a, b in zip(parts, (subject, html, text), strict=True)):
+            drawn = dict(tokens.pairs())
+            subject, html, text = (placeholders.join(*c, drawn) for c in cuts)
+            if all(placeholders.cut(b, tokens) == c for c, b in zip(cuts, (subject, html, text), strict=True)):
                 break
         else:
             raise RenderError(f"issue {issue.key} ({key}): its entries keep producing placeholder tokens")
@@ -311,8 +314,3 @@ class Renderer:
             total,
         )
         return lo
-
-
-def _same_cut(probed: str, probe: TokenSet, final: str, tokens: TokenSet) -> bool:
-    """Whether ``final`` holds ``tokens`` at exactly the places ``probed`` holds ``probe``."""
-    return placeholders.cut(probed, probe) == placeholders.cut(final, tokens)
