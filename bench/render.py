@@ -96,7 +96,7 @@ def reference_inline(document: str) -> str:
 
     from premailer import Premailer
 
-    from digest.render.inline import _drop_imports, serialize
+    from digest.render.inline import _drop_imports
 
     inlined = Premailer(
         _drop_imports(document),
@@ -110,7 +110,38 @@ def reference_inline(document: str) -> str:
         disable_link_rewrites=True,
         cssutils_logging_level=logging.CRITICAL,
     ).transform()
-    return serialize(inlined)
+    return reference_serialize(inlined)
+
+
+def reference_serialize(document: str) -> str:
+    """``inline.serialize`` as it was: every text node and attribute value through ``html.escape``."""
+    import html
+
+    from lxml import etree
+    from lxml import html as lxml_html
+
+    from digest.render.inline import _RAW_TEXT, _VOID
+
+    def write(el: etree._Element, out: list[str]) -> None:
+        if el.tag is etree.Comment:
+            out.append(f"<!--{el.text or ''}-->")
+        elif isinstance(el.tag, str):
+            tag = el.tag
+            attrs = "".join(f' {name}="{html.escape(value, quote=True)}"' for name, value in el.attrib.items())
+            out.append(f"<{tag}{attrs}>")
+            if tag not in _VOID:
+                if el.text:
+                    out.append(el.text if tag in _RAW_TEXT else html.escape(el.text, quote=True))
+                for child in el:
+                    write(child, out)
+                out.append(f"</{tag}>")
+        if el.tail:
+            out.append(html.escape(el.tail, quote=True))
+
+    out: list[str] = ["<!DOCTYPE html>\n"]
+    write(lxml_html.document_fromstring(document), out)
+    out.append("\n")
+    return "".join(out)
 
 
 def reference_wrap(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:

@@ -43,6 +43,8 @@ HOSTILE_TITLES = (
     "word " * 400,
     "@import url(https://evil.example/x.css); .toc-link{}",
     "a\tb\nc\rd\x0ce",
+    "& an ampersand first, nothing else to escape",
+    '"quoted first, nothing else',
 )
 HOSTILE_CONTENT = (
     '<p class="content summary" style="color: red; background-color: #abc; width: 10px">styled</p>'

@@ -282,18 +282,21 @@ def _escape(text: str) -> str:
 
 
 def _write(el: etree._Element, out: list[str]) -> None:
-    if el.tag is etree.Comment:
+    # Each .tag/.text/.tail is a fresh string from lxml: read each once.
+    tag = el.tag
+    if tag is etree.Comment:
         out.append(f"<!--{el.text or ''}-->")
-    elif isinstance(el.tag, str):
-        tag = el.tag
-        attrs = "".join(f' {name}="{_escape(value)}"' for name, value in el.attrib.items())
+    elif isinstance(tag, str):
+        attrs = "".join([f' {name}="{_escape(value)}"' for name, value in el.items()])
         out.append(f"<{tag}{attrs}>")
         if tag not in _VOID:
-            if el.text:
-                out.append(el.text if tag in _RAW_TEXT else _escape(el.text))
+            text = el.text
+            if text:
+                out.append(text if tag in _RAW_TEXT else _escape(text))
             for child in el:
                 _write(child, out)
             out.append(f"</{tag}>")
     # Processing instructions and entities do not occur in parsed HTML output.
-    if el.tail:
-        out.append(_escape(el.tail))
+    tail = el.tail
+    if tail:
+        out.append(_escape(tail))
