@@ -16,10 +16,17 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.workload import words
+
+if TYPE_CHECKING:
+    from digest.models import TokenSet
+    from digest.render import Renderer, RenderSettings
 
 DIGEST = str(Path(sys.executable).with_name("digest"))
 SAMPLE_WEEK = "2018-W02"
@@ -83,18 +90,99 @@ def selections(names: tuple[str, ...], count: int) -> list[frozenset[str]]:
     return subsets[:count]
 
 
-def time_variants(count: int) -> tuple[float, int]:
+def reference_inline(document: str) -> str:
+    """The inlining every variant went through before: a fresh ``Premailer`` for each document."""
+    import logging
+
+    from premailer import Premailer
+
+    from digest.render.inline import _drop_imports
+
+    inlined = Premailer(
+        _drop_imports(document),
+        base_url=None,
+        allow_network=False,
+        allow_loading_external_files=False,
+        strip_important=False,
+        keep_style_tags=False,
+        remove_classes=False,
+        disable_validation=True,
+        disable_link_rewrites=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+    return reference_serialize(inlined)
+
+
+def reference_serialize(document: str) -> str:
+    """``inline.serialize`` as it was: every text node and attribute value through ``html.escape``."""
+    import html
+
+    from lxml import etree
+    from lxml import html as lxml_html
+
+    from digest.render.inline import _RAW_TEXT, _VOID
+
+    def write(el: etree._Element, out: list[str]) -> None:
+        if el.tag is etree.Comment:
+            out.append(f"<!--{el.text or ''}-->")
+        elif isinstance(el.tag, str):
+            tag = el.tag
+            attrs = "".join(f' {name}="{html.escape(value, quote=True)}"' for name, value in el.attrib.items())
+            out.append(f"<{tag}{attrs}>")
+            if tag not in _VOID:
+                if el.text:
+                    out.append(el.text if tag in _RAW_TEXT else html.escape(el.text, quote=True))
+                for child in el:
+                    write(child, out)
+                out.append(f"</{tag}>")
+        if el.tail:
+            out.append(html.escape(el.tail, quote=True))
+
+    out: list[str] = ["<!DOCTYPE html>\n"]
+    write(lxml_html.document_fromstring(document), out)
+    out.append("\n")
+    return "".join(out)
+
+
+def reference_wrap(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
+    """The text templates' ``wrap`` filter before it remembered its answers."""
+    wrapper = textwrap.TextWrapper(
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    paragraphs = [" ".join(p.split()) for p in str(text).split("\n\n")]
+    return "\n\n".join(wrapper.fill(p) for p in paragraphs if p)
+
+
+class _ReferenceInliner:
+    def inline(self, document: str) -> str:
+        return reference_inline(document)
+
+
+def reference_renderer(settings: RenderSettings, draw_tokens: Callable[[], TokenSet] | None = None) -> Renderer:
+    """A ``Renderer`` on the reference path (see the module docstring)."""
+    from digest.render import Renderer
+
+    renderer = Renderer(settings) if draw_tokens is None else Renderer(settings, draw_tokens=draw_tokens)
+    renderer._inliner = _ReferenceInliner()  # type: ignore[assignment]
+    renderer.env.filters["wrap"] = reference_wrap  # filters are looked up at each render
+    return renderer
+
+
+def time_variants(count: int, *, reference: bool = False) -> tuple[float, int]:
     """Seconds to render ``count`` distinct variants, and how many came back."""
     from digest.models import Issue
     from digest.render import Renderer, RenderSettings
 
     issue, names = ten_theme_issue()
     assert isinstance(issue, Issue)
-    renderer = Renderer(
-        RenderSettings(
-            title="Bench Weekly", base_url="http://127.0.0.1:8025", tz="UTC", templates_dir=None, themes=names
-        )
+    settings = RenderSettings(
+        title="Bench Weekly", base_url="http://127.0.0.1:8025", tz="UTC", templates_dir=None, themes=names
     )
+    renderer = reference_renderer(settings) if reference else Renderer(settings)
     renderer.render_variant(issue, None)  # warm the template and CSS caches, as a long run would be
     chosen = selections(names, count)
     start = time.perf_counter()

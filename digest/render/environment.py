@@ -8,6 +8,7 @@ one-line ``RenderError`` that names the template file and line.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import textwrap
 import types
@@ -65,6 +66,14 @@ def _walk(node: Traversable, prefix: str) -> Iterator[str]:
 
 def wrap(text: str, width: int = WIDTH, indent: str = "", first: str | None = None) -> str:
     """``text`` wrapped at ``width`` columns; long words such as URLs are never broken."""
+    if type(text) is str:
+        # The same entry's lines come back in every variant that shows it.
+        return _wrap_str(text, width, indent, first)
+    return _wrap_str.__wrapped__(str(text), width, indent, first)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap_str(text: str, width: int, indent: str, first: str | None) -> str:
     wrapper = textwrap.TextWrapper(
         width=width,
         initial_indent=indent if first is None else first,
@@ -72,7 +81,7 @@ def wrap(text: str, width: int = WIDTH, indent: str = "", first: str | None = No
         break_long_words=False,
         break_on_hyphens=False,
     )
-    paragraphs = [" ".join(p.split()) for p in str(text).split("\n\n")]
+    paragraphs = [" ".join(p.split()) for p in text.split("\n\n")]
     return "\n\n".join(wrapper.fill(p) for p in paragraphs if p)
 
 

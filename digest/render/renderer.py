@@ -23,7 +23,7 @@ from digest import placeholders
 from digest.errors import RenderError
 from digest.models import TOP_STORIES, Issue, Rendered, TokenSet
 from digest.render import environment
-from digest.render.inline import inline_css
+from digest.render.inline import Inliner
 from digest.render.view import IssueView, build_view, slug, theme_order
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class Renderer:
         self._html = environment.load(self.env, environment.DIGEST_HTML)
         self._text = environment.load(self.env, environment.DIGEST_TEXT)
         self._subject = environment.load(self.env, environment.SUBJECT)
+        # Every variant inlines the same stylesheet: its rules are built once, here.
+        self._inliner = Inliner()
 
     # -- public API -------------------------------------------------------
 
@@ -137,10 +139,13 @@ class Renderer:
         # template's (only a pinned draw makes that possible; then it draws again).
         probe = TokenSet.fresh()
         parts = self._render(issue, chosen, key, dict(probe.pairs()), probe)
+        # Cut at the probe tokens once; each draw joins the pieces (placeholders.swap) and must cut the same.
+        cuts = [placeholders.cut(part, probe) for part in parts]
         for _ in range(TOKEN_DRAWS):
             tokens = self._draw()
-            subject, html, text = (placeholders.swap(part, probe, tokens) for part in parts)
-            if all(_same_cut(a, probe, b, tokens) for a, b in zip(parts, (subject, html, text), strict=True)):
+            drawn = dict(tokens.pairs())
+            subject, html, text = (placeholders.join(*c, drawn) for c in cuts)
+            if all(placeholders.cut(b, tokens) == c for c, b in zip(cuts, (subject, html, text), strict=True)):
                 break
         else:
             raise RenderError(f"issue {issue.key} ({key}): its entries keep producing placeholder tokens")
@@ -230,7 +235,7 @@ class Renderer:
     def _html_for(self, view: IssueView, key: str, values: Mapping[str, str], subject: str) -> str:
         context = self._context(view, key, values)
         context["subject"] = subject
-        return inline_css(self._call(self._html, context))
+        return self._inliner.inline(self._call(self._html, context))
 
     def _subject_for(self, view: IssueView, key: str, values: Mapping[str, str]) -> str:
         if view.subject:
@@ -309,8 +314,3 @@ class Renderer:
             total,
         )
         return lo
-
-
-def _same_cut(probed: str, probe: TokenSet, final: str, tokens: TokenSet) -> bool:
-    """Whether ``final`` holds ``tokens`` at exactly the places ``probed`` holds ``probe``."""
-    return placeholders.cut(probed, probe) == placeholders.cut(final, tokens)
