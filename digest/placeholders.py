@@ -121,9 +121,11 @@ def web_values(title: str, base_url: str) -> Values:
 
 
 @functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)
 def _pattern(tokens: TokenSet) -> tuple[re.Pattern[str], dict[str, str]]:
+    # Cached: a rendering cuts every part of every variant with its one token set.
     key_of = {token: key for key, token in tokens.pairs()}
-    return re.compile("|".join(re.escape(t) for t in key_of)), key_of
+    return re.compile("(" + "|".join(re.escape(t) for t in key_of) + ")"), key_of
 
 
 def cut(text: str, tokens: TokenSet) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -132,9 +134,8 @@ def cut(text: str, tokens: TokenSet) -> tuple[tuple[str, ...], tuple[str, ...]]:
     ``text == pieces[0] + token(keys[0]) + pieces[1] + ...``; the one place tokens are found.
     """
     pattern, key_of = _pattern(tokens)
-    pieces = pattern.split(text)
-    keys = tuple(key_of[m] for m in pattern.findall(text))
-    return tuple(pieces), keys
+    parts = pattern.split(text)  # pieces and, between them, the tokens (the pattern's one group)
+    return tuple(parts[0::2]), tuple(key_of[t] for t in parts[1::2])
 
 
 def join(pieces: tuple[str, ...], keys: tuple[str, ...], values: Mapping[str, str]) -> str:
