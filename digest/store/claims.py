@@ -135,7 +135,9 @@ class ClaimsMixin(StoreBase):
                             claimers[r.email] = r
                     claims = list(claimers)
                     sql = _batch_sql(len(claims), len(marks), unknown)
-                    params = _batch_params(requests[-1].now, key, claims, marks)
+                    params = _batch_params(
+                        max(r.now for r in requests), key, claims, marks
+                    )  # the latest: the commit comes after each
                     cur.execute(sql if self._qmark else sql.replace("?", "%s"), params)
                     won = {email for email, state in cur.fetchall() if state == _D.CLAIMED.value}
                     if not self._is_sqlite:
