@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import re
 import tempfile
@@ -31,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
-from digest.csv_records import Record, split_records
+from digest.csv_records import Record, iter_records, split_records
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 
@@ -87,7 +88,8 @@ def normalise_email(raw: str) -> str:
     Raises ``SubscriberError`` saying why the address is unusable.
     """
     raw = raw.strip()
-    local_octets = len(raw.rpartition("@")[0].encode("utf-8"))
+    local = raw.rpartition("@")[0]
+    local_octets = len(local) if local.isascii() else len(local.encode("utf-8"))
     if local_octets > MAX_LOCAL_PART:
         # RFC 5321 §4.5.3.1.1; email-validator lets a long local part through.
         raise SubscriberError(
@@ -114,27 +116,73 @@ def parse_row(
     known_themes: Collection[str] | None = None,
 ) -> Subscriber:
     """One validated ``Subscriber`` from raw cell values; ``SubscriberError`` if invalid."""
-    address = normalise_email(email)
-    names = [t.strip() for t in (themes.split(";") if isinstance(themes, str) else themes)]
-    chosen = [t for t in names if t]
-    if known_themes is not None:
-        canonical = {t.casefold(): t for t in known_themes}
-        unknown = [t for t in chosen if t.casefold() not in canonical]
-        if unknown:
-            raise SubscriberError(f"unknown theme {unknown[0]!r} (known: {', '.join(known_themes) or 'none'})")
-        chosen = [canonical[t.casefold()] for t in chosen]
-    tz = (timezone or "").strip() or None
-    if tz is not None:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SubscriberError(f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
-    return Subscriber(
-        email=address,
-        name=_SPACES.sub(" ", name).strip(),
-        themes=frozenset(chosen),
-        timezone=tz,
-    )
+    return _RowParser(known_themes).parse(email, name, themes, timezone)
+
+
+class _RowParser:
+    """``parse_row`` for many rows of one list: what depends only on a cell's text is worked out once.
+
+    A list repeats a few theme choices and time zones over and over, so each
+    distinct ``themes`` or ``timezone`` cell is checked once, and every row
+    with it shares one ``frozenset`` (a million rows, a few sets).
+    """
+
+    def __init__(self, known_themes: Collection[str] | None) -> None:
+        self.known = known_themes
+        self.canonical = None if known_themes is None else {t.casefold(): t for t in known_themes}
+        self.themes: dict[str, frozenset[str] | SubscriberError] = {}
+        self.zones: dict[str, SubscriberError | None] = {}
+
+    def parse(self, email: str, name: str, themes: str | Iterable[str], timezone: str | None) -> Subscriber:
+        address = normalise_email(email)
+        if isinstance(themes, str):
+            chosen = self.themes.get(themes)
+            if chosen is None:
+                chosen = self.themes[themes] = self._themes(themes.split(";"))
+        else:
+            chosen = self._themes(themes)
+        if isinstance(chosen, SubscriberError):
+            raise SubscriberError(str(chosen))
+        tz = (timezone or "").strip() or None
+        if tz is not None:
+            if tz not in self.zones:
+                self.zones[tz] = _zone_problem(tz)
+            problem = self.zones[tz]
+            if problem is not None:
+                raise SubscriberError(str(problem))
+        # The usual name (printable ASCII, single spaces) needs no clean-up.
+        if name.isascii() and name.isprintable() and "  " not in name:
+            clean = name.strip()
+        else:
+            clean = _SPACES.sub(" ", name).strip()
+        return Subscriber(email=address, name=clean, themes=chosen, timezone=tz)
+
+    def _themes(self, names: Iterable[str]) -> frozenset[str] | SubscriberError:
+        chosen = [t for t in (n.strip() for n in names) if t]
+        if self.canonical is not None:
+            unknown = [t for t in chosen if t.casefold() not in self.canonical]
+            if unknown:
+                known = ", ".join(self.known or ()) or "none"
+                return SubscriberError(f"unknown theme {unknown[0]!r} (known: {known})")
+            chosen = [self.canonical[t.casefold()] for t in chosen]
+        return frozenset(chosen)
+
+
+def _zone_problem(tz: str) -> SubscriberError | None:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        return SubscriberError(f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)")
+    return None
+
+
+def email_key(email: str) -> str:
+    """``email.lower()``, the key lists compare addresses by: the same string when it is lowercase already.
+
+    A million keys then cost no second copy of a million addresses.
+    """
+    low = email.lower()
+    return email if low == email else low
 
 
 def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult:
@@ -148,32 +196,37 @@ def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult
         return LoadResult((), (f"{folder}: no such folder",))
     subscribers: list[Subscriber] = []
     problems: list[str] = []
-    seen: dict[str, str] = {}
+    parser = _RowParser(known_themes)
+    # Where each address first appears, as (file number, line): a million "file:line" strings cost more.
+    seen: dict[str, tuple[int, int]] = {}
+    labels: list[str] = []
     for path in sorted(folder.glob("*.csv")):
         label = f"{folder.name}/{path.name}"
         try:
-            rows = list(_read_rows(path.read_bytes(), headerless_ok=False))
+            rows = _read_rows(path.read_bytes(), headerless_ok=False)
         except SubscriberError as exc:
             problems.append(f"{label}: {exc}")
             continue
         except OSError as exc:
             problems.append(f"{label}: cannot read: {exc.strerror or exc}")
             continue
+        labels.append(label)
         for line, cells, _raw in rows:
-            where = f"{label}:{line}"
             if isinstance(cells, str):
-                problems.append(f"{where}: {cells}")
+                problems.append(f"{label}:{line}: {cells}")
                 continue
             try:
-                sub = parse_row(**cells, known_themes=known_themes)
+                sub = parser.parse(**cells)
             except SubscriberError as exc:
-                problems.append(f"{where}: {exc}")
+                problems.append(f"{label}:{line}: {exc}")
                 continue
-            key = sub.email.lower()
-            if key in seen:
-                problems.append(f"{where}: duplicate address {sub.email!r} (first in {seen[key]})")
+            key = email_key(sub.email)
+            first = seen.get(key)
+            if first is not None:
+                where = f"{labels[first[0]]}:{first[1]}"
+                problems.append(f"{label}:{line}: duplicate address {sub.email!r} (first in {where})")
                 continue
-            seen[key] = where
+            seen[key] = (len(labels) - 1, line)
             subscribers.append(sub)
     return LoadResult(tuple(subscribers), tuple(problems))
 
@@ -251,15 +304,16 @@ def import_file(
     duplicates = 0
     problems: list[str] = []
     try:
-        rows = list(_read_rows(data, headerless_ok=True))
+        rows = _read_rows(data, headerless_ok=True)
     except SubscriberError as exc:
         return ImportResult(0, 0, (f"{src}: {exc}",))
+    parser = _RowParser(known_themes)
     for line, cells, _raw in rows:
         if isinstance(cells, str):
             problems.append(f"{src}:{line}: {cells}")
             continue
         try:
-            sub = parse_row(**cells, known_themes=known_themes)
+            sub = parser.parse(**cells)
         except SubscriberError as exc:
             problems.append(f"{src}:{line}: {exc}")
             continue
@@ -301,39 +355,56 @@ def _columns(cells: Sequence[str]) -> list[str]:
 
 
 def _read_rows(data: bytes, *, headerless_ok: bool) -> Iterator[tuple[int, dict[str, str] | str, str]]:
-    """Yield ``(line, {email, name, themes, timezone}, raw)`` for each data row.
+    """``(line, {email, name, themes, timezone}, raw)`` for each data row, read as they are taken.
 
     A row that cannot be read yields its problem (a string) in place of the
     cells: CSV it cannot parse, or different values in a duplicated column.
+    A file that cannot be read at all (not UTF-8, no header row) raises
+    ``SubscriberError`` here, before any row is taken.
     """
-    header, records = split_records(data)
-    if not records:
-        return
-    first = records[0].cells
-    columns = _columns(first)
+    header, records = iter_records(data)
+    first = next(records, None)
+    if first is None:
+        return iter(())
+    columns = _columns(first.cells)
     if "email" in columns:
-        body = records[1:]
-    elif headerless_ok and first and "@" in first[0]:
+        body: Iterator[Record] = records
+    elif headerless_ok and first.cells and "@" in first.cells[0]:
         columns = list(COLUMNS)
-        body = [Record(first, header, records[0].line), *records[1:]]
+        body = itertools.chain((Record(first.cells, header, first.line),), records)
     else:
         raise SubscriberError("line 1: the header row must name the columns email,name,themes,timezone")
+    return _rows(body, columns)
+
+
+def _rows(body: Iterator[Record], columns: list[str]) -> Iterator[tuple[int, dict[str, str] | str, str]]:
+    named = [c for c in columns if c]
+    twice = len(named) != len(set(named))  # a column named twice: its cells may disagree
+    exact = tuple(columns) == COLUMNS  # the usual header: a full row maps cell by cell
     for record in body:
         if record.error:
             yield record.line, record.error, record.raw
             continue
         cells = record.cells
-        if not any(c.strip() for c in cells):
+        if not "".join(cells).strip():  # every cell blank
             continue
-        row = dict.fromkeys(COLUMNS, "")
         clash = ""
-        for column, value in zip(columns, cells, strict=False):
-            if not column:
-                continue
-            if row[column].strip() and value.strip() and row[column].strip() != value.strip():
-                clash = clash or column  # a column named twice whose cells disagree: which one is meant?
-            elif value.strip() or not row[column]:
-                row[column] = value
+        if exact and len(cells) == len(COLUMNS):
+            row = dict(zip(COLUMNS, cells, strict=True))
+        elif not twice:
+            row = dict.fromkeys(COLUMNS, "")
+            for column, value in zip(columns, cells, strict=False):
+                if column:
+                    row[column] = value
+        else:
+            row = dict.fromkeys(COLUMNS, "")
+            for column, value in zip(columns, cells, strict=False):
+                if not column:
+                    continue
+                if row[column].strip() and value.strip() and row[column].strip() != value.strip():
+                    clash = clash or column  # a column named twice whose cells disagree: which one is meant?
+                elif value.strip() or not row[column]:
+                    row[column] = value
         if row["email"].strip().startswith("#"):
             continue
         if clash:

@@ -17,21 +17,22 @@ Rows come back with that lowercased address. Every method is safe to call from s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, func, or_, select, update
 
 from digest.errors import StoreError
 from digest.models import Delivery
-from digest.store.base import StoreBase, chunked, upsert_into
+from digest.store.base import StoreBase, chunked, describe
 from digest.store.pruning import is_compacted
 from digest.store.schema import UtcDateTime, utc_text
 from digest.store.schema import deliveries as t_deliveries
 
 _IN_CHUNK = 500
-_INSERT_CHUNK = 5000
+#: Rows per read of ``iter_due``.
+_PAGE = 5000
 STALE_CLAIM_ERROR = (
     "in doubt: the process stopped while sending (its claim was left; the server may or may not have taken it)"
 )
@@ -50,6 +51,14 @@ class DeliveryRow:
     last_code: int | None
     last_error: str | None
     first_attempt: dt.datetime | None = None
+
+
+class RowState(NamedTuple):
+    """One ledger row's address, state and last error (a tuple: a million of them are read at once)."""
+
+    email: str
+    state: Delivery
+    last_error: str | None
 
 
 def _row(r: Row[Any]) -> DeliveryRow:
@@ -153,34 +162,32 @@ class LedgerMixin(StoreBase):
         Existing rows are left alone, whatever their state; a repeated address
         keeps its first variant. Returns how many rows were added.
         """
-        utc_text(now)
-        wanted: dict[str, str] = {}
-        for email, variant in rows:
-            wanted.setdefault(_key(email), variant)
+        stamp = utc_text(now)
+        pending = Delivery.PENDING.value
+        count = select(func.count()).select_from(t_deliveries).where(t_deliveries.c.issue_key == issue_key)
         with self._write() as conn:
             if is_compacted(conn, issue_key):
                 return 0  # its ledger was compacted by `digest prune`: planning it again would send it twice
-            have = conn.execute(select(t_deliveries.c.email).where(t_deliveries.c.issue_key == issue_key))
-            existing = set(have.scalars())
-            new = [
-                {
-                    "issue_key": issue_key,
-                    "email": email,
-                    "variant": variant,
-                    "state": Delivery.PENDING.value,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for email, variant in wanted.items()
-                if email not in existing
-            ]
-            # DO NOTHING: on PostgreSQL another process may plan the same rows concurrently.
-            stmt = upsert_into(conn, t_deliveries).on_conflict_do_nothing(
-                index_elements=[t_deliveries.c.issue_key, t_deliveries.c.email]
+            before = int(conn.execute(count).scalar_one())
+            # A million rows: plain tuples through the driver, streamed, in this transaction (SQLAlchemy's
+            # per-row dicts and type processing cost more than the inserts). DO NOTHING keeps existing
+            # rows and a repeated address's first variant, and lets another process on PostgreSQL plan
+            # the same rows concurrently.
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            sql = (
+                "INSERT INTO deliveries (issue_key, email, variant, state, attempts, updated_at)"
+                f" VALUES ({', '.join([mark] * 6)}) ON CONFLICT (issue_key, email) DO NOTHING"
             )
-            for batch in chunked(new, _INSERT_CHUNK):
-                conn.execute(stmt, list(batch))
-        return len(new)
+            values = ((issue_key, _key(email), variant, pending, 0, stamp) for email, variant in rows)
+            driver: Any = conn.connection.driver_connection  # its executemany takes an iterator
+            cursor = driver.cursor()
+            try:
+                cursor.executemany(sql, values)
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise StoreError(describe(self.label, exc, self._busy_timeout)) from exc
+            finally:
+                cursor.close()
+            return int(conn.execute(count).scalar_one()) - before
 
     def due_deliveries(self, issue_key: str, now: dt.datetime, *, include_unknown: bool = False) -> list[DeliveryRow]:
         """Rows to send now: pending, failed-temporary whose ``next_attempt`` has come,
@@ -189,6 +196,60 @@ class LedgerMixin(StoreBase):
         query = select(t_deliveries).where(c.issue_key == issue_key, _due(now, include_unknown))
         with self._read() as conn:
             return [_row(r) for r in conn.execute(query.order_by(c.email))]
+
+    def due_count(self, issue_key: str, now: dt.datetime, *, include_unknown: bool = False) -> int:
+        """How many rows ``due_deliveries`` would return."""
+        c = t_deliveries.c
+        query = select(func.count()).select_from(t_deliveries)
+        with self._read() as conn:
+            return int(conn.execute(query.where(c.issue_key == issue_key, _due(now, include_unknown))).scalar_one())
+
+    def iter_due(
+        self,
+        issue_key: str,
+        now: dt.datetime,
+        *,
+        last: str = "",
+        include_unknown: bool = False,
+        page: int = _PAGE,
+    ) -> Iterator[tuple[str, str]]:
+        """``(email, variant)`` of the rows ``due_deliveries`` returns, read a page at a time as they are taken.
+
+        For a send of a million rows: no row objects, no list, and no read
+        transaction held open while the send writes (each page is its own
+        short read, the next one starting after the last address). Rows
+        whose ``last_error`` contains ``last`` (when given) come after all
+        the others, each part in address order; they are read when the
+        iteration starts. A row this send has not reached yet is one the
+        send has not changed, so the pages give what one read at the start
+        would have given.
+        """
+        c = t_deliveries.c
+        due = and_(c.issue_key == issue_key, _due(now, include_unknown))
+        later: list[tuple[str, str]] = []
+        if last:
+            marked = c.last_error.contains(last, autoescape=True)
+            with self._read() as conn:
+                query = select(c.email, c.variant).where(due, marked).order_by(c.email)
+                later = [(e, v) for e, v in conn.execute(query)]
+            due = and_(due, or_(c.last_error.is_(None), ~marked))
+        pages = select(c.email, c.variant).where(due).order_by(c.email).limit(page)
+        after: str | None = None
+        while True:
+            with self._read() as conn:
+                rows = [(e, v) for e, v in conn.execute(pages if after is None else pages.where(c.email > after))]
+            yield from rows
+            if len(rows) < page:
+                break
+            after = rows[-1][0]
+        yield from later
+
+    def ledger_states(self, issue_key: str) -> list[RowState]:
+        """Each row's address, state and last error (no other column): what planning a re-run reads."""
+        c = t_deliveries.c
+        query = select(c.email, c.state, c.last_error).where(c.issue_key == issue_key).order_by(c.email)
+        with self._read() as conn:
+            return [RowState(e, Delivery(st), err) for e, st, err in conn.execute(query)]
 
     def claim(self, issue_key: str, email: str, now: dt.datetime, *, include_unknown: bool = False) -> bool:
         """Atomically take a due row for sending (attempts + 1); committed on return.
