@@ -35,9 +35,11 @@ class _StillSubscribed:
     notices an unsubscribe within about ``interval`` seconds. A check reads
     only the status history's new tail (``store.status_changes``) and the
     statuses of the addresses in it, so it costs the same with a million
-    stored statuses as with none; every ``full`` seconds the inactive
-    statuses are read whole again, for a change that leaves no history (a
-    confirmed sign-up clears an old unsubscribe).
+    stored statuses as with none. An address about to be skipped has its
+    status read once more (a confirmed sign-up or an erasure removes a
+    status without history), and every ``full`` seconds the inactive
+    statuses are read whole again (PostgreSQL may commit history rows out
+    of their order).
     """
 
     def __init__(
@@ -79,8 +81,14 @@ class _StillSubscribed:
         self.seen += 1
         if self.seen % self.every == 0 or time.monotonic() - self.read_at >= self.interval:
             self._refresh()
-        status = self.gone.get(msg.recipient.lower())
-        if status is not None:
+        key = msg.recipient.lower()
+        if key in self.gone:
+            # Read again for this address now: a status erased since (a confirmed sign-up, an erasure)
+            # leaves no history, and skipping is for good.
+            status = self.store.subscriber_status([key]).get(key, SubscriberStatus.ACTIVE)
+            if status is SubscriberStatus.ACTIVE:
+                del self.gone[key]
+                return True
             self.store.mark_skipped(self.issue_key, msg.recipient, self.clock(), str(status))
             return False
         return True
