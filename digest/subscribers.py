@@ -197,10 +197,13 @@ def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult
     subscribers: list[Subscriber] = []
     problems: list[str] = []
     parser = _RowParser(known_themes)
-    # Where each address first appears, as (file number, line): a million "file:line" strings cost more.
-    seen: dict[str, tuple[int, int]] = {}
+    # Where each address first appears, as line * files + file number: one int each (a million
+    # "file:line" strings, or tuples, cost several times more).
+    seen: dict[str, int] = {}
     labels: list[str] = []
-    for path in sorted(folder.glob("*.csv")):
+    paths = sorted(folder.glob("*.csv"))
+    files = len(paths) or 1
+    for path in paths:
         label = f"{folder.name}/{path.name}"
         try:
             rows = _read_rows(path.read_bytes(), headerless_ok=False)
@@ -223,10 +226,10 @@ def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult
             key = email_key(sub.email)
             first = seen.get(key)
             if first is not None:
-                where = f"{labels[first[0]]}:{first[1]}"
+                where = f"{labels[first % files]}:{first // files}"
                 problems.append(f"{label}:{line}: duplicate address {sub.email!r} (first in {where})")
                 continue
-            seen[key] = (len(labels) - 1, line)
+            seen[key] = line * files + len(labels) - 1
             subscribers.append(sub)
     return LoadResult(tuple(subscribers), tuple(problems))
 

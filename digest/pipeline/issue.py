@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +122,28 @@ def selection(sub: Subscriber, issue: Issue) -> frozenset[str] | None:
     return themes or None
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Cyclic garbage collection paused while the subscribers are read (they form no cycles).
+
+    Each collection walks every object built so far: over a million rows
+    that was an eighth of the time before the first message.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def audience(config: Config, store: Store, issue: Issue) -> Audience:
+    with _no_cycle_collection():
+        return _audience(config, store, issue)
+
+
+def _audience(config: Config, store: Store, issue: Issue) -> Audience:
     loaded = subscribers.load_lists(config.subscribers_dir, [t.name for t in config.themes] or None)
     # Confirmed web sign-ups join the list rows; theme choices from /p/ apply (store.people).
     active = subscribers.active_subscribers(store.join_lists(loaded.subscribers), store.subscriber_status())
