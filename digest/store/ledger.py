@@ -17,9 +17,9 @@ Rows come back with that lowercased address. Every method is safe to call from s
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, func, or_, select, update
 
@@ -31,8 +31,6 @@ from digest.store.schema import UtcDateTime, utc_text
 from digest.store.schema import deliveries as t_deliveries
 
 _IN_CHUNK = 500
-#: Rows per read of ``iter_due``.
-_PAGE = 5000
 STALE_CLAIM_ERROR = (
     "in doubt: the process stopped while sending (its claim was left; the server may or may not have taken it)"
 )
@@ -51,14 +49,6 @@ class DeliveryRow:
     last_code: int | None
     last_error: str | None
     first_attempt: dt.datetime | None = None
-
-
-class RowState(NamedTuple):
-    """One ledger row's address, state and last error (a tuple: a million of them are read at once)."""
-
-    email: str
-    state: Delivery
-    last_error: str | None
 
 
 def _row(r: Row[Any]) -> DeliveryRow:
@@ -196,60 +186,6 @@ class LedgerMixin(StoreBase):
         query = select(t_deliveries).where(c.issue_key == issue_key, _due(now, include_unknown))
         with self._read() as conn:
             return [_row(r) for r in conn.execute(query.order_by(c.email))]
-
-    def due_count(self, issue_key: str, now: dt.datetime, *, include_unknown: bool = False) -> int:
-        """How many rows ``due_deliveries`` would return."""
-        c = t_deliveries.c
-        query = select(func.count()).select_from(t_deliveries)
-        with self._read() as conn:
-            return int(conn.execute(query.where(c.issue_key == issue_key, _due(now, include_unknown))).scalar_one())
-
-    def iter_due(
-        self,
-        issue_key: str,
-        now: dt.datetime,
-        *,
-        last: str = "",
-        include_unknown: bool = False,
-        page: int = _PAGE,
-    ) -> Iterator[tuple[str, str]]:
-        """``(email, variant)`` of the rows ``due_deliveries`` returns, read a page at a time as they are taken.
-
-        For a send of a million rows: no row objects, no list, and no read
-        transaction held open while the send writes (each page is its own
-        short read, the next one starting after the last address). Rows
-        whose ``last_error`` contains ``last`` (when given) come after all
-        the others, each part in address order; they are read when the
-        iteration starts. A row this send has not reached yet is one the
-        send has not changed, so the pages give what one read at the start
-        would have given.
-        """
-        c = t_deliveries.c
-        due = and_(c.issue_key == issue_key, _due(now, include_unknown))
-        later: list[tuple[str, str]] = []
-        if last:
-            marked = c.last_error.contains(last, autoescape=True)
-            with self._read() as conn:
-                query = select(c.email, c.variant).where(due, marked).order_by(c.email)
-                later = [(e, v) for e, v in conn.execute(query)]
-            due = and_(due, or_(c.last_error.is_(None), ~marked))
-        pages = select(c.email, c.variant).where(due).order_by(c.email).limit(page)
-        after: str | None = None
-        while True:
-            with self._read() as conn:
-                rows = [(e, v) for e, v in conn.execute(pages if after is None else pages.where(c.email > after))]
-            yield from rows
-            if len(rows) < page:
-                break
-            after = rows[-1][0]
-        yield from later
-
-    def ledger_states(self, issue_key: str) -> list[RowState]:
-        """Each row's address, state and last error (no other column): what planning a re-run reads."""
-        c = t_deliveries.c
-        query = select(c.email, c.state, c.last_error).where(c.issue_key == issue_key).order_by(c.email)
-        with self._read() as conn:
-            return [RowState(e, Delivery(st), err) for e, st, err in conn.execute(query)]
 
     def claim(self, issue_key: str, email: str, now: dt.datetime, *, include_unknown: bool = False) -> bool:
         """Atomically take a due row for sending (attempts + 1); committed on return.
