@@ -11,7 +11,8 @@ without one row keeps every other row, broken ones included, as written.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import itertools
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 from digest.errors import SubscriberError
@@ -46,40 +47,49 @@ def split_records(data: bytes) -> tuple[str, list[Record]]:
     it starts on, and reading goes on at the next line: an open quote would
     otherwise swallow every row after it into one cell.
     """
+    header, records = iter_records(data)
+    return header, list(records)
+
+
+def iter_records(data: bytes) -> tuple[str, Iterator[Record]]:
+    """``split_records`` with the records read as they are taken (the header is the first one).
+
+    The file is decoded and its header row read at once, so both errors of
+    ``split_records`` are raised by this call, before any record is taken:
+    a list of a million rows is read without holding a million records.
+    """
     lines = _decode(data).splitlines(keepends=True)
-    records: list[Record] = []
+    records = _records(lines)
+    first = next(records, None)
+    if first is None:
+        return "", iter(())
+    if first.error:
+        raise SubscriberError(f"line 1: {first.error}")
+    header = first.raw if first.raw.endswith(("\n", "\r")) else first.raw + "\n"
+    return header, itertools.chain((first,), records)
+
+
+def _records(lines: list[str]) -> Iterator[Record]:
     start = 0
     while start < len(lines):
-        start = _read_from(lines, start, records)
-    if records and records[0].error:
-        raise SubscriberError(f"line 1: {records[0].error}")
-    header = records[0].raw if records else ""
-    if header and not header.endswith(("\n", "\r")):
-        header += "\n"
-    return header, records
+        start = yield from _read_from(lines, start)
 
 
-def _read_from(lines: list[str], start: int, records: list[Record]) -> int:
-    """Append the records from ``lines[start:]`` until one is refused; the index to go on from."""
-    consumed: list[str] = []
-
-    def feed() -> Iterator[str]:
-        for line in lines[start:]:
-            consumed.append(line)
-            yield line
-
-    # csv pulls exactly the lines of one record per row, so ``consumed`` then
-    # holds that record's raw text: rewriting a file keeps other rows as written.
-    reader = csv.reader(feed(), strict=True)
+def _read_from(lines: list[str], start: int) -> Generator[Record, None, int]:
+    """Yield the records from ``lines[start:]`` until one is refused; return the index to go on from."""
+    # csv counts the lines it pulls (``line_num``), so a record's raw text is the lines
+    # it pulled for that row: rewriting a file keeps other rows as written.
+    reader = csv.reader(itertools.islice(lines, start, None), strict=True)
     at = start  # index of the first line of the next record
     try:
         for cells in reader:
-            raw = "".join(consumed)
-            consumed.clear()
-            records.append(Record(tuple(cells), raw, at + 1))
-            at = start + reader.line_num
+            end = start + reader.line_num
+            raw = lines[at] if end == at + 1 else "".join(lines[at:end])
+            yield Record(tuple(cells), raw, at + 1)
+            at = end
     except csv.Error as exc:
-        records.append(Record((), lines[at], at + 1, _csv_problem(str(exc), "".join(consumed))))
+        consumed = "".join(lines[at : start + reader.line_num])
+        yield Record((), lines[at], at + 1, _csv_problem(str(exc), consumed))
         return at + 1
     return len(lines)
 

@@ -21,23 +21,37 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
-import re
 import tempfile
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-
-from digest.csv_records import Record, split_records
+from digest.csv_records import Record, iter_records, split_records
 from digest.errors import SubscriberError
 from digest.models import Subscriber, SubscriberStatus
 
+# One row's checks live in subscriber_rows; they are part of this module's interface.
+from digest.subscriber_rows import MAX_LOCAL_PART, RowParser, email_key, normalise_email, parse_row
+
+__all__ = [
+    "COLUMNS",
+    "MAX_LOCAL_PART",
+    "ImportResult",
+    "LoadResult",
+    "active_subscribers",
+    "add_subscriber",
+    "email_key",
+    "find_rows",
+    "import_file",
+    "load_lists",
+    "normalise_email",
+    "parse_row",
+    "remove_subscriber",
+]
+
 COLUMNS = ("email", "name", "themes", "timezone")
-#: Octets allowed before the @ of an address (RFC 5321).
-MAX_LOCAL_PART = 64
 _HEADER_ALIASES = {
     "email": "email",
     "e-mail": "email",
@@ -51,7 +65,6 @@ _HEADER_ALIASES = {
     "time zone": "timezone",
     "tz": "timezone",
 }
-_SPACES = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,71 +85,6 @@ class ImportResult:
     problems: tuple[str, ...]
 
 
-#: A plain ASCII address that email-validator would accept as it is: dot-atoms without empty
-#: parts, LDH domain labels, an alphabetic top-level domain. Lists are read on every send;
-#: this shortcut spares the full validation (about 0.5 ms an address) for the usual case.
-_PLAIN_ADDRESS = re.compile(
-    r"(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?=.{4,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
-
-
-def normalise_email(raw: str) -> str:
-    """A valid address with its domain lowercased (IDNA), the local part as given.
-
-    Raises ``SubscriberError`` saying why the address is unusable.
-    """
-    raw = raw.strip()
-    local_octets = len(raw.rpartition("@")[0].encode("utf-8"))
-    if local_octets > MAX_LOCAL_PART:
-        # RFC 5321 §4.5.3.1.1; email-validator lets a long local part through.
-        raise SubscriberError(
-            f"invalid address {raw!r}: the part before the @ is {local_octets} octets, at most {MAX_LOCAL_PART}"
-        )
-    if _PLAIN_ADDRESS.fullmatch(raw):
-        local, domain = raw.rsplit("@", 1)
-        domain = domain.lower()
-        # Special-use domains (example.invalid, x.local, ...) get the validator's own verdict.
-        if domain.rsplit(".", 1)[-1] not in SPECIAL_USE_DOMAIN_NAMES:
-            return f"{local}@{domain}"
-    try:
-        info = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
-    except EmailNotValidError as exc:
-        raise SubscriberError(f"invalid address {raw!r}: {exc}") from exc
-    return f"{raw.rsplit('@', 1)[0]}@{info.ascii_domain.lower()}"
-
-
-def parse_row(
-    email: str,
-    name: str = "",
-    themes: str | Iterable[str] = "",
-    timezone: str | None = None,
-    known_themes: Collection[str] | None = None,
-) -> Subscriber:
-    """One validated ``Subscriber`` from raw cell values; ``SubscriberError`` if invalid."""
-    address = normalise_email(email)
-    names = [t.strip() for t in (themes.split(";") if isinstance(themes, str) else themes)]
-    chosen = [t for t in names if t]
-    if known_themes is not None:
-        canonical = {t.casefold(): t for t in known_themes}
-        unknown = [t for t in chosen if t.casefold() not in canonical]
-        if unknown:
-            raise SubscriberError(f"unknown theme {unknown[0]!r} (known: {', '.join(known_themes) or 'none'})")
-        chosen = [canonical[t.casefold()] for t in chosen]
-    tz = (timezone or "").strip() or None
-    if tz is not None:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SubscriberError(f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)") from None
-    return Subscriber(
-        email=address,
-        name=_SPACES.sub(" ", name).strip(),
-        themes=frozenset(chosen),
-        timezone=tz,
-    )
-
-
 def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult:
     """Read every ``*.csv`` in ``folder`` (sorted by name); bad rows are reported and skipped.
 
@@ -148,32 +96,40 @@ def load_lists(folder: Path, known_themes: Collection[str] | None) -> LoadResult
         return LoadResult((), (f"{folder}: no such folder",))
     subscribers: list[Subscriber] = []
     problems: list[str] = []
-    seen: dict[str, str] = {}
-    for path in sorted(folder.glob("*.csv")):
+    parser = RowParser(known_themes)
+    # Where each address first appears, as line * files + file number: one int each (a million
+    # "file:line" strings, or tuples, cost several times more).
+    seen: dict[str, int] = {}
+    labels: list[str] = []
+    paths = sorted(folder.glob("*.csv"))
+    files = len(paths) or 1
+    for path in paths:
         label = f"{folder.name}/{path.name}"
         try:
-            rows = list(_read_rows(path.read_bytes(), headerless_ok=False))
+            rows = _read_rows(path.read_bytes(), headerless_ok=False)
         except SubscriberError as exc:
             problems.append(f"{label}: {exc}")
             continue
         except OSError as exc:
             problems.append(f"{label}: cannot read: {exc.strerror or exc}")
             continue
+        labels.append(label)
         for line, cells, _raw in rows:
-            where = f"{label}:{line}"
             if isinstance(cells, str):
-                problems.append(f"{where}: {cells}")
+                problems.append(f"{label}:{line}: {cells}")
                 continue
             try:
-                sub = parse_row(**cells, known_themes=known_themes)
+                sub = parser.parse(**cells)
             except SubscriberError as exc:
-                problems.append(f"{where}: {exc}")
+                problems.append(f"{label}:{line}: {exc}")
                 continue
-            key = sub.email.lower()
-            if key in seen:
-                problems.append(f"{where}: duplicate address {sub.email!r} (first in {seen[key]})")
+            key = email_key(sub.email)
+            first = seen.get(key)
+            if first is not None:
+                where = f"{labels[first % files]}:{first // files}"
+                problems.append(f"{label}:{line}: duplicate address {sub.email!r} (first in {where})")
                 continue
-            seen[key] = where
+            seen[key] = line * files + len(labels) - 1
             subscribers.append(sub)
     return LoadResult(tuple(subscribers), tuple(problems))
 
@@ -251,15 +207,16 @@ def import_file(
     duplicates = 0
     problems: list[str] = []
     try:
-        rows = list(_read_rows(data, headerless_ok=True))
+        rows = _read_rows(data, headerless_ok=True)
     except SubscriberError as exc:
         return ImportResult(0, 0, (f"{src}: {exc}",))
+    parser = RowParser(known_themes)
     for line, cells, _raw in rows:
         if isinstance(cells, str):
             problems.append(f"{src}:{line}: {cells}")
             continue
         try:
-            sub = parse_row(**cells, known_themes=known_themes)
+            sub = parser.parse(**cells)
         except SubscriberError as exc:
             problems.append(f"{src}:{line}: {exc}")
             continue
@@ -301,39 +258,56 @@ def _columns(cells: Sequence[str]) -> list[str]:
 
 
 def _read_rows(data: bytes, *, headerless_ok: bool) -> Iterator[tuple[int, dict[str, str] | str, str]]:
-    """Yield ``(line, {email, name, themes, timezone}, raw)`` for each data row.
+    """``(line, {email, name, themes, timezone}, raw)`` for each data row, read as they are taken.
 
     A row that cannot be read yields its problem (a string) in place of the
     cells: CSV it cannot parse, or different values in a duplicated column.
+    A file that cannot be read at all (not UTF-8, no header row) raises
+    ``SubscriberError`` here, before any row is taken.
     """
-    header, records = split_records(data)
-    if not records:
-        return
-    first = records[0].cells
-    columns = _columns(first)
+    header, records = iter_records(data)
+    first = next(records, None)
+    if first is None:
+        return iter(())
+    columns = _columns(first.cells)
     if "email" in columns:
-        body = records[1:]
-    elif headerless_ok and first and "@" in first[0]:
+        body: Iterator[Record] = records
+    elif headerless_ok and first.cells and "@" in first.cells[0]:
         columns = list(COLUMNS)
-        body = [Record(first, header, records[0].line), *records[1:]]
+        body = itertools.chain((Record(first.cells, header, first.line),), records)
     else:
         raise SubscriberError("line 1: the header row must name the columns email,name,themes,timezone")
+    return _rows(body, columns)
+
+
+def _rows(body: Iterator[Record], columns: list[str]) -> Iterator[tuple[int, dict[str, str] | str, str]]:
+    named = [c for c in columns if c]
+    twice = len(named) != len(set(named))  # a column named twice: its cells may disagree
+    exact = tuple(columns) == COLUMNS  # the usual header: a full row maps cell by cell
     for record in body:
         if record.error:
             yield record.line, record.error, record.raw
             continue
         cells = record.cells
-        if not any(c.strip() for c in cells):
+        if not "".join(cells).strip():  # every cell blank
             continue
-        row = dict.fromkeys(COLUMNS, "")
         clash = ""
-        for column, value in zip(columns, cells, strict=False):
-            if not column:
-                continue
-            if row[column].strip() and value.strip() and row[column].strip() != value.strip():
-                clash = clash or column  # a column named twice whose cells disagree: which one is meant?
-            elif value.strip() or not row[column]:
-                row[column] = value
+        if exact and len(cells) == len(COLUMNS):
+            row = dict(zip(COLUMNS, cells, strict=True))
+        elif not twice:
+            row = dict.fromkeys(COLUMNS, "")
+            for column, value in zip(columns, cells, strict=False):
+                if column:
+                    row[column] = value
+        else:
+            row = dict.fromkeys(COLUMNS, "")
+            for column, value in zip(columns, cells, strict=False):
+                if not column:
+                    continue
+                if row[column].strip() and value.strip() and row[column].strip() != value.strip():
+                    clash = clash or column  # a column named twice whose cells disagree: which one is meant?
+                elif value.strip() or not row[column]:
+                    row[column] = value
         if row["email"].strip().startswith("#"):
             continue
         if clash:

@@ -94,3 +94,20 @@ def test_store_size_simulation_prunes_the_ledger_and_entries(tmp_path: Path) -> 
     assert grown["ledger_rows"] == 6 * 20 and grown["entries"] == 6 * 50
     # Issues finished more than 14 days before the last prune are counts now; so are their entries gone.
     assert kept["ledger_rows"] < grown["ledger_rows"] and kept["entries"] < grown["entries"]
+
+
+def test_million_judges_its_targets_at_a_million_only_and_writes_the_subscribers(tmp_path: Path) -> None:
+    from bench import million
+
+    run = {"elapsed": 800.0, "rate": 1250.0, "steady_rate": 1300.0, "maxrss_mb": 1600.0, "before_first": 12.0}
+    total, steady, peak, first = million.figures_of(million.MILLION, run)
+    assert (total.met, peak.met, first.met, steady.met) == (True, False, True, None)
+    assert peak.target == "< 1.5 GB" and first.target == "< 30 s"
+    small = million.figures_of(20_000, run)
+    assert [f.met for f in small] == [None] * 4 and small[0].target == "< 15 min (at 1M)"
+    assert "send to 1,000,000: peak RSS" in report.table([peak])
+    (tmp_path / "subscribers").mkdir()
+    workload.write_subscribers(tmp_path, 100_003)
+    lines = (tmp_path / "subscribers" / "subscribers.csv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 100_004 and lines[0] == "email,name,themes,timezone"
+    assert lines[-1] == f"reader0100002@example.org,Reader 100002,{workload.CHOICES[100_002 % 8]},"

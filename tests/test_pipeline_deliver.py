@@ -12,8 +12,9 @@ from pathlib import Path
 
 from digest import pipeline
 from digest.config import Config
-from digest.models import Delivery, IsoWeek
-from digest.pipeline.deliver import human
+from digest.models import Delivery, IsoWeek, Outgoing, SubscriberStatus
+from digest.pipeline.deliver import _StillSubscribed, human
+from digest.store import Store
 from tests.data.send import workspace as ws
 from tests.fixtures.smtp_server import SmtpServer
 
@@ -116,3 +117,33 @@ def test_a_list_cut_short_stops_the_send_and_people_who_come_back_are_planned_ag
     assert back.report.sent == len(people) - 5
     assert counts[Delivery.SENT] == len(people)
     assert set(ws.per_recipient(smtp_server.messages).values()) == {1}
+
+
+def test_the_still_subscribed_check_sees_changes_from_the_history_and_a_full_reread(tmp_path: Path) -> None:
+    key, now = "2018-W02", ws.RUN_NOW
+    with Store.open(f"sqlite:///{tmp_path / 'digest.db'}", now=now) as store:
+        store.plan_deliveries(key, [(f"r{i}@x.org", "all") for i in range(4)], now)
+        store.set_status("r0@x.org", SubscriberStatus.BOUNCED, now, "bounce")
+        store.set_status("r3@x.org", SubscriberStatus.ACTIVE, now, "import")
+        check = _StillSubscribed(store, key, lambda: now, every=1, interval=3600.0, full=3600.0)
+
+        def wanted(email: str) -> bool:
+            return check(Outgoing(key, email, "<id@x.org>", b""))
+
+        assert [wanted(f"r{i}@x.org") for i in range(4)] == [False, True, True, True]
+        # Mid-send: an unsubscribe (in the history) is seen at the next check; so is a re-activation.
+        store.set_status("R1@x.org", SubscriberStatus.UNSUBSCRIBED, now, "link")
+        store.reactivate("r0@x.org", now, "fixed mailbox")
+        assert wanted("r1@x.org") is False and wanted("r0@x.org") is True and wanted("r2@x.org") is True
+        skipped = {r.email: r.last_error for r in store.deliveries(key, Delivery.SKIPPED)}
+        assert skipped == {"r0@x.org": "bounced", "r1@x.org": "unsubscribed"}
+        # A status erased (no history: a confirmed sign-up, an erasure) is read again before a skip.
+        store.set_status("r2@x.org", SubscriberStatus.UNSUBSCRIBED, now, "link")
+        store.forget("r2@x.org", now)
+        assert wanted("r2@x.org") is True
+        # A change the history's tail missed is found by the full re-read.
+        store.set_status("r3@x.org", SubscriberStatus.COMPLAINED, now, "report")
+        check.mark = store.status_mark()
+        assert wanted("r3@x.org") is True
+        check.full = 0.0
+        assert wanted("r3@x.org") is False

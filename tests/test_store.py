@@ -294,6 +294,24 @@ def test_subscriber_status_lists_only_stored_addresses(any_store: Store) -> None
     assert any_store.set_status("a@x.org", SubscriberStatus.ACTIVE, NOW, "cli") is True
 
 
+def test_status_changes_name_the_addresses_changed_since_a_mark(any_store: Store) -> None:
+    assert any_store.status_mark() == 0 and any_store.status_changes(0) == (0, set())
+    any_store.set_status("a@x.org", SubscriberStatus.ACTIVE, NOW, "import")
+    mark = any_store.status_mark()
+    assert any_store.status_changes(mark) == (mark, set())
+    any_store.set_status("B@X.org", SubscriberStatus.UNSUBSCRIBED, NOW, "link")
+    any_store.set_status("c@x.org", SubscriberStatus.BOUNCED, NOW, "bounce")
+    # Refused (leaving wins): no change, no history.
+    assert any_store.set_status("b@x.org", SubscriberStatus.ACTIVE, NOW, "import") is False
+    after, changed = any_store.status_changes(mark)
+    assert changed == {"b@x.org", "c@x.org"} and after > mark
+    any_store.reactivate("b@x.org", NOW, "asked by phone")
+    assert any_store.status_changes(after)[1] == {"b@x.org"}
+    assert any_store.status_changes(any_store.status_mark()) == (any_store.status_mark(), set())
+    # Only the inactive ones, as the database chose them.
+    assert any_store.inactive_statuses() == {"c@x.org": SubscriberStatus.BOUNCED}
+
+
 # --- locks ----------------------------------------------------------------------------------------
 
 

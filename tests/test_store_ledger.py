@@ -273,3 +273,21 @@ def test_migration_5_keeps_old_rows_and_dates_their_first_try(store_url: str) ->
         assert store.claim(KEY, "b@x.org", late) is False  # a second claim neither wins nor re-dates
     finally:
         store.close()
+
+
+def test_plan_deliveries_streams_an_iterator_and_keeps_the_first_spelling(any_store: Store) -> None:
+    rows = ((f"Reader{i}@X.org", "all" if i % 2 else "policy") for i in range(12_000))
+    assert any_store.plan_deliveries(KEY, rows, NOW) == 12_000
+    again = iter([("READER1@x.org", "policy"), ("new@x.org", "all"), ("New@X.org", "policy")])
+    assert any_store.plan_deliveries(KEY, again, NOW) == 1
+    by_email = {r.email: r for r in any_store.deliveries(KEY)}
+    assert by_email["reader1@x.org"].variant == "all" and by_email["new@x.org"].variant == "all"
+    first = DeliveryRow(KEY, "reader0@x.org", "policy", Delivery.PENDING, 0, None, None, None)
+    assert by_email["reader0@x.org"] == first
+    assert any_store.plan_deliveries(KEY, iter(()), NOW) == 0
+
+
+def test_plan_deliveries_refuses_a_naive_time_before_writing(any_store: Store) -> None:
+    with pytest.raises(ValueError):
+        any_store.plan_deliveries(KEY, [("a@x.org", "all")], dt.datetime(2018, 1, 15))
+    assert any_store.deliveries(KEY) == []

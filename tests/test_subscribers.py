@@ -11,6 +11,7 @@ from digest.models import Subscriber, SubscriberStatus
 from digest.subscribers import (
     active_subscribers,
     add_subscriber,
+    email_key,
     import_file,
     load_lists,
     normalise_email,
@@ -344,3 +345,35 @@ def test_import_reports_hostile_rows_by_file_and_line(folder: Path, tmp_path: Pa
         f"{src}:5: unterminated quote",
     )
     assert [s.email for s in load_lists(folder, None).subscribers] == ["new@example.org", "last@example.org"]
+
+
+def test_a_repeated_theme_or_zone_cell_is_checked_for_every_row_and_chosen_themes_are_shared(folder: Path) -> None:
+    write(
+        folder / "a.csv",
+        "email,name,themes,timezone\n"
+        "a@x.org,Ann,ai policy;Cyber,Europe/Berlin\n"
+        "b@x.org,Bob,Nope,\n"
+        "c@x.org,Cy,ai policy;Cyber,Mars/Base\n"
+        "d@x.org,Di,Nope,\n"
+        "e@x.org,Ed,ai policy;Cyber,Mars/Base\n"
+        "f@x.org,  Fi\t \x00\x7fLo  ,ai policy;Cyber,Europe/Berlin\n",
+    )
+    result = load_lists(folder, ["AI policy", "Cyber"])
+    assert [(s.email, s.name, s.timezone) for s in result.subscribers] == [
+        ("a@x.org", "Ann", "Europe/Berlin"),
+        ("f@x.org", "Fi Lo", "Europe/Berlin"),
+    ]
+    a, f = result.subscribers
+    assert a.themes == frozenset({"AI policy", "Cyber"}) and a.themes is f.themes
+    assert result.problems == (
+        "subscribers/a.csv:3: unknown theme 'Nope' (known: AI policy, Cyber)",
+        "subscribers/a.csv:4: unknown time zone 'Mars/Base' (use an IANA name like Europe/Berlin)",
+        "subscribers/a.csv:5: unknown theme 'Nope' (known: AI policy, Cyber)",
+        "subscribers/a.csv:6: unknown time zone 'Mars/Base' (use an IANA name like Europe/Berlin)",
+    )
+
+
+def test_email_key_is_the_lowercased_address_and_the_same_string_when_it_already_is() -> None:
+    plain = "reader@example.org"
+    assert email_key(plain) is plain
+    assert email_key("Reader@Example.ORG") == plain

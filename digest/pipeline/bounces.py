@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Iterable
 
 from digest.bounces import (
@@ -24,6 +25,9 @@ from digest.netutil import is_loopback_host
 from digest.pipeline.issue import secret
 from digest.store import Store
 
+#: Tags recorded per write.
+_TAG_BATCH = 10_000
+
 
 def return_paths(config: Config, store: Store, issue_key: str, emails: Iterable[str]) -> Callable[[str], str] | None:
     """The MAIL FROM of each message of ``issue_key``, or None for the sender's own address.
@@ -37,9 +41,12 @@ def return_paths(config: Config, store: Store, issue_key: str, emails: Iterable[
     if not b.verp:
         return lambda email: b.address
     key = secret(config, strict=True)
-    tags = {e.lower(): verp_tag(key, issue_key, e) for e in emails}
-    store.record_verp_tags(issue_key, list(tags.items()))
-    return lambda email: verp_address(b.address, tags.get(email.lower()) or verp_tag(key, issue_key, email))
+    # Recorded a slice at a time, and worked out again per message (an HMAC) rather than kept:
+    # a million tags held through the send cost more memory than they save time.
+    batch = iter(emails)
+    while chunk := [(e, verp_tag(key, issue_key, e)) for e in itertools.islice(batch, _TAG_BATCH)]:
+        store.record_verp_tags(issue_key, chunk)
+    return lambda email: verp_address(b.address, verp_tag(key, issue_key, email))
 
 
 def open_mailbox(config: Config) -> Mailbox | None:

@@ -24,15 +24,22 @@ from digest.pipeline.summary import SendSummary
 from digest.send import SendEvent, make_sender
 from digest.send.replies import REFUSED_US, mark_bounces
 from digest.store import Store
+from digest.subscribers import email_key
 
 
 class _StillSubscribed:
     """``should_send`` for the sender: drops anyone who unsubscribed (or bounced) mid-send.
 
-    The unsubscribed set is re-read every ``every`` messages or ``interval``
-    seconds, whichever comes first, so the cost stays one query per batch
-    rather than one per subscriber, and a slow (rate-limited) send still
-    notices an unsubscribe within about ``interval`` seconds.
+    The statuses are checked again every ``every`` messages or ``interval``
+    seconds, whichever comes first, so a slow (rate-limited) send still
+    notices an unsubscribe within about ``interval`` seconds. A check reads
+    only the status history's new tail (``store.status_changes``) and the
+    statuses of the addresses in it, so it costs the same with a million
+    stored statuses as with none. An address about to be skipped has its
+    status read once more (a confirmed sign-up or an erasure removes a
+    status without history), and every ``full`` seconds the inactive
+    statuses are read whole again (PostgreSQL may commit history rows out
+    of their order).
     """
 
     def __init__(
@@ -42,23 +49,46 @@ class _StillSubscribed:
         clock: Callable[[], dt.datetime],
         every: int = 50,
         interval: float = 1.0,
+        full: float = 60.0,
     ) -> None:
         self.store, self.issue_key, self.clock, self.every = store, issue_key, clock, every
-        self.interval = interval
+        self.interval, self.full = interval, full
         self.seen = 0
-        self.gone = self._inactive()
-        self.read_at = time.monotonic()
+        self._reread()
 
-    def _inactive(self) -> dict[str, SubscriberStatus]:
-        return {e: st for e, st in self.store.subscriber_status().items() if st is not SubscriberStatus.ACTIVE}
+    def _reread(self) -> None:
+        self.mark = self.store.status_mark()  # before the read: a change in between is read again, no harm
+        self.gone = self.store.inactive_statuses()
+        self.read_at = self.full_at = time.monotonic()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if now - self.full_at >= self.full:
+            self._reread()
+            return
+        self.read_at = now
+        self.mark, changed = self.store.status_changes(self.mark)
+        if changed:
+            current = self.store.subscriber_status(changed)
+            for email in changed:
+                status = current.get(email, SubscriberStatus.ACTIVE)
+                if status is SubscriberStatus.ACTIVE:
+                    self.gone.pop(email, None)
+                else:
+                    self.gone[email] = status
 
     def __call__(self, msg: Outgoing) -> bool:
         self.seen += 1
         if self.seen % self.every == 0 or time.monotonic() - self.read_at >= self.interval:
-            self.read_at = time.monotonic()
-            self.gone = self._inactive()
-        status = self.gone.get(msg.recipient.lower())
-        if status is not None:
+            self._refresh()
+        key = msg.recipient.lower()
+        if key in self.gone:
+            # Read again for this address now: a status erased since (a confirmed sign-up, an erasure)
+            # leaves no history, and skipping is for good.
+            status = self.store.subscriber_status([key]).get(key, SubscriberStatus.ACTIVE)
+            if status is SubscriberStatus.ACTIVE:
+                del self.gone[key]
+                return True
             self.store.mark_skipped(self.issue_key, msg.recipient, self.clock(), str(status))
             return False
         return True
@@ -116,27 +146,32 @@ def send_issue(
         todo = plan(config, store, built, clock(), accept_list_change=accept_list_change)
         planned = store.plan_deliveries(key, todo.new, clock())
         store.replan_skipped(key, todo.back, NO_LONGER_LISTED, clock())
-        # Rows the relay refused in a streak last time go last: if it was a few recipients after all
-        # (one domain that refuses us, say), everyone else is sent before they stop the run again.
-        due = sorted(store.due_deliveries(key, clock()), key=lambda r: REFUSED_US in (r.last_error or ""))
+        del todo  # a row per subscriber: not kept through the send
+        due_at = clock()
+        total = store.due_count(key, due_at)
+        # The due rows are read a page at a time as the send takes them (a million rows held at once cost
+        # more time and memory than the rest of the set-up). Rows the relay refused in a streak last time go
+        # last: if it was a few recipients after all (one domain that refuses us, say), everyone else is
+        # sent before they stop the run again.
+        due = store.iter_due(key, due_at, last=REFUSED_US)
         settings = compose_settings(config, built.date)
         templates = {k: MessageTemplate.build(r, settings) for k, r in built.variants.items()}
-        people = {s.email.lower(): s for s, v in built.audience.assignments if v}
+        people = {email_key(s.email): s for s, v in built.audience.assignments if v}
         make_recipient = recipients(config, strict=True)
-        paths = return_paths(config, store, key, (r.email for r in due))
+        paths = return_paths(config, store, key, (email for email, _ in store.iter_due(key, due_at)))
 
         def messages() -> Iterator[Outgoing]:
-            for row in due:
-                sub = people.get(row.email.lower())
-                if sub is None or row.variant not in templates:
-                    store.mark_skipped(key, row.email, clock(), NO_LONGER_LISTED)
+            for email, variant in due:
+                sub = people.get(email)  # the ledger's addresses are lowercased already
+                if sub is None or variant not in templates:
+                    store.mark_skipped(key, email, clock(), NO_LONGER_LISTED)
                     continue
-                out = templates[row.variant].personalise(make_recipient(sub))
+                out = templates[variant].personalise(make_recipient(sub))
                 yield dataclasses.replace(out, envelope_from=paths(out.recipient)) if paths else out
 
         def on_event(event: SendEvent) -> None:
             if progress is not None:
-                progress(event, len(due))
+                progress(event, total)
 
         report = sender.send(
             messages(),
@@ -158,7 +193,7 @@ def send_issue(
         return SendSummary(
             key,
             planned,
-            len(due),
+            total,
             built.audience.no_match,
             report,
             warnings,

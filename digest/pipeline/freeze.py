@@ -66,7 +66,10 @@ def prepare(config: Config, store: Store, weeks: Sequence[IsoWeek], now: dt.date
     variants = {r.variant: r for r in frozen.variants}
     if aud is None:
         aud = audience(config, store, issue)
-    missing = {v: selection(s, issue) for s, v in aud.assignments if v is not None and v not in variants}
+    missing: dict[str, frozenset[str] | None] = {}
+    for s, v in aud.assignments:
+        if v is not None and v not in variants and v not in missing:
+            missing[v] = selection(s, issue)
     if missing:
         # A subscriber who joined after the freeze: render their variant from the frozen issue.
         extra = renderer_for(config).variants(issue, [sel or frozenset() for sel in missing.values()])
@@ -104,9 +107,13 @@ def plan(config: Config, store: Store, built: Built, now: dt.datetime, *, accept
     unless ``accept_list_change``.
     """
     key = built.issue.key
-    rows = store.deliveries(key)
-    listed = {s.email.lower() for s, _ in built.audience.assignments}
-    if rows and not accept_list_change:
+    assignments = built.audience.assignments
+    rows = store.ledger_states(key)
+    if not rows:
+        # The first send of the issue: everyone with a variant, as listed.
+        return Plan(tuple((s.email, v) for s, v in assignments if v), (), is_current(config, built.issue.weeks, now))
+    listed = {s.email.lower() for s, _ in assignments}
+    if not accept_list_change:
         left = {e for e, st in store.subscriber_status().items() if st is not SubscriberStatus.ACTIVE}
         gone = [r for r in rows if r.email not in listed and r.email not in left]
         if 2 * len(gone) > len(rows) and any(r.state in _OPEN for r in gone):
@@ -116,11 +123,11 @@ def plan(config: Config, store: Store, built: Built, now: dt.datetime, *, accept
                 " to send to those still listed"
             )
     current = is_current(config, built.issue.weeks, now)
-    if rows and not current:
+    if not current:
         return Plan((), (), False)  # planned at its freeze; later joiners wait for the next issue
     have = {r.email for r in rows}
-    wanted = {s.email.lower(): v for s, v in built.audience.assignments if v}
-    new = tuple((s.email, v) for s, v in built.audience.assignments if v and s.email.lower() not in have)
+    wanted = {s.email.lower() for s, v in assignments if v}
+    new = tuple((s.email, v) for s, v in assignments if v and s.email.lower() not in have)
     back = tuple(
         r.email for r in rows if r.state is Delivery.SKIPPED and r.last_error == NO_LONGER_LISTED and r.email in wanted
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,14 +122,39 @@ def selection(sub: Subscriber, issue: Issue) -> frozenset[str] | None:
     return themes or None
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Cyclic garbage collection paused while the subscribers are read (they form no cycles).
+
+    Each collection walks every object built so far: over a million rows
+    that was an eighth of the time before the first message.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def audience(config: Config, store: Store, issue: Issue) -> Audience:
+    with _no_cycle_collection():
+        return _audience(config, store, issue)
+
+
+def _audience(config: Config, store: Store, issue: Issue) -> Audience:
     loaded = subscribers.load_lists(config.subscribers_dir, [t.name for t in config.themes] or None)
     # Confirmed web sign-ups join the list rows; theme choices from /p/ apply (store.people).
     active = subscribers.active_subscribers(store.join_lists(loaded.subscribers), store.subscriber_status())
+    # A subscriber's variant depends on their theme choice only: worked out once per distinct choice.
+    by_choice: dict[frozenset[str], str | None] = {}
     rows: list[tuple[Subscriber, str | None]] = []
     for sub in active:
-        sel = selection(sub, issue)
-        rows.append((sub, None if sel is None else variant_key(sel, issue.themes)))
+        if sub.themes not in by_choice:
+            sel = selection(sub, issue)
+            by_choice[sub.themes] = None if sel is None else variant_key(sel, issue.themes)
+        rows.append((sub, by_choice[sub.themes]))
     return Audience(tuple(rows), loaded.problems)
 
 
@@ -146,7 +173,10 @@ def build(config: Config, store: Store, issue: Issue, now: dt.datetime) -> Built
     """Render every variant ``issue`` needs for the current subscribers (no state changes)."""
     aud = audience(config, store, issue)
     renderer = renderer_for(config)
-    wanted = {v: selection(s, issue) for s, v in aud.assignments if v is not None}
+    wanted: dict[str, frozenset[str] | None] = {}
+    for s, v in aud.assignments:
+        if v is not None and v not in wanted:
+            wanted[v] = selection(s, issue)
     wanted.setdefault(variant_key(None, issue.themes), None)
     variants = renderer.variants(issue, [sel or frozenset() for sel in wanted.values()])
     return Built(issue, variants, aud, now, aud.problems)

@@ -9,7 +9,7 @@ migrates its tables. Database failures surface as ``StoreError``.
     with Store.open("sqlite:////srv/digest/digest.db") as store:
         counts = store.record_fetch(result, now)
 
-The parts live in ``entries``, ``issues``, ``carried``, ``ledger``, ``claims``,
+The parts live in ``entries``, ``issues``, ``carried``, ``ledger`` (and ``due``, ``claims``),
 ``subscribers``, ``lock``, ``holders``, ``approvals`` and ``pruning``; ``schema`` holds the tables and
 the migrations.
 """
@@ -24,6 +24,7 @@ from digest.store.base import BUSY_TIMEOUT_S, make_engine
 from digest.store.bounces import BounceEvent, BouncesMixin
 from digest.store.carried import CarriedMixin, ChangedEntry, IssuedEntry
 from digest.store.claims import ClaimsMixin
+from digest.store.due import DueMixin, RowState
 from digest.store.entries import EntriesMixin, FetchCounts, content_hash
 from digest.store.fetchlog import FetchLogMixin, FetchRecord, SourceReport
 from digest.store.holders import HoldersMixin
@@ -57,6 +58,7 @@ __all__ = [
     "Migration",
     "PruneCounts",
     "RateLimits",
+    "RowState",
     "SourceReport",
     "Store",
     "WebSubscriber",
@@ -75,6 +77,7 @@ class Store(
     FetchLogMixin,
     IssuesMixin,
     LedgerMixin,
+    DueMixin,
     PeopleMixin,
     PruningMixin,
     RequeueMixin,

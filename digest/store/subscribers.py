@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
 from digest.models import SubscriberStatus
 from digest.store.base import StoreBase, chunked, upsert_into
@@ -74,6 +74,28 @@ class SubscribersMixin(StoreBase):
                 for email, status in conn.execute(select(c.email, c.status).where(c.email.in_(batch))):
                     out[email] = SubscriberStatus(status)
         return out
+
+    def inactive_statuses(self) -> dict[str, SubscriberStatus]:
+        """``subscriber_status()`` without the active ones (chosen by the database, not read and dropped)."""
+        c = t_status.c
+        with self._read() as conn:
+            rows = conn.execute(select(c.email, c.status).where(c.status != SubscriberStatus.ACTIVE.value))
+            return {email: SubscriberStatus(status) for email, status in rows}
+
+    def status_mark(self) -> int:
+        """Where the status history ends now: ``status_changes`` after it gives what changed since."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(t_events.c.id), 0))).scalar_one())
+
+    def status_changes(self, mark: int) -> tuple[int, set[str]]:
+        """The addresses whose status changed after ``mark`` (from ``status_mark``), and the new mark.
+
+        One indexed read of the history's tail: a send asks every few messages.
+        """
+        c = t_events.c
+        with self._read() as conn:
+            rows = conn.execute(select(c.id, c.email).where(c.id > mark)).all()
+        return max((int(i) for i, _ in rows), default=mark), {e for _, e in rows}
 
     def set_status(
         self, email: str, status: SubscriberStatus, now: dt.datetime, how: str, *, force: bool = False
