@@ -77,9 +77,14 @@ def serve(feeds: int, items: int, delay: float) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
+    class Server(ThreadingHTTPServer):
+        # The listen backlog is fixed when the socket binds (in __init__); set on the instance
+        # afterwards it stayed at socketserver's 5, and the 6th to 8th simultaneous connection
+        # waited out a SYN retransmission (1 s), which no real feed server makes a client do.
+        request_queue_size = 256
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"PORT {server.server_address[1]}", flush=True)
     for line in sys.stdin:

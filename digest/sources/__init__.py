@@ -25,12 +25,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -39,12 +37,13 @@ import httpx
 from digest.config import FetchSettings
 from digest.errors import ParseError, SourceError
 from digest.models import Entry, FetchStatus, ListingFormat, Source, SourceKind, SourceResult, SourceState
-from digest.sources.feed import parse_feed
 from digest.sources.http import Fetched, fetch, make_client
 from digest.sources.limits import Tally, capped, keep_newest
-from digest.sources.listing_html import parse_html_listing
-from digest.sources.listing_text import parse_text_listing
 from digest.sources.text import collapse, decode, one_line
+
+#: The parsers, imported by the first parse rather than with this package: a fetch whose
+#: sources all answer 304 parses nothing and need not load feedparser and the listing parsers.
+PARSERS = ("digest.sources.feed", "digest.sources.listing_html", "digest.sources.listing_text")
 
 __all__ = [
     "ParseFailure",
@@ -83,6 +82,10 @@ def parse_fetched(source: Source, fetched: Fetched, tz: ZoneInfo, settings: Fetc
     The newest ``settings.max_entries`` entries are kept, each summary and
     content cut to ``settings.max_text`` characters; the cuts are counted.
     """
+    from digest.sources.feed import parse_feed
+    from digest.sources.listing_html import parse_html_listing
+    from digest.sources.listing_text import parse_text_listing
+
     settings = settings if settings is not None else FetchSettings()
     tally = Tally()
     if source.kind is SourceKind.FEED:
@@ -166,8 +169,13 @@ def parse_pool(count: int) -> concurrent.futures.ProcessPoolExecutor | None:
     cores = os.cpu_count() or 1
     if count < POOL_FROM or cores < 2:
         return None
+    import multiprocessing  # here: a fetch of fewer sources never needs it
+
     # forkserver: the fetching process has threads (event loop, executor), which fork would copy mid-state.
     context = multiprocessing.get_context("forkserver")
+    # The fork server imports the parsers once, and every worker forks from it with them loaded,
+    # instead of each worker importing them inside its first parse (and that parse's deadline).
+    context.set_forkserver_preload(["digest.sources", *PARSERS])
     return concurrent.futures.ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context)
 
 
@@ -230,7 +238,7 @@ async def gather_one(
             outcome = await asyncio.wait_for(work, left)
     except TimeoutError:
         return result(FetchStatus.FAILED, error=timed_out)
-    except BrokenProcessPool:
+    except concurrent.futures.BrokenExecutor:  # BrokenProcessPool: imported only with a pool
         return result(FetchStatus.FAILED, error="the parser process died while parsing this source")
     except Exception as exc:  # the pool could not run the parse or send back its outcome
         return result(FetchStatus.FAILED, error=f"parse failed ({type(exc).__name__}): {one_line(exc)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,58 +176,73 @@ class EntriesMixin(StoreBase):
         stores ``result.state`` and resets the failure count; a failed or
         broken one adds one failure and keeps the etag and item count.
         """
+        [counts] = self.record_fetches([result], now)
+        return counts
+
+    def record_fetches(self, results: Sequence[SourceResult], now: dt.datetime) -> list[FetchCounts]:
+        """``record_fetch`` of several sources in one transaction: all are stored, or none.
+
+        One commit for a batch of sources instead of one each (a fetch of many
+        sources that answer 304 writes a few rows per source). Each source's
+        entries and its new state still go in together, so an ETag is never
+        stored without the entries it stands for. A value the database refuses
+        rolls back the whole batch; the caller stores the sources one by one then.
+        """
         utc_text(now)  # refuse a naive ``now`` before touching anything
+        with self._write() as conn:
+            return [self._store_fetch(conn, result, now) for result in results]
+
+    def _store_fetch(self, conn: Connection, result: SourceResult, now: dt.datetime) -> FetchCounts:
         unique: dict[str, Entry] = {}
         for entry in result.entries:
             unique[entry.id] = entry  # the last copy of a repeated id wins
         hashes = {eid: content_hash(e) for eid, e in unique.items()}
-        with self._write() as conn:
-            known: dict[str, tuple[str, str, dt.datetime]] = {}
-            for ids in chunked(list(unique), 500):
-                query = select(t_entries.c.id, t_entries.c.source, t_entries.c.content_hash, t_entries.c.first_seen)
-                for eid, owner, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
-                    known[eid] = (owner, old_hash, first_seen)
-            # Ids `digest prune` deleted: listed again, they are unchanged, never new.
-            pruned = pruned_ids(conn, [eid for eid in unique if eid not in known])
-            # Ids stored from another source: this source's earlier sightings of them.
-            foreign = [eid for eid, (owner, _, _) in known.items() if owner != unique[eid].source]
-            sighted = self._sighting_hashes(conn, result.source, foreign)
-            rows: list[dict[str, Any]] = []
-            sightings: list[dict[str, Any]] = []
-            new = updated = 0
-            listed: list[str] = []
-            for eid, entry in unique.items():
-                old = known.get(eid)
-                if eid in pruned:
-                    continue
-                if old is None:
-                    new += 1
-                    rows.append(_entry_row(entry, hashes[eid], now, now))
-                elif old[0] != entry.source:
-                    seen = sighted.get(eid)
-                    if seen != hashes[eid]:
-                        new, updated = (new + 1, updated) if seen is None else (new, updated + 1)
-                        sightings.append(_sighting_row(entry, hashes[eid], now))
-                elif old[1] != hashes[eid]:
-                    updated += 1
-                    rows.append(_entry_row(entry, hashes[eid], old[2], now))
-                else:
-                    listed.append(eid)
-            if rows:
-                stmt = upsert_into(conn, t_entries)
-                keep = {"id", "first_seen"}
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[t_entries.c.id],
-                    set_={c.name: stmt.excluded[c.name] for c in t_entries.columns if c.name not in keep},
-                    where=t_entries.c.content_hash != stmt.excluded.content_hash,
-                )
-                for batch in chunked(rows, 2000):
-                    conn.execute(stmt, list(batch))
-            mark_listed(conn, result, listed, now)
-            unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
-            self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
-            self._record_source(conn, result, now)
-            log_fetch(conn, result, (new, updated, len(unique) - new - updated), now)
+        known: dict[str, tuple[str, str, dt.datetime]] = {}
+        for ids in chunked(list(unique), 500):
+            query = select(t_entries.c.id, t_entries.c.source, t_entries.c.content_hash, t_entries.c.first_seen)
+            for eid, owner, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
+                known[eid] = (owner, old_hash, first_seen)
+        # Ids `digest prune` deleted: listed again, they are unchanged, never new.
+        pruned = pruned_ids(conn, [eid for eid in unique if eid not in known])
+        # Ids stored from another source: this source's earlier sightings of them.
+        foreign = [eid for eid, (owner, _, _) in known.items() if owner != unique[eid].source]
+        sighted = self._sighting_hashes(conn, result.source, foreign)
+        rows: list[dict[str, Any]] = []
+        sightings: list[dict[str, Any]] = []
+        new = updated = 0
+        listed: list[str] = []
+        for eid, entry in unique.items():
+            old = known.get(eid)
+            if eid in pruned:
+                continue
+            if old is None:
+                new += 1
+                rows.append(_entry_row(entry, hashes[eid], now, now))
+            elif old[0] != entry.source:
+                seen = sighted.get(eid)
+                if seen != hashes[eid]:
+                    new, updated = (new + 1, updated) if seen is None else (new, updated + 1)
+                    sightings.append(_sighting_row(entry, hashes[eid], now))
+            elif old[1] != hashes[eid]:
+                updated += 1
+                rows.append(_entry_row(entry, hashes[eid], old[2], now))
+            else:
+                listed.append(eid)
+        if rows:
+            stmt = upsert_into(conn, t_entries)
+            keep = {"id", "first_seen"}
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t_entries.c.id],
+                set_={c.name: stmt.excluded[c.name] for c in t_entries.columns if c.name not in keep},
+                where=t_entries.c.content_hash != stmt.excluded.content_hash,
+            )
+            for batch in chunked(rows, 2000):
+                conn.execute(stmt, list(batch))
+        mark_listed(conn, result, listed, now)
+        unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
+        self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
+        self._record_source(conn, result, now)
+        log_fetch(conn, result, (new, updated, len(unique) - new - updated), now)
         return FetchCounts(new=new, updated=updated, unchanged=len(unique) - new - updated)
 
     def _sighting_hashes(self, conn: Connection, source: str, ids: list[str]) -> dict[str, str]:

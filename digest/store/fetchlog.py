@@ -1,6 +1,7 @@
 """The fetch history of each source, and the per-source report built from it.
 
-``record_fetch`` appends one row per fetch in its own transaction (through
+``record_fetch`` (and ``record_fetches``, for a batch of sources) appends one
+row per fetch inside the transaction that stores its entries (through
 ``log_fetch``); only the newest ``KEEP`` rows of a source are kept, so the
 table grows with the number of sources, not with time.
 """
