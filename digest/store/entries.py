@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Row, Select, func, or_, select, update
 
 from digest.models import Author, Entry, FetchStatus, Sighting, SourceResult, SourceState
 from digest.store.base import StoreBase, chunked, upsert_into
-from digest.store.fetchlog import log_fetch
-from digest.store.pruning import mark_listed, pruned_ids
+from digest.store.fetchlog import log_fetches
+from digest.store.pruning import mark_listed, mark_relisted, pruned_ids
 from digest.store.schema import entries as t_entries
 from digest.store.schema import entry_sightings as t_sightings
 from digest.store.schema import sources as t_sources
@@ -190,9 +190,15 @@ class EntriesMixin(StoreBase):
         """
         utc_text(now)  # refuse a naive ``now`` before touching anything
         with self._write() as conn:
-            return [self._store_fetch(conn, result, now) for result in results]
+            counts = [self._store_entries(conn, result, now) for result in results]
+            # Before their last_ok moves (below): a 304 lists again what the previous listing did.
+            mark_relisted(conn, [r.source for r in results if r.status == FetchStatus.NOT_MODIFIED], now)
+            self._record_sources(conn, results, now)
+            log_fetches(conn, [(r, (c.new, c.updated, c.unchanged)) for r, c in zip(results, counts, strict=True)], now)
+        return counts
 
-    def _store_fetch(self, conn: Connection, result: SourceResult, now: dt.datetime) -> FetchCounts:
+    def _store_entries(self, conn: Connection, result: SourceResult, now: dt.datetime) -> FetchCounts:
+        """Store one source's entries and sightings (not its state: ``_record_sources``)."""
         unique: dict[str, Entry] = {}
         for entry in result.entries:
             unique[entry.id] = entry  # the last copy of a repeated id wins
@@ -238,11 +244,9 @@ class EntriesMixin(StoreBase):
             )
             for batch in chunked(rows, 2000):
                 conn.execute(stmt, list(batch))
-        mark_listed(conn, result, listed, now)
+        mark_listed(conn, listed, now)  # a 304 lists nothing here: record_fetches re-stamps its listing
         unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
         self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
-        self._record_source(conn, result, now)
-        log_fetch(conn, result, (new, updated, len(unique) - new - updated), now)
         return FetchCounts(new=new, updated=updated, unchanged=len(unique) - new - updated)
 
     def _sighting_hashes(self, conn: Connection, source: str, ids: list[str]) -> dict[str, str]:
@@ -274,10 +278,15 @@ class EntriesMixin(StoreBase):
                 .values(last_seen=now)
             )
 
-    def _record_source(self, conn: Connection, result: SourceResult, now: dt.datetime) -> None:
-        stmt = upsert_into(conn, t_sources)
-        if result.status in _FAILED:
-            stmt = stmt.values(name=result.source, failures=1, last_error=result.error, last_fetch=now)
+    def _record_sources(self, conn: Connection, results: Sequence[SourceResult], now: dt.datetime) -> None:
+        """Each source's new state: one upsert for all the failed ones, one for all that worked."""
+        failed = [
+            {"name": r.source, "failures": 1, "last_error": r.error, "last_fetch": now}
+            for r in results
+            if r.status in _FAILED
+        ]
+        if failed:
+            stmt = upsert_into(conn, t_sources)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[t_sources.c.name],
                 set_={
@@ -286,19 +295,23 @@ class EntriesMixin(StoreBase):
                     "last_fetch": stmt.excluded.last_fetch,
                 },
             )
-        else:
-            values: dict[str, Any] = {"failures": 0, "last_ok": now, "last_error": None, "last_fetch": now}
-            if result.state is not None:
-                values.update(
-                    etag=result.state.etag,
-                    last_modified=result.state.last_modified,
-                    item_count=result.state.item_count,
+            conn.execute(stmt, failed)
+        worked = [r for r in results if r.status not in _FAILED]
+        # A result without a state (none is known yet) must not blank the etag: its own upsert.
+        for group in ([r for r in worked if r.state is not None], [r for r in worked if r.state is None]):
+            rows = []
+            for r in group:
+                values: dict[str, Any] = {"failures": 0, "last_ok": now, "last_error": None, "last_fetch": now}
+                if r.state is not None:
+                    values.update(etag=r.state.etag, last_modified=r.state.last_modified, item_count=r.state.item_count)
+                rows.append({"name": r.source, **values})
+            if rows:
+                stmt = upsert_into(conn, t_sources)
+                keys = [k for k in rows[0] if k != "name"]
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[t_sources.c.name], set_={k: stmt.excluded[k] for k in keys}
                 )
-            stmt = stmt.values(name=result.source, **values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[t_sources.c.name], set_={k: stmt.excluded[k] for k in values}
-            )
-        conn.execute(stmt)
+                conn.execute(stmt, rows)
 
     def entries(
         self,
