@@ -92,3 +92,18 @@ def test_store_size_simulation_prunes_the_ledger_and_entries(tmp_path: Path) -> 
     assert grown["ledger_rows"] == 6 * 20 and grown["entries"] == 6 * 50
     # Issues finished more than 14 days before the last prune are counts now; so are their entries gone.
     assert kept["ledger_rows"] < grown["ledger_rows"] and kept["entries"] < grown["entries"]
+
+
+def test_the_refetch_must_answer_304_everywhere_serve_no_body_and_list_no_entry(tmp_path: Path) -> None:
+    with fetch.FeedServer(3, 4, 0.0) as server:
+        folder = fetch.digest_folder(tmp_path, server, 3)
+        # Never fetched: every feed sends its body, so the "all 304" check must refuse the run.
+        with pytest.raises(RuntimeError, match="'bodies_served': 3"):
+            fetch.time_refetch(folder, server, 3)
+        _, seen = fetch.time_refetch(folder, server, 3)
+    assert seen == {"statuses": {"not_modified": 3}, "bodies_served": 0, "not_modified_served": 3, "entries_listed": 0}
+
+
+def test_report_entries_adds_up_the_listed_entries() -> None:
+    text = "│ Feed 0 │ 0 │ 0 │ 0 │ not_modified │ 0.2s │\n│ Feed 1 │ 50 │ 1 │ 2 │ ok │ 0.3s │\n"
+    assert fetch.report_entries(text) == 53
