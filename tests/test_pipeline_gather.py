@@ -12,12 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlalchemy import select
 
 from digest.models import Entry, FetchStatus, SourceResult, SourceState
-from digest.pipeline.gather import Recorder, record_batch
+from digest.pipeline.gather import FLUSH_ENTRIES, Recorder, record_batch
 from digest.store import FetchCounts, Store
 from digest.store.fetchlog import KEEP
 from digest.store.schema import entries as t_entries
@@ -103,14 +104,20 @@ def test_a_batch_keeps_only_the_newest_fetch_log_rows_of_each_source(any_store: 
 
 def test_the_first_source_in_config_order_owns_a_shared_entry_whoever_answers_first(store: Store) -> None:
     shared_a, shared_b = entry("shared", "A"), entry("shared", "B")
-    first, second = ok("A", shared_a), ok("B", shared_b, entry("b-only", "B"))
+    many = [entry(f"b{i}", "B") for i in range(FLUSH_ENTRIES)]  # enough for the writer to commit at once
+    first, second = ok("A", shared_a), ok("B", shared_b, *many)
     with Recorder(store, T0, ["A", "B", "C"]) as recorder:
-        recorder.add(second)  # B's answer comes in first, and is held until A's is in
         recorder.add(not_modified("C"))  # a result without entries waits for nobody
+        recorder.add(second)  # B's answer comes in before A's: held until A's is in
+        deadline = time.monotonic() + 30
+        while not store.source_reports(["C"])[0].history:  # the writer has committed that batch
+            assert time.monotonic() < deadline, "the writer never committed C"
+            time.sleep(0.01)
+        assert store.entry_count() == 0  # B was held back
         recorder.add(first)
     lines = recorder.lines_for([first, second])
 
-    assert [line.counts for line in lines] == [FetchCounts(new=1), FetchCounts(new=2)]
+    assert [line.counts for line in lines] == [FetchCounts(new=1), FetchCounts(new=1 + FLUSH_ENTRIES)]
     [stored] = [e for e in store.entries() if e.id == "shared"]
     assert stored.source == "A" and [s.source for s in stored.also] == ["B"]
 

@@ -143,6 +143,19 @@ async def _in_daemon_thread(
     return await done
 
 
+async def _in_pool(
+    pool: concurrent.futures.Executor, source: Source, fetched: Fetched, tz: ZoneInfo, settings: FetchSettings
+) -> Parsed | ParseFailure:
+    """Run ``parse_isolated`` in ``pool``, handing it the work from a thread.
+
+    A process pool starts its workers inside ``submit``, and the first one
+    waits for the fork server to come up (a few hundred milliseconds): on
+    the event loop's thread, that would hold up every other source's request.
+    """
+    submitted = await asyncio.to_thread(pool.submit, parse_isolated, source, fetched, tz, settings)
+    return await asyncio.wrap_future(submitted)
+
+
 def broken_reason(source: Source, count: int, state: SourceState, ratio: float) -> str:
     """Why a listing with ``count`` items looks broken, or ``""`` when it looks fine.
 
@@ -234,8 +247,7 @@ async def gather_one(
         if pool is None:
             outcome = await asyncio.wait_for(_in_daemon_thread(source, fetched, tz, settings), left)
         else:
-            work = asyncio.get_running_loop().run_in_executor(pool, parse_isolated, source, fetched, tz, settings)
-            outcome = await asyncio.wait_for(work, left)
+            outcome = await asyncio.wait_for(_in_pool(pool, source, fetched, tz, settings), left)
     except TimeoutError:
         return result(FetchStatus.FAILED, error=timed_out)
     except concurrent.futures.BrokenExecutor:  # BrokenProcessPool: imported only with a pool
