@@ -152,3 +152,28 @@ def test_many_sources_parse_in_worker_processes_with_the_same_results(
                 (e.title, e.link, e.published, e.authors) for e in single.entries
             ]
     assert all(pooled[f"rss-extra-{i}"].status is FetchStatus.OK for i in range(POOL_FROM))
+
+
+def _big_rss(items: int) -> bytes:
+    body = "".join(
+        f"<item><title>Item {i}</title><link>https://big.example.org/{i}</link><guid>big-{i}</guid>"
+        f"<description>{'Words of the item. ' * 20}</description></item>"
+        for i in range(items)
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{body}</channel></rss>'.encode()
+
+
+def test_a_body_waiting_for_its_parse_leaves_the_request_slot_to_the_next_source(feed_server: FeedServer) -> None:
+    # One request at a time: the small feed's request must not wait for the big feed's parse.
+    big = Source("big", SourceKind.FEED, feed_server.page("big.xml", _big_rss(2000), "application/rss+xml"))
+    small = Source("small", SourceKind.FEED, feed_server.url("feeds/rss2.xml"))
+    settings = FetchSettings(allow_private=("127.0.0.1",), deadline=60, concurrency=1, max_entries=2000)
+    seen: list[SourceResult] = []
+
+    results = gather([big, small], {}, settings, SHANGHAI, progress=seen.append)
+
+    assert [(r.source, r.status, len(r.entries)) for r in results] == [
+        ("big", FetchStatus.OK, 2000),
+        ("small", FetchStatus.OK, 3),
+    ]
+    assert [r.source for r in seen] == ["small", "big"]  # the small one was fetched and parsed meanwhile

@@ -199,10 +199,14 @@ async def gather_one(
     settings: FetchSettings,
     tz: ZoneInfo,
     pool: concurrent.futures.Executor | None = None,
+    *,
+    network: asyncio.Semaphore | None = None,
 ) -> SourceResult:
     """Fetch and parse one source; its errors become a ``failed`` or ``broken`` result.
 
-    ``pool`` runs the parsing (default: a thread).
+    ``pool`` runs the parsing (default: a thread). ``network`` is held while
+    fetching only, and the deadline starts once it is ours: a body waiting
+    for a parser no longer keeps a request slot idle.
     """
     started = time.monotonic()
 
@@ -229,13 +233,15 @@ async def gather_one(
             cut_texts=tally.cut_texts,
         )
 
-    try:
-        fetched = await fetch(client, source, state, settings)
-    except SourceError as err:
-        return result(FetchStatus.FAILED, error=collapse(err.reason))
-    except Exception as exc:  # the isolation boundary of one source's fetch
-        log.debug("%s: fetch failed", source.name, exc_info=exc)
-        return result(FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__}): {one_line(exc)}")
+    async with network if network is not None else contextlib.nullcontext():
+        started = time.monotonic()
+        try:
+            fetched = await fetch(client, source, state, settings)
+        except SourceError as err:
+            return result(FetchStatus.FAILED, error=collapse(err.reason))
+        except Exception as exc:  # the isolation boundary of one source's fetch
+            log.debug("%s: fetch failed", source.name, exc_info=exc)
+            return result(FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__}): {one_line(exc)}")
     if fetched.not_modified:
         return result(FetchStatus.NOT_MODIFIED, state=state)
     # Fetching and parsing one source share one deadline.
@@ -287,14 +293,18 @@ async def gather_async(
     client: httpx.AsyncClient | None = None,
 ) -> list[SourceResult]:
     """``gather`` for callers already inside an event loop; may share their ``client``."""
-    limit = asyncio.Semaphore(settings.concurrency)
+    # At most `concurrency` requests at a time, and at most as many bodies again waiting for a
+    # parser: a request slot is free as soon as its body is in, whatever the parsers' backlog.
+    network = asyncio.Semaphore(settings.concurrency)
+    in_hand = asyncio.Semaphore(2 * settings.concurrency)
     own = client is None
     http = client if client is not None else make_client(settings)
     pool = parse_pool(len(sources))
 
     async def run(source: Source) -> SourceResult:
-        async with limit:
-            res = await gather_one(http, source, states.get(source.name) or SourceState(), settings, tz, pool)
+        async with in_hand:
+            state = states.get(source.name) or SourceState()
+            res = await gather_one(http, source, state, settings, tz, pool, network=network)
         if progress is not None:
             progress(res)
         return res
