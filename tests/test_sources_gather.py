@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -177,3 +179,26 @@ def test_a_body_waiting_for_its_parse_leaves_the_request_slot_to_the_next_source
         ("small", FetchStatus.OK, 3),
     ]
     assert [r.source for r in seen] == ["small", "big"]  # the small one was fetched and parsed meanwhile
+
+
+def test_many_sources_all_answering_304_start_no_parser_and_load_no_parser_module(feed_server: FeedServer) -> None:
+    from digest.sources import POOL_FROM
+
+    # In a fresh process: this one has imported the parsers long ago.
+    probe = f"""
+import sys
+from zoneinfo import ZoneInfo
+from digest.config import FetchSettings
+from digest.models import Source, SourceKind, SourceState
+from digest.sources import gather
+url = {feed_server.url("etag/feeds/rss2.xml")!r}
+settings = FetchSettings(allow_private=("127.0.0.1",), deadline=10)
+[first] = gather([Source("a", SourceKind.FEED, url)], {{}}, settings, ZoneInfo("UTC"))
+assert first.state is not None
+sources = [Source(f"s{{i}}", SourceKind.FEED, url) for i in range({POOL_FROM})]
+results = gather(sources, {{s.name: first.state for s in sources}}, settings, ZoneInfo("UTC"))
+print(sorted({{r.status.value for r in results}}), "multiprocessing" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    # The first gather parsed one feed (in a thread); the 304s then needed no worker process.
+    assert done.stdout.split() == ["['not_modified']", "False"], done.stderr

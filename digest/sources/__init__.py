@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -57,6 +58,8 @@ __all__ = [
 ]
 
 Progress = Callable[[SourceResult], None]
+P = ParamSpec("P")
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -177,11 +180,18 @@ def broken_reason(source: Source, count: int, state: SourceState, ratio: float) 
 POOL_FROM = 16
 
 
+def wants_pool(count: int) -> bool:
+    """Whether parsing ``count`` sources is worth worker processes (else a thread is cheaper)."""
+    return count >= POOL_FROM and (os.cpu_count() or 1) >= 2
+
+
 def parse_pool(count: int) -> concurrent.futures.ProcessPoolExecutor | None:
     """Worker processes for parsing ``count`` sources, or None when a thread is cheaper."""
+    return _process_pool() if wants_pool(count) else None
+
+
+def _process_pool() -> concurrent.futures.ProcessPoolExecutor:
     cores = os.cpu_count() or 1
-    if count < POOL_FROM or cores < 2:
-        return None
     import multiprocessing  # here: a fetch of fewer sources never needs it
 
     # forkserver: the fetching process has threads (event loop, executor), which fork would copy mid-state.
@@ -190,6 +200,36 @@ def parse_pool(count: int) -> concurrent.futures.ProcessPoolExecutor | None:
     # instead of each worker importing them inside its first parse (and that parse's deadline).
     context.set_forkserver_preload(["digest.sources", *PARSERS])
     return concurrent.futures.ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context)
+
+
+class FirstUsePool(concurrent.futures.Executor):
+    """``parse_pool``'s workers, made by the first ``submit``: a fetch that parses nothing starts no processes.
+
+    A gathering whose sources all answer 304 has nothing to parse; making the
+    pool up front cost it the multiprocessing machinery and a resource-tracker
+    process all the same.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._stopped = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+        with self._lock:
+            if self._stopped:  # a parse handed over after the gathering ended must not start a new pool
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._pool is None:
+                self._pool = _process_pool()
+            pool = self._pool
+        return pool.submit(fn, *args, **kwargs)
+
+    def stop(self) -> None:
+        """``stop_pool`` of the pool, if one was made."""
+        with self._lock:
+            pool, self._pool, self._stopped = self._pool, None, True
+        if pool is not None:
+            stop_pool(pool)
 
 
 async def gather_one(
@@ -299,7 +339,7 @@ async def gather_async(
     in_hand = asyncio.Semaphore(2 * settings.concurrency)
     own = client is None
     http = client if client is not None else make_client(settings)
-    pool = parse_pool(len(sources))
+    pool = FirstUsePool() if wants_pool(len(sources)) else None
 
     async def run(source: Source) -> SourceResult:
         async with in_hand:
@@ -313,7 +353,7 @@ async def gather_async(
         return list(await asyncio.gather(*(run(s) for s in sources)))
     finally:
         if pool is not None:
-            stop_pool(pool)
+            pool.stop()
         if own:
             await http.aclose()
 
