@@ -111,3 +111,18 @@ def test_million_judges_its_targets_at_a_million_only_and_writes_the_subscribers
     lines = (tmp_path / "subscribers" / "subscribers.csv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 100_004 and lines[0] == "email,name,themes,timezone"
     assert lines[-1] == f"reader0100002@example.org,Reader 100002,{workload.CHOICES[100_002 % 8]},"
+
+
+def test_the_refetch_must_answer_304_everywhere_serve_no_body_and_list_no_entry(tmp_path: Path) -> None:
+    with fetch.FeedServer(3, 4, 0.0) as server:
+        folder = fetch.digest_folder(tmp_path, server, 3)
+        # Never fetched: every feed sends its body, so the "all 304" check must refuse the run.
+        with pytest.raises(RuntimeError, match="'bodies_served': 3"):
+            fetch.time_refetch(folder, server, 3)
+        _, seen = fetch.time_refetch(folder, server, 3)
+    assert seen == {"statuses": {"not_modified": 3}, "bodies_served": 0, "not_modified_served": 3, "entries_listed": 0}
+
+
+def test_report_entries_adds_up_the_listed_entries() -> None:
+    text = "│ Feed 0 │ 0 │ 0 │ 0 │ not_modified │ 0.2s │\n│ Feed 1 │ 50 │ 1 │ 2 │ ok │ 0.3s │\n"
+    assert fetch.report_entries(text) == 53

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -152,3 +154,51 @@ def test_many_sources_parse_in_worker_processes_with_the_same_results(
                 (e.title, e.link, e.published, e.authors) for e in single.entries
             ]
     assert all(pooled[f"rss-extra-{i}"].status is FetchStatus.OK for i in range(POOL_FROM))
+
+
+def _big_rss(items: int) -> bytes:
+    body = "".join(
+        f"<item><title>Item {i}</title><link>https://big.example.org/{i}</link><guid>big-{i}</guid>"
+        f"<description>{'Words of the item. ' * 20}</description></item>"
+        for i in range(items)
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{body}</channel></rss>'.encode()
+
+
+def test_a_body_waiting_for_its_parse_leaves_the_request_slot_to_the_next_source(feed_server: FeedServer) -> None:
+    # One request at a time: the small feed's request must not wait for the big feed's parse.
+    big = Source("big", SourceKind.FEED, feed_server.page("big.xml", _big_rss(2000), "application/rss+xml"))
+    small = Source("small", SourceKind.FEED, feed_server.url("feeds/rss2.xml"))
+    settings = FetchSettings(allow_private=("127.0.0.1",), deadline=60, concurrency=1, max_entries=2000)
+    seen: list[SourceResult] = []
+
+    results = gather([big, small], {}, settings, SHANGHAI, progress=seen.append)
+
+    assert [(r.source, r.status, len(r.entries)) for r in results] == [
+        ("big", FetchStatus.OK, 2000),
+        ("small", FetchStatus.OK, 3),
+    ]
+    assert [r.source for r in seen] == ["small", "big"]  # the small one was fetched and parsed meanwhile
+
+
+def test_many_sources_all_answering_304_start_no_parser_and_load_no_parser_module(feed_server: FeedServer) -> None:
+    from digest.sources import POOL_FROM
+
+    # In a fresh process: this one has imported the parsers long ago.
+    probe = f"""
+import sys
+from zoneinfo import ZoneInfo
+from digest.config import FetchSettings
+from digest.models import Source, SourceKind, SourceState
+from digest.sources import gather
+url = {feed_server.url("etag/feeds/rss2.xml")!r}
+settings = FetchSettings(allow_private=("127.0.0.1",), deadline=10)
+[first] = gather([Source("a", SourceKind.FEED, url)], {{}}, settings, ZoneInfo("UTC"))
+assert first.state is not None
+sources = [Source(f"s{{i}}", SourceKind.FEED, url) for i in range({POOL_FROM})]
+results = gather(sources, {{s.name: first.state for s in sources}}, settings, ZoneInfo("UTC"))
+print(sorted({{r.status.value for r in results}}), "multiprocessing" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    # The first gather parsed one feed (in a thread); the 304s then needed no worker process.
+    assert done.stdout.split() == ["['not_modified']", "False"], done.stderr

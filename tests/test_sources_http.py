@@ -350,3 +350,36 @@ def test_proxy_variables_are_not_used(
     assert res.status is FetchStatus.OK, res.error
     assert len(private_server.connections) == 1
     assert ipv6_server.connections == []
+
+
+def test_304s_redirects_and_error_pages_leave_their_connection_for_the_next_request(
+    keepalive_server: FeedServer,
+) -> None:
+    server = keepalive_server
+    first = _one(_feed(server.url("etag/feeds/rss2.xml")))
+    assert first.state is not None and first.state.etag
+    server.clear()
+    names = ["304 a", "redirect", "404", "304 b", "304 c"]
+    paths = ["etag/feeds/rss2.xml", "redirect/1/feeds/atom.xml", "status/404"] + ["etag/feeds/rss2.xml"] * 2
+    sources = [_feed(server.url(p), n) for n, p in zip(names, paths, strict=True)]
+    states = {n: first.state for n in names if n.startswith("304")}
+    one_at_a_time = FetchSettings(allow_private=("127.0.0.1",), deadline=5, connect_timeout=2, concurrency=1)
+
+    results = gather(sources, states, one_at_a_time, UTC)
+
+    nm, ok, failed = FetchStatus.NOT_MODIFIED, FetchStatus.OK, FetchStatus.FAILED
+    assert [r.status for r in results] == [nm, ok, failed, nm, nm]
+    assert len(server.requests) == 6  # the redirect is two
+    assert server.connections == ["127.0.0.1"]  # one connection for all six
+
+
+def test_an_error_page_too_long_to_read_through_costs_its_connection_only(keepalive_server: FeedServer) -> None:
+    server = keepalive_server
+    sources = [_feed(server.url("status/500/1024"), "huge error"), _feed(server.url("feeds/rss2.xml"))]
+    one_at_a_time = FetchSettings(allow_private=("127.0.0.1",), deadline=5, connect_timeout=2, concurrency=1)
+
+    bad, good = gather(sources, {}, one_at_a_time, UTC)
+
+    assert bad.status is FetchStatus.FAILED and bad.error == "HTTP 500 Internal Server Error"
+    assert good.status is FetchStatus.OK and len(good.entries) == 3
+    assert len(server.connections) == 2  # the 1 MB page was not read through: its connection was closed

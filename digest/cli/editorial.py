@@ -10,7 +10,6 @@ from digest import grouping
 from digest.cli.base import Context, cli, console, handle_errors, parse_week, pass_ctx, pipeline, utcnow
 from digest.errors import ConfigError
 from digest.models import IsoWeek
-from digest.pipeline.run import weeks_of
 
 
 @cli.command(name="edit")
@@ -53,6 +52,7 @@ def edit_cmd(ctx: Context, week: str | None) -> None:
 def approve_cmd(ctx: Context, week: str | None, by: str | None) -> None:
     """Approve the frozen issue for subscribers: print what it holds and its fingerprint, record who and when."""
     from digest.pipeline import approval
+    from digest.pipeline.run import weeks_of  # here: importing it loads the whole pipeline
 
     config = ctx.config
     name = approval.approver(by)

@@ -31,7 +31,6 @@ from digest.cli.reports import emit, json_option, run_report, send_report
 from digest.config import Config
 from digest.errors import ConfigError
 from digest.models import Delivery
-from digest.pipeline.alerts import source_alerts
 
 if TYPE_CHECKING:
     from digest.send import SendEvent
@@ -188,6 +187,8 @@ def run(ctx: Context, wait: bool, as_json: bool) -> None:
         from digest.cli.workers import queue_run
 
         sys.exit(queue_run(config, wait=wait))
+    from digest.pipeline.alerts import source_alerts  # here: it loads the sender, which other commands skip
+
     with pipeline.open_store(config) as store, StopSignals() as stop:
         report = pipeline.run(config, store, clock=utcnow, wait=wait, interrupt=stop.event)
         alerts = source_alerts(config, store)

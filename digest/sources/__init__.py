@@ -25,13 +25,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -39,12 +38,13 @@ import httpx
 from digest.config import FetchSettings
 from digest.errors import ParseError, SourceError
 from digest.models import Entry, FetchStatus, ListingFormat, Source, SourceKind, SourceResult, SourceState
-from digest.sources.feed import parse_feed
 from digest.sources.http import Fetched, fetch, make_client
 from digest.sources.limits import Tally, capped, keep_newest
-from digest.sources.listing_html import parse_html_listing
-from digest.sources.listing_text import parse_text_listing
 from digest.sources.text import collapse, decode, one_line
+
+#: The parsers, imported by the first parse rather than with this package: a fetch whose
+#: sources all answer 304 parses nothing and need not load feedparser and the listing parsers.
+PARSERS = ("digest.sources.feed", "digest.sources.listing_html", "digest.sources.listing_text")
 
 __all__ = [
     "ParseFailure",
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 Progress = Callable[[SourceResult], None]
+P = ParamSpec("P")
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +85,10 @@ def parse_fetched(source: Source, fetched: Fetched, tz: ZoneInfo, settings: Fetc
     The newest ``settings.max_entries`` entries are kept, each summary and
     content cut to ``settings.max_text`` characters; the cuts are counted.
     """
+    from digest.sources.feed import parse_feed
+    from digest.sources.listing_html import parse_html_listing
+    from digest.sources.listing_text import parse_text_listing
+
     settings = settings if settings is not None else FetchSettings()
     tally = Tally()
     if source.kind is SourceKind.FEED:
@@ -140,6 +146,19 @@ async def _in_daemon_thread(
     return await done
 
 
+async def _in_pool(
+    pool: concurrent.futures.Executor, source: Source, fetched: Fetched, tz: ZoneInfo, settings: FetchSettings
+) -> Parsed | ParseFailure:
+    """Run ``parse_isolated`` in ``pool``, handing it the work from a thread.
+
+    A process pool starts its workers inside ``submit``, and the first one
+    waits for the fork server to come up (a few hundred milliseconds): on
+    the event loop's thread, that would hold up every other source's request.
+    """
+    submitted = await asyncio.to_thread(pool.submit, parse_isolated, source, fetched, tz, settings)
+    return await asyncio.wrap_future(submitted)
+
+
 def broken_reason(source: Source, count: int, state: SourceState, ratio: float) -> str:
     """Why a listing with ``count`` items looks broken, or ``""`` when it looks fine.
 
@@ -161,14 +180,56 @@ def broken_reason(source: Source, count: int, state: SourceState, ratio: float) 
 POOL_FROM = 16
 
 
+def wants_pool(count: int) -> bool:
+    """Whether parsing ``count`` sources is worth worker processes (else a thread is cheaper)."""
+    return count >= POOL_FROM and (os.cpu_count() or 1) >= 2
+
+
 def parse_pool(count: int) -> concurrent.futures.ProcessPoolExecutor | None:
     """Worker processes for parsing ``count`` sources, or None when a thread is cheaper."""
+    return _process_pool() if wants_pool(count) else None
+
+
+def _process_pool() -> concurrent.futures.ProcessPoolExecutor:
     cores = os.cpu_count() or 1
-    if count < POOL_FROM or cores < 2:
-        return None
+    import multiprocessing  # here: a fetch of fewer sources never needs it
+
     # forkserver: the fetching process has threads (event loop, executor), which fork would copy mid-state.
     context = multiprocessing.get_context("forkserver")
+    # The fork server imports the parsers once, and every worker forks from it with them loaded,
+    # instead of each worker importing them inside its first parse (and that parse's deadline).
+    context.set_forkserver_preload(["digest.sources", *PARSERS])
     return concurrent.futures.ProcessPoolExecutor(max_workers=min(cores, 4), mp_context=context)
+
+
+class FirstUsePool(concurrent.futures.Executor):
+    """``parse_pool``'s workers, made by the first ``submit``: a fetch that parses nothing starts no processes.
+
+    A gathering whose sources all answer 304 has nothing to parse; making the
+    pool up front cost it the multiprocessing machinery and a resource-tracker
+    process all the same.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._stopped = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+        with self._lock:
+            if self._stopped:  # a parse handed over after the gathering ended must not start a new pool
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if self._pool is None:
+                self._pool = _process_pool()
+            pool = self._pool
+        return pool.submit(fn, *args, **kwargs)
+
+    def stop(self) -> None:
+        """``stop_pool`` of the pool, if one was made."""
+        with self._lock:
+            pool, self._pool, self._stopped = self._pool, None, True
+        if pool is not None:
+            stop_pool(pool)
 
 
 async def gather_one(
@@ -178,10 +239,14 @@ async def gather_one(
     settings: FetchSettings,
     tz: ZoneInfo,
     pool: concurrent.futures.Executor | None = None,
+    *,
+    network: asyncio.Semaphore | None = None,
 ) -> SourceResult:
     """Fetch and parse one source; its errors become a ``failed`` or ``broken`` result.
 
-    ``pool`` runs the parsing (default: a thread).
+    ``pool`` runs the parsing (default: a thread). ``network`` is held while
+    fetching only, and the deadline starts once it is ours: a body waiting
+    for a parser no longer keeps a request slot idle.
     """
     started = time.monotonic()
 
@@ -208,13 +273,15 @@ async def gather_one(
             cut_texts=tally.cut_texts,
         )
 
-    try:
-        fetched = await fetch(client, source, state, settings)
-    except SourceError as err:
-        return result(FetchStatus.FAILED, error=collapse(err.reason))
-    except Exception as exc:  # the isolation boundary of one source's fetch
-        log.debug("%s: fetch failed", source.name, exc_info=exc)
-        return result(FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__}): {one_line(exc)}")
+    async with network if network is not None else contextlib.nullcontext():
+        started = time.monotonic()
+        try:
+            fetched = await fetch(client, source, state, settings)
+        except SourceError as err:
+            return result(FetchStatus.FAILED, error=collapse(err.reason))
+        except Exception as exc:  # the isolation boundary of one source's fetch
+            log.debug("%s: fetch failed", source.name, exc_info=exc)
+            return result(FetchStatus.FAILED, error=f"fetch failed ({type(exc).__name__}): {one_line(exc)}")
     if fetched.not_modified:
         return result(FetchStatus.NOT_MODIFIED, state=state)
     # Fetching and parsing one source share one deadline.
@@ -226,11 +293,10 @@ async def gather_one(
         if pool is None:
             outcome = await asyncio.wait_for(_in_daemon_thread(source, fetched, tz, settings), left)
         else:
-            work = asyncio.get_running_loop().run_in_executor(pool, parse_isolated, source, fetched, tz, settings)
-            outcome = await asyncio.wait_for(work, left)
+            outcome = await asyncio.wait_for(_in_pool(pool, source, fetched, tz, settings), left)
     except TimeoutError:
         return result(FetchStatus.FAILED, error=timed_out)
-    except BrokenProcessPool:
+    except concurrent.futures.BrokenExecutor:  # BrokenProcessPool: imported only with a pool
         return result(FetchStatus.FAILED, error="the parser process died while parsing this source")
     except Exception as exc:  # the pool could not run the parse or send back its outcome
         return result(FetchStatus.FAILED, error=f"parse failed ({type(exc).__name__}): {one_line(exc)}")
@@ -267,14 +333,18 @@ async def gather_async(
     client: httpx.AsyncClient | None = None,
 ) -> list[SourceResult]:
     """``gather`` for callers already inside an event loop; may share their ``client``."""
-    limit = asyncio.Semaphore(settings.concurrency)
+    # At most `concurrency` requests at a time, and at most as many bodies again waiting for a
+    # parser: a request slot is free as soon as its body is in, whatever the parsers' backlog.
+    network = asyncio.Semaphore(settings.concurrency)
+    in_hand = asyncio.Semaphore(2 * settings.concurrency)
     own = client is None
     http = client if client is not None else make_client(settings)
-    pool = parse_pool(len(sources))
+    pool = FirstUsePool() if wants_pool(len(sources)) else None
 
     async def run(source: Source) -> SourceResult:
-        async with limit:
-            res = await gather_one(http, source, states.get(source.name) or SourceState(), settings, tz, pool)
+        async with in_hand:
+            state = states.get(source.name) or SourceState()
+            res = await gather_one(http, source, state, settings, tz, pool, network=network)
         if progress is not None:
             progress(res)
         return res
@@ -283,7 +353,7 @@ async def gather_async(
         return list(await asyncio.gather(*(run(s) for s in sources)))
     finally:
         if pool is not None:
-            stop_pool(pool)
+            pool.stop()
         if own:
             await http.aclose()
 

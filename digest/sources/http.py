@@ -142,6 +142,8 @@ async def _fetch_remote(
     for hop in range(settings.max_redirects + 1):
         try:
             async with client.stream("GET", url, headers=headers) as resp:
+                if not 200 <= resp.status_code < 300:
+                    await _drain(resp)
                 if resp.status_code in _REDIRECTS and "location" in resp.headers:
                     url = _redirect_target(source, resp)
                     continue
@@ -236,6 +238,25 @@ class _Decoder:
                 self.zlib = zlib.decompressobj(-zlib.MAX_WBITS)
                 return self.feed(data, budget)
             raise FetchError(self.source.name, f"corrupt {self.coding} body: {exc}") from exc
+
+
+#: The most of a body read only to keep its connection open for the next request.
+DRAIN_BYTES = 65_536
+
+
+async def _drain(resp: httpx.Response) -> None:
+    """Read a body we do not want (a 304's, a redirect's, an error page), so the connection can be reused.
+
+    httpcore puts a connection back in the pool only when its response was
+    read to the end; left unread, every 304 of a re-fetch cost a new TCP
+    (and TLS) connection. A body over ``DRAIN_BYTES`` is not worth it: the
+    connection is closed instead, as before.
+    """
+    left = DRAIN_BYTES
+    async for raw in resp.aiter_raw():
+        left -= len(raw)
+        if left < 0:
+            return
 
 
 async def _read_capped(source: Source, resp: httpx.Response, max_bytes: int) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,8 @@ from sqlalchemy import Connection, Row, Select, func, or_, select, update
 
 from digest.models import Author, Entry, FetchStatus, Sighting, SourceResult, SourceState
 from digest.store.base import StoreBase, chunked, upsert_into
-from digest.store.fetchlog import log_fetch
-from digest.store.pruning import mark_listed, pruned_ids
+from digest.store.fetchlog import log_fetches
+from digest.store.pruning import mark_listed, mark_relisted, pruned_ids
 from digest.store.schema import entries as t_entries
 from digest.store.schema import entry_sightings as t_sightings
 from digest.store.schema import sources as t_sources
@@ -176,58 +176,77 @@ class EntriesMixin(StoreBase):
         stores ``result.state`` and resets the failure count; a failed or
         broken one adds one failure and keeps the etag and item count.
         """
+        [counts] = self.record_fetches([result], now)
+        return counts
+
+    def record_fetches(self, results: Sequence[SourceResult], now: dt.datetime) -> list[FetchCounts]:
+        """``record_fetch`` of several sources in one transaction: all are stored, or none.
+
+        One commit for a batch of sources instead of one each (a fetch of many
+        sources that answer 304 writes a few rows per source). Each source's
+        entries and its new state still go in together, so an ETag is never
+        stored without the entries it stands for. A value the database refuses
+        rolls back the whole batch; the caller stores the sources one by one then.
+        """
         utc_text(now)  # refuse a naive ``now`` before touching anything
+        with self._write() as conn:
+            counts = [self._store_entries(conn, result, now) for result in results]
+            # Before their last_ok moves (below): a 304 lists again what the previous listing did.
+            mark_relisted(conn, [r.source for r in results if r.status == FetchStatus.NOT_MODIFIED], now)
+            self._record_sources(conn, results, now)
+            log_fetches(conn, [(r, (c.new, c.updated, c.unchanged)) for r, c in zip(results, counts, strict=True)], now)
+        return counts
+
+    def _store_entries(self, conn: Connection, result: SourceResult, now: dt.datetime) -> FetchCounts:
+        """Store one source's entries and sightings (not its state: ``_record_sources``)."""
         unique: dict[str, Entry] = {}
         for entry in result.entries:
             unique[entry.id] = entry  # the last copy of a repeated id wins
         hashes = {eid: content_hash(e) for eid, e in unique.items()}
-        with self._write() as conn:
-            known: dict[str, tuple[str, str, dt.datetime]] = {}
-            for ids in chunked(list(unique), 500):
-                query = select(t_entries.c.id, t_entries.c.source, t_entries.c.content_hash, t_entries.c.first_seen)
-                for eid, owner, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
-                    known[eid] = (owner, old_hash, first_seen)
-            # Ids `digest prune` deleted: listed again, they are unchanged, never new.
-            pruned = pruned_ids(conn, [eid for eid in unique if eid not in known])
-            # Ids stored from another source: this source's earlier sightings of them.
-            foreign = [eid for eid, (owner, _, _) in known.items() if owner != unique[eid].source]
-            sighted = self._sighting_hashes(conn, result.source, foreign)
-            rows: list[dict[str, Any]] = []
-            sightings: list[dict[str, Any]] = []
-            new = updated = 0
-            listed: list[str] = []
-            for eid, entry in unique.items():
-                old = known.get(eid)
-                if eid in pruned:
-                    continue
-                if old is None:
-                    new += 1
-                    rows.append(_entry_row(entry, hashes[eid], now, now))
-                elif old[0] != entry.source:
-                    seen = sighted.get(eid)
-                    if seen != hashes[eid]:
-                        new, updated = (new + 1, updated) if seen is None else (new, updated + 1)
-                        sightings.append(_sighting_row(entry, hashes[eid], now))
-                elif old[1] != hashes[eid]:
-                    updated += 1
-                    rows.append(_entry_row(entry, hashes[eid], old[2], now))
-                else:
-                    listed.append(eid)
-            if rows:
-                stmt = upsert_into(conn, t_entries)
-                keep = {"id", "first_seen"}
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[t_entries.c.id],
-                    set_={c.name: stmt.excluded[c.name] for c in t_entries.columns if c.name not in keep},
-                    where=t_entries.c.content_hash != stmt.excluded.content_hash,
-                )
-                for batch in chunked(rows, 2000):
-                    conn.execute(stmt, list(batch))
-            mark_listed(conn, result, listed, now)
-            unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
-            self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
-            self._record_source(conn, result, now)
-            log_fetch(conn, result, (new, updated, len(unique) - new - updated), now)
+        known: dict[str, tuple[str, str, dt.datetime]] = {}
+        for ids in chunked(list(unique), 500):
+            query = select(t_entries.c.id, t_entries.c.source, t_entries.c.content_hash, t_entries.c.first_seen)
+            for eid, owner, old_hash, first_seen in conn.execute(query.where(t_entries.c.id.in_(ids))):
+                known[eid] = (owner, old_hash, first_seen)
+        # Ids `digest prune` deleted: listed again, they are unchanged, never new.
+        pruned = pruned_ids(conn, [eid for eid in unique if eid not in known])
+        # Ids stored from another source: this source's earlier sightings of them.
+        foreign = [eid for eid, (owner, _, _) in known.items() if owner != unique[eid].source]
+        sighted = self._sighting_hashes(conn, result.source, foreign)
+        rows: list[dict[str, Any]] = []
+        sightings: list[dict[str, Any]] = []
+        new = updated = 0
+        listed: list[str] = []
+        for eid, entry in unique.items():
+            old = known.get(eid)
+            if eid in pruned:
+                continue
+            if old is None:
+                new += 1
+                rows.append(_entry_row(entry, hashes[eid], now, now))
+            elif old[0] != entry.source:
+                seen = sighted.get(eid)
+                if seen != hashes[eid]:
+                    new, updated = (new + 1, updated) if seen is None else (new, updated + 1)
+                    sightings.append(_sighting_row(entry, hashes[eid], now))
+            elif old[1] != hashes[eid]:
+                updated += 1
+                rows.append(_entry_row(entry, hashes[eid], old[2], now))
+            else:
+                listed.append(eid)
+        if rows:
+            stmt = upsert_into(conn, t_entries)
+            keep = {"id", "first_seen"}
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[t_entries.c.id],
+                set_={c.name: stmt.excluded[c.name] for c in t_entries.columns if c.name not in keep},
+                where=t_entries.c.content_hash != stmt.excluded.content_hash,
+            )
+            for batch in chunked(rows, 2000):
+                conn.execute(stmt, list(batch))
+        mark_listed(conn, listed, now)  # a 304 lists nothing here: record_fetches re-stamps its listing
+        unchanged_sightings = [e for e in foreign if sighted.get(e) == hashes[e]]
+        self._record_sightings(conn, result.source, sightings, unchanged_sightings, now)
         return FetchCounts(new=new, updated=updated, unchanged=len(unique) - new - updated)
 
     def _sighting_hashes(self, conn: Connection, source: str, ids: list[str]) -> dict[str, str]:
@@ -259,10 +278,15 @@ class EntriesMixin(StoreBase):
                 .values(last_seen=now)
             )
 
-    def _record_source(self, conn: Connection, result: SourceResult, now: dt.datetime) -> None:
-        stmt = upsert_into(conn, t_sources)
-        if result.status in _FAILED:
-            stmt = stmt.values(name=result.source, failures=1, last_error=result.error, last_fetch=now)
+    def _record_sources(self, conn: Connection, results: Sequence[SourceResult], now: dt.datetime) -> None:
+        """Each source's new state: one upsert for all the failed ones, one for all that worked."""
+        failed = [
+            {"name": r.source, "failures": 1, "last_error": r.error, "last_fetch": now}
+            for r in results
+            if r.status in _FAILED
+        ]
+        if failed:
+            stmt = upsert_into(conn, t_sources)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[t_sources.c.name],
                 set_={
@@ -271,19 +295,23 @@ class EntriesMixin(StoreBase):
                     "last_fetch": stmt.excluded.last_fetch,
                 },
             )
-        else:
-            values: dict[str, Any] = {"failures": 0, "last_ok": now, "last_error": None, "last_fetch": now}
-            if result.state is not None:
-                values.update(
-                    etag=result.state.etag,
-                    last_modified=result.state.last_modified,
-                    item_count=result.state.item_count,
+            conn.execute(stmt, failed)
+        worked = [r for r in results if r.status not in _FAILED]
+        # A result without a state (none is known yet) must not blank the etag: its own upsert.
+        for group in ([r for r in worked if r.state is not None], [r for r in worked if r.state is None]):
+            rows = []
+            for r in group:
+                values: dict[str, Any] = {"failures": 0, "last_ok": now, "last_error": None, "last_fetch": now}
+                if r.state is not None:
+                    values.update(etag=r.state.etag, last_modified=r.state.last_modified, item_count=r.state.item_count)
+                rows.append({"name": r.source, **values})
+            if rows:
+                stmt = upsert_into(conn, t_sources)
+                keys = [k for k in rows[0] if k != "name"]
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[t_sources.c.name], set_={k: stmt.excluded[k] for k in keys}
                 )
-            stmt = stmt.values(name=result.source, **values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[t_sources.c.name], set_={k: stmt.excluded[k] for k in values}
-            )
-        conn.execute(stmt)
+                conn.execute(stmt, rows)
 
     def entries(
         self,

@@ -1,19 +1,21 @@
 """The fetch history of each source, and the per-source report built from it.
 
-``record_fetch`` appends one row per fetch in its own transaction (through
-``log_fetch``); only the newest ``KEEP`` rows of a source are kept, so the
+``record_fetch`` (and ``record_fetches``, for a batch of sources) appends one
+row per fetch inside the transaction that stores its entries (through
+``log_fetches``); only the newest ``KEEP`` rows of a source are kept, so the
 table grows with the number of sources, not with time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, func, insert, select
 
 from digest.models import SourceResult
-from digest.store.base import StoreBase
+from digest.store.base import StoreBase, chunked
 from digest.store.schema import entries as t_entries
 from digest.store.schema import fetch_log as t_log
 from digest.store.schema import sources as t_sources
@@ -55,31 +57,34 @@ class SourceReport:
         return self.failures >= after
 
 
-def log_fetch(conn: Connection, result: SourceResult, counts: tuple[int, int, int], now: dt.datetime) -> None:
-    """Append ``result`` to the source's history inside the caller's transaction; trim old rows."""
-    new, updated, unchanged = counts
-    items = result.state.item_count if result.state is not None else None
-    conn.execute(
-        insert(t_log).values(
-            source=result.source,
-            fetched_at=now,
-            status=str(result.status),
-            new=new,
-            updated=updated,
-            unchanged=unchanged,
-            items=items,
-            elapsed=float(result.elapsed),
-            error=result.error or None,
-        )
-    )
-    newest = (
-        select(t_log.c.id)
-        .where(t_log.c.source == result.source)
-        .order_by(t_log.c.id.desc())
-        .limit(KEEP)
-        .scalar_subquery()
-    )
-    conn.execute(delete(t_log).where(t_log.c.source == result.source, t_log.c.id.not_in(newest)))
+def log_fetches(
+    conn: Connection, logged: Sequence[tuple[SourceResult, tuple[int, int, int]]], now: dt.datetime
+) -> None:
+    """Append each result to its source's history inside the caller's transaction; trim old rows.
+
+    One insert for all the rows, one trim for all the sources.
+    """
+    if not logged:
+        return
+    rows = [
+        {
+            "source": result.source,
+            "fetched_at": now,
+            "status": str(result.status),
+            "new": new,
+            "updated": updated,
+            "unchanged": unchanged,
+            "items": result.state.item_count if result.state is not None else None,
+            "elapsed": float(result.elapsed),
+            "error": result.error or None,
+        }
+        for result, (new, updated, unchanged) in logged
+    ]
+    conn.execute(insert(t_log), rows)
+    for names in chunked(sorted({result.source for result, _ in logged}), 500):
+        newest_first = func.row_number().over(partition_by=t_log.c.source, order_by=t_log.c.id.desc())
+        ranked = select(t_log.c.id, newest_first.label("n")).where(t_log.c.source.in_(names)).subquery()
+        conn.execute(delete(t_log).where(t_log.c.id.in_(select(ranked.c.id).where(ranked.c.n > KEEP))))
 
 
 class FetchLogMixin(StoreBase):

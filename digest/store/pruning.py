@@ -14,7 +14,7 @@ subscriber per issue) and the entries of sources that moved on. ``prune``
   unfinished issue carries, and keeps their ids in ``pruned_entries``, which
   ``record_fetch`` checks, so a pruned entry listed again is unchanged, not new.
 
-``last_seen`` is kept exact by ``record_fetch`` through :func:`mark_listed`:
+``last_seen`` is kept exact by ``record_fetch`` through :func:`mark_listed` and :func:`mark_relisted`:
 after any fetch that worked at time T, the entries of the source's listing
 have ``last_seen = T`` (a 304 re-stamps those of the previous listing).
 The time of the last prune is kept in ``store_keys`` (``digest run`` prunes
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 
-from digest.models import Delivery, FetchStatus, SourceResult
+from digest.models import Delivery
 from digest.store.base import StoreBase, chunked, upsert_into
 from digest.store.schema import deliveries as t_deliveries
 from digest.store.schema import delivery_counts as t_counts
@@ -65,24 +65,28 @@ def pruned_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     return out
 
 
-def mark_listed(conn: Connection, result: SourceResult, unchanged: Sequence[str], now: dt.datetime) -> None:
-    """Stamp ``last_seen`` on what ``result``'s source still lists; call before its ``last_ok`` moves.
+def mark_listed(conn: Connection, unchanged: Sequence[str], now: dt.datetime) -> None:
+    """Stamp ``last_seen`` on ``unchanged``: a source's own entries that a fetch listed unchanged.
 
-    ``unchanged`` are the ids of its own entries it listed unchanged (new and
-    updated rows are written with ``last_seen`` already). A 304 lists again
-    whatever the previous listing did: the rows stamped at its last fetch that worked.
+    New and updated rows are written with ``last_seen`` already; a 304 lists
+    again whatever the previous listing did (``mark_relisted``).
     """
-    if result.status == FetchStatus.NOT_MODIFIED:
-        prev = conn.execute(select(t_sources.c.last_ok).where(t_sources.c.name == result.source)).scalar()
-        if prev is None:
-            return
-        for table in (t_entries, t_sightings):
-            conn.execute(
-                update(table).where(table.c.source == result.source, table.c.last_seen >= prev).values(last_seen=now)
-            )
-        return
     for chunk in chunked(unchanged, 500):
         conn.execute(update(t_entries).where(t_entries.c.id.in_(chunk)).values(last_seen=now))
+
+
+def mark_relisted(conn: Connection, sources: Sequence[str], now: dt.datetime) -> None:
+    """Stamp ``last_seen`` for ``sources`` that answered 304; call before their ``last_ok`` moves.
+
+    Their previous listing is listed again: the rows (entries and sightings)
+    stamped at each one's last fetch that worked. One statement per table for
+    all of them, not one per source.
+    """
+    for chunk in chunked(sources, 500):
+        for table in (t_entries, t_sightings):
+            prev = select(t_sources.c.last_ok).where(t_sources.c.name == table.c.source).scalar_subquery()
+            stamped = update(table).where(table.c.source.in_(chunk), table.c.last_seen >= prev)
+            conn.execute(stamped.values(last_seen=now))
 
 
 def compacted_issues(conn: Connection) -> set[str]:
