@@ -18,6 +18,7 @@ and ``mark_sent`` mean (the tests compare them on SQLite and PostgreSQL).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from digest.store.schema import utc_text
 _D = Delivery
 
 
-def _batch_sql(claims: int, marks: int, include_unknown: bool) -> str:
+@functools.lru_cache(maxsize=256)
+def _batch_sql(claims: int, marks: int, include_unknown: bool, qmark: bool = True) -> str:
     """One UPDATE that marks ``marks`` rows sent and claims ``claims`` due rows, returning the rows it changed.
 
     One statement, so on SQLite it is one implicit transaction that takes the
@@ -39,7 +41,9 @@ def _batch_sql(claims: int, marks: int, include_unknown: bool) -> str:
     its last row is returned: one call into the database per message rather
     than four (BEGIN, two UPDATEs, COMMIT), each of which gave up Python's
     lock and waited to take it back from the other connections' threads.
-    Rows are found by the primary key (``issue_key``, ``email IN``).
+    Rows are found by the primary key (``issue_key``, ``email IN``). With
+    ``qmark`` the placeholders are SQLite's ``?``, else psycopg's ``%s``; each
+    shape of batch is built once (cached), not per message.
     """
     every = ", ".join("?" * (claims + marks))
     states = ", ".join(f"'{s}'" for s in [_D.PENDING.value] + ([_D.UNKNOWN.value] if include_unknown else []))
@@ -48,7 +52,7 @@ def _batch_sql(claims: int, marks: int, include_unknown: bool) -> str:
     if marks:
         due = f"({due} OR email IN ({', '.join('?' * marks)}))"
     claimed = f"email IN ({', '.join('?' * claims)})" if claims else "1 = 0"  # only marks: claims nothing
-    return (
+    sql = (
         "UPDATE deliveries SET "
         f"state = CASE WHEN {claimed} THEN '{_D.CLAIMED.value}' ELSE '{_D.SENT.value}' END, "
         f"attempts = CASE WHEN {claimed} THEN attempts + 1 ELSE attempts END, "
@@ -57,6 +61,7 @@ def _batch_sql(claims: int, marks: int, include_unknown: bool) -> str:
         f"last_error = CASE WHEN {claimed} THEN last_error ELSE NULL END, "
         f"updated_at = ? WHERE issue_key = ? AND email IN ({every}) AND {due} RETURNING email, state"
     )
+    return sql if qmark else sql.replace("?", "%s")  # psycopg's placeholders
 
 
 def _batch_params(now: str, key: str, claims: list[str], marks: list[str]) -> list[str]:
@@ -134,11 +139,11 @@ class ClaimsMixin(StoreBase):
                         if r.email not in marks and r.email not in claimers:
                             claimers[r.email] = r
                     claims = list(claimers)
-                    sql = _batch_sql(len(claims), len(marks), unknown)
+                    sql = _batch_sql(len(claims), len(marks), unknown, self._qmark)
                     params = _batch_params(
                         max(r.now for r in requests), key, claims, marks
                     )  # the latest: the commit comes after each
-                    cur.execute(sql if self._qmark else sql.replace("?", "%s"), params)
+                    cur.execute(sql, params)
                     won = {email for email, state in cur.fetchall() if state == _D.CLAIMED.value}
                     if not self._is_sqlite:
                         raw.commit()  # SQLite committed the statement itself
