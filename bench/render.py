@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,16 +144,10 @@ def reference_serialize(document: str) -> str:
 
 
 def reference_wrap(text: str, width: int = 72, indent: str = "", first: str | None = None) -> str:
-    """The text templates' ``wrap`` filter before it remembered its answers."""
-    wrapper = textwrap.TextWrapper(
-        width=width,
-        initial_indent=indent if first is None else first,
-        subsequent_indent=indent,
-        break_long_words=False,
-        break_on_hyphens=False,
-    )
-    paragraphs = [" ".join(p.split()) for p in str(text).split("\n\n")]
-    return "\n\n".join(wrapper.fill(p) for p in paragraphs if p)
+    """The text templates' ``wrap`` filter before it remembered its answers (the same function, uncached)."""
+    from digest.render.environment import _wrap_str
+
+    return str(_wrap_str.__wrapped__(str(text), width, indent, first))
 
 
 class _ReferenceInliner:

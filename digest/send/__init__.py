@@ -4,7 +4,9 @@
 a pool of SMTP connections and ``MaildirSender`` writes files to a Maildir
 (demo, dry runs). Both keep the delivery ``Ledger`` up to date message by
 message, so a killed run neither loses nor repeats a delivery.
-``make_sender`` picks one from ``[sender]`` settings.
+``make_sender`` picks one from ``[sender]`` settings. ``smtp`` runs the
+pool's workers, ``feed`` what they share, ``session`` one connection's
+dialogue and ``replies`` what a refusal means.
 
     >>> sender = make_sender(config.sender)
     >>> report = sender.send(outgoing, store, clock=lambda: now)

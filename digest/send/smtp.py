@@ -39,6 +39,7 @@ from digest.config import SenderSettings
 from digest.errors import SendError
 from digest.models import Delivery, Outgoing
 from digest.send.base import Ledger, SendAborted, SendEvent, SendReport, Tally, TokenBucket
+from digest.send.feed import Feed, Marks
 from digest.send.replies import REFUSED_US, RefusalWatch
 from digest.send.session import AfterDot, ConnectFailed, Fatal, Refused, SmtpSession
 
@@ -108,54 +109,6 @@ class SmtpSender:
         return run.execute(messages)
 
 
-class _Feed:
-    """The messages, handed to the workers as they ask: one at a time, or a batch of one issue.
-
-    Workers pull rather than a feeding thread pushing through a queue: no
-    queue hand-offs per message, and no worker sits on a batch while another
-    has nothing left to send (with many connections, the tail of a send stays
-    as parallel as its start). An error of the message source reaches the
-    worker that asked.
-    """
-
-    def __init__(self, messages: Iterable[Outgoing]) -> None:
-        self._it = iter(messages)
-        self._lock = threading.Lock()
-        self._held: Outgoing | None = None  # the first message of the next issue, taken too early
-
-    def take(self, size: int) -> list[Outgoing]:
-        """Up to ``size`` messages of one issue; empty when none are left."""
-        out: list[Outgoing] = []
-        with self._lock:
-            while len(out) < size:
-                msg, self._held = self._held, None
-                if msg is None:
-                    msg = next(self._it, None)
-                if msg is None:
-                    break
-                if out and msg.issue_key != out[0].issue_key:
-                    self._held = msg
-                    break
-                out.append(msg)
-        return out
-
-
-class _Marks:
-    """One worker's messages accepted by the server and not yet recorded ``sent``.
-
-    They ride with the worker's next claim (``claim_next``), so a connection
-    holds at most one row in doubt; ``flush`` records them on their own, at
-    the end, before the worker waits, or when the next message is of
-    another issue.
-    """
-
-    __slots__ = ("emails", "issue_key")
-
-    def __init__(self) -> None:
-        self.issue_key = ""
-        self.emails: list[str] = []
-
-
 class _Run:
     """One ``send`` call: the workers and their shared state."""
 
@@ -183,10 +136,10 @@ class _Run:
         # With claim_next a worker takes one message at a time (its marks ride with the next
         # claim); claiming ahead, or marking per batch without claim_next, it takes a batch.
         self.take = 1 if self.claim_next is not None and self.claim_many is None else sender.batch
-        self.feed: _Feed | None = None
+        self.feed: Feed | None = None
 
     def execute(self, messages: Iterable[Outgoing]) -> SendReport:
-        self.feed = _Feed(messages)
+        self.feed = Feed(messages)
         n = self.s.settings.connections
         workers = [threading.Thread(target=self.worker, name=f"smtp-{i}", daemon=True) for i in range(n)]
         for w in workers:
@@ -213,7 +166,7 @@ class _Run:
     def worker(self) -> None:
         assert self.feed is not None
         conn = SmtpSession(self.s.settings, self.s.envelope_from, self.s.local_hostname, self.s.tls)
-        marks = _Marks()
+        marks = Marks()
         try:
             while not self.stopping():
                 chunk = self.feed.take(self.take)
@@ -235,12 +188,12 @@ class _Run:
                 else:
                     conn.quit()
 
-    def flush(self, marks: _Marks) -> None:
+    def flush(self, marks: Marks) -> None:
         if marks.emails and self.mark_sent_many is not None:
             self.mark_sent_many(marks.issue_key, marks.emails, self.clock())
         marks.emails = []
 
-    def chunk(self, conn: SmtpSession, chunk: list[Outgoing], marks: _Marks) -> None:
+    def chunk(self, conn: SmtpSession, chunk: list[Outgoing], marks: Marks) -> None:
         ahead = self.claim_many is not None
         wanted: list[Outgoing] = []
         for msg in chunk:
@@ -288,7 +241,7 @@ class _Run:
         self.tally.add(Delivery.SKIPPED, msg.recipient)
         return False
 
-    def claim(self, key: str, email: str, marks: _Marks) -> bool:
+    def claim(self, key: str, email: str, marks: Marks) -> bool:
         """Claim one row, committing the pending ``sent`` marks in the same transaction when the ledger can."""
         if self.claim_next is None or self.mark_sent_many is None:
             won = bool(self.ledger.claim(key, email, self.clock()))
