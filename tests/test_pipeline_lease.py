@@ -47,3 +47,22 @@ def test_a_final_reply_slower_than_the_lock_ttl_keeps_the_lock(tmp_path: Path, s
     assert not taken
     assert done and done[0].report.sent == sum(ws.matches(r) for r in people)
     assert not any("lock was lost" in p for p in done[0].problems)
+
+
+def test_leaving_the_lease_stops_its_heartbeat_before_releasing_the_lock(tmp_path: Path) -> None:
+    # A heartbeat left running woke up a ttl/3 after the send, found the lock gone and logged an
+    # error about a send long finished (into whatever output was current then).
+    from digest.pipeline.lease import SEND_LOCK, SendLease
+    from digest.store import Store
+
+    with Store.open(f"sqlite:///{tmp_path / 'digest.db'}") as store:
+        lease = SendLease(store, lambda: dt.datetime.now(dt.UTC), ttl=dt.timedelta(seconds=0.3))
+        with lease:
+            beat = lease._beat
+            assert beat is not None and beat.is_alive()
+            time.sleep(0.25)  # at least one refresh while held
+            assert store.lock_holder(SEND_LOCK, dt.datetime.now(dt.UTC)) == lease.owner
+        assert not beat.is_alive()
+        assert store.lock_holder(SEND_LOCK, dt.datetime.now(dt.UTC)) is None
+        time.sleep(0.25)  # a heartbeat still running would try to refresh now, and fail
+        assert lease.lost is None

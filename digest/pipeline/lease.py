@@ -101,4 +101,9 @@ class SendLease:
         self.store.refresh_lock(SEND_LOCK, self.owner, self.clock())
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        # Stop the heartbeat before the lock goes: left running, it would wake a ttl/3 later, find
+        # the lock released (or another run's) and log an error about a send long finished.
+        self._done.set()
+        if self._beat is not None:
+            self._beat.join()
         self.store.release_lock(SEND_LOCK, self.owner)
