@@ -91,24 +91,12 @@ def selections(names: tuple[str, ...], count: int) -> list[frozenset[str]]:
 
 def reference_inline(document: str) -> str:
     """The inlining every variant went through before: a fresh ``Premailer`` for each document."""
-    import logging
-
     from premailer import Premailer
 
-    from digest.render.inline import _drop_imports
+    from digest.render.inline import _OPTIONS, _drop_imports
 
-    inlined = Premailer(
-        _drop_imports(document),
-        base_url=None,
-        allow_network=False,
-        allow_loading_external_files=False,
-        strip_important=False,
-        keep_style_tags=False,
-        remove_classes=False,
-        disable_validation=True,
-        disable_link_rewrites=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
+    # digest's own premailer options: the reference differs in how it inlines, not in what.
+    inlined = Premailer(_drop_imports(document), **_OPTIONS).transform()
     return reference_serialize(inlined)
 
 

@@ -136,12 +136,11 @@ class _Run:
         # With claim_next a worker takes one message at a time (its marks ride with the next
         # claim); claiming ahead, or marking per batch without claim_next, it takes a batch.
         self.take = 1 if self.claim_next is not None and self.claim_many is None else sender.batch
-        self.feed: Feed | None = None
 
     def execute(self, messages: Iterable[Outgoing]) -> SendReport:
-        self.feed = Feed(messages)
+        feed = Feed(messages)
         n = self.s.settings.connections
-        workers = [threading.Thread(target=self.worker, name=f"smtp-{i}", daemon=True) for i in range(n)]
+        workers = [threading.Thread(target=self.worker, args=(feed,), name=f"smtp-{i}", daemon=True) for i in range(n)]
         for w in workers:
             w.start()
         try:
@@ -163,13 +162,12 @@ class _Run:
         """No new message may be claimed: the run failed, or was interrupted."""
         return self.stop.is_set() or self.interrupt.is_set()
 
-    def worker(self) -> None:
-        assert self.feed is not None
+    def worker(self, feed: Feed) -> None:
         conn = SmtpSession(self.s.settings, self.s.envelope_from, self.s.local_hostname, self.s.tls)
         marks = Marks()
         try:
             while not self.stopping():
-                chunk = self.feed.take(self.take)
+                chunk = feed.take(self.take)
                 if not chunk:
                     break
                 if marks.emails and chunk[0].issue_key != marks.issue_key:
